@@ -1,0 +1,77 @@
+"""LiteRT (``ai-edge-litert``) backend; XNNPACK is its default CPU delegate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError
+from ..quant import dequantize, quantize
+from . import BackendOptions, first_line, image_input_spec, to_probabilities
+
+
+class LiteRtBackend:
+    name = "litert"
+
+    def __init__(self, path: Path, options: BackendOptions) -> None:
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:  # old devices: tflite-runtime as a fallback
+            try:
+                from tflite_runtime.interpreter import Interpreter
+            except ImportError:
+                raise ModelError("no TFLite runtime: pip install ai-edge-litert") from None
+        try:
+            self._interpreter = Interpreter(model_path=str(path), num_threads=options.num_threads)
+            self._interpreter.allocate_tensors()
+        except Exception as exc:  # LiteRT raises ValueError/RuntimeError with long texts
+            raise ModelError(f"{path.name}: not a loadable TFLite model ({first_line(exc)})") from None
+        inputs = self._interpreter.get_input_details()
+        outputs = self._interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(f"{path.name}: expected 1 input and 1 output, got {len(inputs)} and {len(outputs)}")
+        self._input, self._output = inputs[0], outputs[0]
+        signature = self._input.get("shape_signature", self._input["shape"])
+        self.input_spec = image_input_spec(list(signature), path.name)
+        self._batch = int(self._input["shape"][0])
+
+    def _resize(self, n: int) -> bool:
+        if n == self._batch:
+            return True
+        if not self.input_spec.dynamic_batch and n != 1:
+            return False
+        spec = self.input_spec
+        self._interpreter.resize_tensor_input(self._input["index"], [n, spec.height, spec.width, spec.channels])
+        self._interpreter.allocate_tensors()
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+        self._batch = n
+        return True
+
+    def _invoke(self, batch: np.ndarray) -> np.ndarray:
+        dtype = self._input["dtype"]
+        if dtype in (np.int8, np.uint8):
+            scale, zero_point = self._input["quantization"]
+            batch = quantize(batch, scale, zero_point, dtype)
+        else:
+            batch = batch.astype(dtype, copy=False)
+        self._interpreter.set_tensor(self._input["index"], batch)
+        self._interpreter.invoke()
+        out = self._interpreter.get_tensor(self._output["index"])
+        if self._output["dtype"] in (np.int8, np.uint8):
+            scale, zero_point = self._output["quantization"]
+            out = dequantize(out, scale, zero_point)
+        return np.array(out, np.float32)
+
+    def run(self, batch_nhwc: np.ndarray) -> np.ndarray:
+        n = len(batch_nhwc)
+        if n == 0:
+            return np.zeros((0, int(self._output["shape"][-1])), np.float32)
+        if self._resize(n):
+            return to_probabilities(self._invoke(batch_nhwc))
+        self._resize(1)  # static batch of 1: one call per face
+        return to_probabilities(np.concatenate([self._invoke(batch_nhwc[i:i + 1]) for i in range(n)]))
+
+    def close(self) -> None:
+        self._interpreter = None

@@ -1,0 +1,67 @@
+"""ONNX Runtime backend: TensorRT > CUDA > CPU providers, whichever are present."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError, OptionsError
+from . import BackendOptions, first_line, image_input_spec, to_probabilities
+
+PROVIDERS = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+
+
+def choose_providers(device: str, available: list[str]) -> list[str]:
+    """``auto``: every accelerated provider present, best first, then CPU as the fallback."""
+    if device == "auto":
+        order = [PROVIDERS["tensorrt"], PROVIDERS["cuda"]]
+        return [p for p in order if p in available] + [PROVIDERS["cpu"]]
+    wanted = PROVIDERS[device]
+    if wanted not in available:
+        raise OptionsError(f"device {device!r} needs {wanted}, but this onnxruntime has {available}")
+    return [wanted] if device == "cpu" else [wanted, PROVIDERS["cpu"]]
+
+
+class OnnxBackend:
+    name = "onnxruntime"
+
+    def __init__(self, path: Path, options: BackendOptions) -> None:
+        import onnxruntime as ort
+
+        session_options = ort.SessionOptions()
+        session_options.intra_op_num_threads = options.num_threads
+        session_options.inter_op_num_threads = 1
+        session_options.log_severity_level = 3
+        providers = choose_providers(options.device, ort.get_available_providers())
+        try:
+            self._session = ort.InferenceSession(str(path), session_options, providers=providers)
+        except Exception as exc:  # onnxruntime's errors are untyped
+            raise ModelError(f"{path.name}: not a loadable ONNX model ({first_line(exc)})") from None
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(f"{path.name}: expected 1 input and 1 output, got {len(inputs)} and {len(outputs)}")
+        shape = inputs[0].shape
+        # NCHW when dim 1 looks like channels and the last dim does not (PyTorch exports).
+        self._nchw = len(shape) == 4 and shape[1] in (1, 3) and shape[3] not in (1, 3)
+        self.input_spec = image_input_spec(shape, path.name, "NCHW" if self._nchw else "NHWC")
+        self._input_name = inputs[0].name
+        self._dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
+        self.providers = self._session.get_providers()
+
+    def run(self, batch_nhwc: np.ndarray) -> np.ndarray:
+        batch = batch_nhwc.transpose(0, 3, 1, 2) if self._nchw else batch_nhwc
+        batch = np.ascontiguousarray(batch, self._dtype)
+        if self.input_spec.dynamic_batch or len(batch) == 1:
+            out = self._session.run(None, {self._input_name: batch})[0]
+        else:
+            out = np.concatenate([self._session.run(None, {self._input_name: batch[i:i + 1]})[0]
+                                  for i in range(len(batch))])
+        return to_probabilities(out)
+
+    def close(self) -> None:
+        self._session = None

@@ -1,0 +1,159 @@
+"""Expression classifier: preprocess -> backend.run -> postprocess, batched over faces.
+
+The model file's metadata says how to feed it (size, colour, scaling) and how to name its
+outputs; a file without metadata (someone else's ``.tflite``) takes them from the options.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from .backends import BackendOptions, check_model_file, open_backend
+from .errors import ModelError, OptionsError
+from .metadata import FER2013_LABELS, ModelMeta, read_model_meta
+from .types import Expression, Face
+
+LABEL_PRESETS = {"fer2013": FER2013_LABELS}
+DEFAULT_MODEL = Path(__file__).parent / "models" / "edgenet_fer2013_int8.tflite"
+
+
+def parse_labels(text: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """``"fer2013"`` (a preset) or a comma-separated list of names."""
+    if text is None or isinstance(text, (tuple, list)):
+        return tuple(text) if text else None
+    if text in LABEL_PRESETS:
+        return LABEL_PRESETS[text]
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if len(names) < 2:
+        raise OptionsError(f"labels must be a preset {sorted(LABEL_PRESETS)} or >= 2 comma-separated names, got {text!r}")
+    return names
+
+
+@dataclass(frozen=True)
+class ClassifierOptions:
+    """``labels``/``scale``/``offset``/``color`` override or stand in for the file's metadata."""
+
+    model_path: str | Path = DEFAULT_MODEL
+    num_threads: int = 2
+    device: str = "auto"
+    labels: tuple[str, ...] | None = None
+    scale: float | None = None
+    offset: float | None = None
+    color: str | None = None
+
+
+class ExpressionClassifier:
+    """Classify face crops. Use :meth:`create_from_options` and close it (or use ``with``)."""
+
+    def __init__(self, backend, meta: ModelMeta, model_path: Path) -> None:
+        self._backend = backend
+        self.meta = meta
+        self.model_path = model_path
+
+    @classmethod
+    def create_from_options(cls, options: ClassifierOptions) -> "ExpressionClassifier":
+        path = check_model_file(options.model_path)
+        backend = open_backend(path, BackendOptions(options.num_threads, options.device))
+        try:
+            meta = resolve_meta(path, backend.input_spec, options)
+        except BaseException:
+            backend.close()
+            raise
+        return cls(backend, meta, path)
+
+    @classmethod
+    def create_from_model_path(cls, path: str | Path) -> "ExpressionClassifier":
+        return cls.create_from_options(ClassifierOptions(model_path=path))
+
+    @property
+    def backend_name(self) -> str:
+        return self._backend.name
+
+    @property
+    def providers(self) -> list[str]:
+        return list(getattr(self._backend, "providers", ["XNNPACK"]))
+
+    # preprocess -------------------------------------------------------------------------
+    def crop(self, frame_bgr: np.ndarray, face: Face) -> np.ndarray:
+        """The face's pixels (with the model's margin), clipped to the frame."""
+        x, y, w, h = face.box_xywh
+        m = self.meta.crop_margin
+        x0, y0 = int(round(x - m * w)), int(round(y - m * h))
+        x1, y1 = int(round(x + w + m * w)), int(round(y + h + m * h))
+        H, W = frame_bgr.shape[:2]
+        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(W, x1), min(H, y1)
+        return frame_bgr[y0:y1, x0:x1]
+
+    def preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """Crops (BGR HxWx3 or gray HxW, uint8) -> float batch NHWC as the model expects."""
+        h, w = self.meta.input_size_hw
+        out = np.empty((len(crops), h, w, self.meta.channels), np.float32)
+        for i, crop in enumerate(crops):
+            if crop.size == 0:
+                raise ModelError("empty face crop: the face box lies outside the frame")
+            if crop.ndim == 2:
+                image = crop if self.meta.color == "gray" else cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR)
+            elif self.meta.color == "gray":
+                image = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+            else:
+                image = crop
+            if self.meta.color == "rgb" and image.ndim == 3:
+                image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+            if image.shape[:2] != (h, w):
+                shrink = image.shape[0] > h or image.shape[1] > w
+                image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+            out[i] = image.reshape(h, w, self.meta.channels)
+        return out * np.float32(self.meta.scale) + np.float32(self.meta.offset)
+
+    # forward + postprocess -----------------------------------------------------------------
+    def predict_proba(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """Probabilities (N, classes) for a list of crops, in one batched call."""
+        if not len(crops):
+            return np.zeros((0, len(self.meta.labels)), np.float32)
+        probs = self._backend.run(self.preprocess(crops))
+        if probs.shape[1] != len(self.meta.labels):
+            raise ModelError(f"model outputs {probs.shape[1]} scores but has {len(self.meta.labels)} labels")
+        return probs
+
+    def to_expression(self, probs: np.ndarray) -> Expression:
+        best = int(np.argmax(probs))
+        scores = {label: float(p) for label, p in zip(self.meta.labels, probs)}
+        return Expression(self.meta.labels[best], float(probs[best]), scores)
+
+    def classify(self, frame_bgr: np.ndarray, faces: Sequence[Face]) -> list[Expression]:
+        probs = self.predict_proba([self.crop(frame_bgr, f) for f in faces])
+        return [self.to_expression(p) for p in probs]
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+    def __enter__(self) -> "ExpressionClassifier":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def resolve_meta(path: Path, spec, options: ClassifierOptions) -> ModelMeta:
+    """The file's metadata with the options' overrides; checked against the model's input."""
+    meta = read_model_meta(path)
+    if meta is None:
+        if options.labels is None:
+            raise ModelError(f"{path.name} carries no edge-fer metadata: pass --labels (e.g. 'fer2013' or "
+                             "'angry,happy,...') and --input-scale/--input-offset")
+        meta = ModelMeta(labels=options.labels, input_size_hw=(spec.height, spec.width),
+                         color="gray" if spec.channels == 1 else "rgb")
+    changes = {k: v for k, v in (("labels", options.labels), ("scale", options.scale),
+                                 ("offset", options.offset), ("color", options.color)) if v is not None}
+    meta = meta.with_(**changes) if changes else meta
+    if tuple(meta.input_size_hw) != (spec.height, spec.width) or meta.channels != spec.channels:
+        raise ModelError(f"{path.name}: metadata says {meta.input_size_hw} {meta.color} but the model "
+                         f"takes {spec.height}x{spec.width}x{spec.channels}")
+    return meta

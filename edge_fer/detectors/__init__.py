@@ -1,0 +1,142 @@
+"""Face detectors behind one call: ``detect(frame_bgr) -> list[Face]``.
+
+Each detector is one wrapper class (preprocess -> forward -> postprocess) and a context
+manager. Boxes are always in pixels of the full frame the caller passed, whatever size the
+detector ran at (``detect_width`` downscales the frame first: the main speed knob).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import DetectorError, OptionsError
+from ..types import Face
+
+DETECTORS = ("haar", "ssd", "yunet", "blazeface", "rfb")
+
+#: Files each detector needs that do not ship with the package, and where they come from.
+DETECTOR_FILES = {
+    "ssd": ("res10_300x300_ssd_iter_140000.caffemodel", "res10_300x300_ssd_deploy.prototxt"),
+    "yunet": ("face_detection_yunet_2023mar.onnx",),
+    "blazeface": ("blazeface_short_range.tflite",),
+    "rfb": ("ultralight_rfb_320.onnx",),
+}
+
+
+@dataclass(frozen=True)
+class DetectorOptions:
+    """``detect_width``: frames wider than this are downscaled before detection (0: never).
+    ``min_face_px``: smallest face side to report, in full-frame pixels.
+    ``min_confidence``: None uses the detector's own default.
+    ``model_path``: the detector's file (or folder holding its files); None looks in the cache
+    folders of :func:`detector_search_dirs`."""
+
+    name: str = "haar"
+    model_path: str | None = None
+    detect_width: int = 320
+    min_face_px: int = 40
+    min_confidence: float | None = None
+    max_faces: int = 10
+    num_threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.name not in DETECTORS:
+            raise DetectorError(f"unknown detector {self.name!r}; expected one of {', '.join(DETECTORS)}")
+        if self.detect_width < 0:
+            raise OptionsError(f"detect_width must be >= 0 (0 = full size), got {self.detect_width}")
+        if self.min_face_px < 1:
+            raise OptionsError(f"min_face_px must be >= 1, got {self.min_face_px}")
+        if self.min_confidence is not None and not 0.0 <= self.min_confidence <= 1.0:
+            raise OptionsError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
+        if self.max_faces < 1:
+            raise OptionsError(f"max_faces must be >= 1, got {self.max_faces}")
+
+
+class FaceDetector(Protocol):
+    name: str
+
+    def detect(self, frame_bgr: np.ndarray) -> list[Face]: ...
+
+    def close(self) -> None: ...
+
+
+def detector_search_dirs() -> list[Path]:
+    """Where detector files are looked up: $EDGE_FER_DETECTORS, then the user cache folder."""
+    dirs = []
+    if os.environ.get("EDGE_FER_DETECTORS"):
+        dirs.append(Path(os.environ["EDGE_FER_DETECTORS"]))
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    dirs.append(cache / "edge-fer" / "detectors")
+    return dirs
+
+
+def find_detector_files(name: str, model_path: str | None) -> list[Path]:
+    """Paths of the files ``name`` needs, from ``model_path`` (a file or folder) or the caches."""
+    wanted = DETECTOR_FILES[name]
+    if model_path:
+        given = Path(model_path)
+        if given.is_file() and len(wanted) == 1:
+            return [given]
+        if given.is_file():  # ssd: the caffemodel given, the prototxt beside it
+            given = given.parent
+        if not given.exists():
+            raise DetectorError(f"detector file not found: {model_path}")
+        dirs = [given]
+    else:
+        dirs = detector_search_dirs()
+    for folder in dirs:
+        paths = [folder / f for f in wanted]
+        if all(p.is_file() and p.stat().st_size > 0 for p in paths):
+            return paths
+    where = dirs[-1]
+    raise DetectorError(f"detector {name!r} needs {' + '.join(wanted)}: put them in {where} "
+                        f"or pass --detector-model PATH (`edge-fer fetch-detectors` downloads them)")
+
+
+def downscale(frame_bgr: np.ndarray, detect_width: int) -> tuple[np.ndarray, float]:
+    """The frame at most ``detect_width`` wide, and the factor back to full-frame pixels."""
+    import cv2
+
+    width = frame_bgr.shape[1]
+    if not detect_width or width <= detect_width:
+        return frame_bgr, 1.0
+    factor = width / detect_width
+    height = max(1, int(round(frame_bgr.shape[0] / factor)))
+    return cv2.resize(frame_bgr, (detect_width, height), interpolation=cv2.INTER_AREA), factor
+
+
+def to_faces(boxes_xywh, scores, factor: float, frame_shape, options: DetectorOptions) -> list[Face]:
+    """Scale boxes to the full frame, clip them, drop small ones, keep the best ``max_faces``."""
+    H, W = frame_shape[:2]
+    faces = []
+    for (x, y, w, h), score in zip(boxes_xywh, scores):
+        x0, y0 = max(0.0, x * factor), max(0.0, y * factor)
+        x1, y1 = min(float(W), (x + w) * factor), min(float(H), (y + h) * factor)
+        bw, bh = int(round(x1 - x0)), int(round(y1 - y0))
+        if min(bw, bh) < options.min_face_px:
+            continue
+        faces.append(Face((int(round(x0)), int(round(y0)), bw, bh), float(min(1.0, max(0.0, score)))))
+    faces.sort(key=lambda f: f.score, reverse=True)
+    return faces[: options.max_faces]
+
+
+def create_detector(options: DetectorOptions = DetectorOptions()) -> FaceDetector:
+    if options.name == "haar":
+        from .haar import HaarDetector
+        return HaarDetector(options)
+    if options.name == "ssd":
+        from .ssd import SsdDetector
+        return SsdDetector(options)
+    if options.name == "yunet":
+        from .yunet import YuNetDetector
+        return YuNetDetector(options)
+    if options.name == "blazeface":
+        from .blazeface import BlazeFaceDetector
+        return BlazeFaceDetector(options)
+    from .rfb import RfbDetector
+    return RfbDetector(options)

@@ -1,0 +1,30 @@
+"""Errors that the CLI turns into one-line messages and a non-zero exit code.
+
+Every message names the bad value and, where there is one, the expected value.
+"""
+
+
+class EdgeFerError(Exception):
+    """Base class: ``str(error)`` is a single line meant for the user."""
+
+    exit_code = 2
+
+
+class InputError(EdgeFerError):
+    """A source (image, video, camera, dataset folder) that cannot be read."""
+
+
+class ModelError(EdgeFerError):
+    """A model file that is missing, corrupt or that the runtime cannot feed."""
+
+
+class DetectorError(EdgeFerError):
+    """An unknown face detector or missing detector files."""
+
+
+class OptionsError(EdgeFerError):
+    """An option value outside what the stage accepts."""
+
+
+class ConversionError(EdgeFerError):
+    """A conversion that failed or did not pass verification."""

@@ -1,0 +1,160 @@
+"""Labels and preprocessing carried inside model files.
+
+A converted model holds one JSON object under the key ``edge_fer``: in a TFLite file as an entry
+of the flatbuffer's ``metadata`` list (beside any standard TFLite metadata), in an ONNX file as a
+``metadata_props`` entry. The runtime reads it without TensorFlow or the ``onnx`` package.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from .errors import ModelError
+
+METADATA_KEY = "edge_fer"
+SCHEMA_VERSION = 1
+COLORS = ("gray", "rgb", "bgr")
+QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
+
+#: FER2013's class order (its CSV's ``emotion`` column 0..6).
+FER2013_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """What the runtime needs to feed a classifier and to name its outputs.
+
+    The model's input is ``pixel * scale + offset`` where ``pixel`` is the face crop in 0..255,
+    resized to ``input_size_hw`` and converted to ``color``.
+    """
+
+    labels: tuple[str, ...]
+    input_size_hw: tuple[int, int]
+    color: str = "gray"
+    scale: float = 1.0 / 255.0
+    offset: float = 0.0
+    quantization: str = "none"
+    source_sha256: str = ""
+    name: str = ""
+    crop_margin: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "labels", tuple(str(v) for v in self.labels))
+        object.__setattr__(self, "input_size_hw", tuple(int(v) for v in self.input_size_hw))
+        if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
+            raise ModelError(f"labels must be >= 2 distinct names, got {list(self.labels)}")
+        if len(self.input_size_hw) != 2 or min(self.input_size_hw) < 8:
+            raise ModelError(f"input_size_hw must be two sizes >= 8, got {self.input_size_hw}")
+        if self.color not in COLORS:
+            raise ModelError(f"color must be one of {COLORS}, got {self.color!r}")
+        if self.quantization not in QUANTIZATIONS:
+            raise ModelError(f"quantization must be one of {QUANTIZATIONS}, got {self.quantization!r}")
+        if not self.scale or self.scale != self.scale:
+            raise ModelError(f"scale must be a non-zero number, got {self.scale}")
+        if not 0.0 <= self.crop_margin <= 1.0:
+            raise ModelError(f"crop_margin must be in [0, 1], got {self.crop_margin}")
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.color == "gray" else 3
+
+    def with_(self, **changes) -> "ModelMeta":
+        return replace(self, **changes)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["labels"] = list(self.labels)
+        data["input_size_hw"] = list(self.input_size_hw)
+        data["schema"] = SCHEMA_VERSION
+        return json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "ModelMeta":
+        try:
+            data = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ModelError(f"model metadata {METADATA_KEY!r} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict) or "labels" not in data or "input_size_hw" not in data:
+            raise ModelError(f"model metadata {METADATA_KEY!r} lacks 'labels' or 'input_size_hw'")
+        data.pop("schema", None)
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def read_model_meta(path: str | Path) -> ModelMeta | None:
+    """Return the metadata inside a ``.tflite`` or ``.onnx`` file, or None if it has none."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".tflite":
+        text = tflite_metadata_entries(path.read_bytes()).get(METADATA_KEY)
+    elif suffix == ".onnx":
+        text = onnx_metadata_props(path).get(METADATA_KEY)
+    else:
+        raise ModelError(f"cannot read metadata from {path.name!r}: expected a .tflite or .onnx file")
+    return None if text is None else ModelMeta.from_json(text)
+
+
+def tflite_metadata_entries(model: bytes) -> dict[str, bytes]:
+    """Read the flatbuffer's ``metadata`` list (name -> buffer bytes) with no TFLite runtime.
+
+    Field numbers follow tensorflow/lite/schema/schema.fbs: Model.buffers = 4, Model.metadata =
+    6; Metadata.name = 0, Metadata.buffer = 1; Buffer.data = 0, Buffer.offset = 1, .size = 2.
+    """
+    from flatbuffers import encode, number_types
+    from flatbuffers.table import Table
+
+    def field(table: Table, index: int) -> int:
+        return table.Offset(4 + 2 * index)
+
+    def vector_tables(table: Table, index: int) -> list[Table]:
+        off = field(table, index)
+        if not off:
+            return []
+        start, count = table.Vector(off), table.VectorLen(off)
+        return [Table(table.Bytes, table.Indirect(start + 4 * i)) for i in range(count)]
+
+    try:
+        buf = bytearray(model)
+        root = Table(buf, encode.Get(number_types.UOffsetTFlags.packer_type, buf, 0))
+        buffers = vector_tables(root, 4)
+        out: dict[str, bytes] = {}
+        for entry in vector_tables(root, 6):
+            name_off = field(entry, 0)
+            if not name_off:
+                continue
+            name = entry.String(name_off + entry.Pos).decode("utf-8")
+            buf_off = field(entry, 1)
+            index = entry.Get(number_types.Uint32Flags, buf_off + entry.Pos) if buf_off else 0
+            if index >= len(buffers):
+                continue
+            data = buffers[index]
+            data_off = field(data, 0)
+            if data_off:
+                start, count = data.Vector(data_off), data.VectorLen(data_off)
+                out[name] = bytes(buf[start:start + count])
+            else:
+                o_off, s_off = field(data, 1), field(data, 2)
+                if o_off and s_off:
+                    start = data.Get(number_types.Uint64Flags, o_off + data.Pos)
+                    size = data.Get(number_types.Uint64Flags, s_off + data.Pos)
+                    out[name] = bytes(buf[start:start + size])
+        return out
+    except (IndexError, ValueError, UnicodeDecodeError, Exception) as exc:  # corrupt flatbuffer
+        raise ModelError(f"not a readable TFLite flatbuffer ({type(exc).__name__})") from None
+
+
+def onnx_metadata_props(path: Path) -> dict[str, str]:
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise ModelError(f"{path.name}: not a loadable ONNX model ({_first_line(exc)})") from None
+    return dict(session.get_modelmeta().custom_metadata_map)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

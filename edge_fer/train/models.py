@@ -1,0 +1,115 @@
+"""Classifier architectures: PyFER (the first seed), a transfer model (the second seed) and
+edge-fer's own small network, ``edgenet``, the one the package ships.
+
+Every builder takes the class count and returns an uncompiled Keras model whose input is the
+face crop's raw pixels (0..255, float): scaling lives inside the graph, so converted models need
+only ``scale=1, offset=0`` and an int8 input maps pixels exactly (scale 1, zero point -128).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import OptionsError
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """What an architecture needs from the data and how it is optimized."""
+
+    name: str
+    input_size_hw: tuple[int, int]
+    color: str  # "gray" or "rgb"
+    optimizer: str  # "sgd-pyfer" | "adam-transfer" | "adamw-cosine"
+    batch_size: int
+
+
+ARCHS = {
+    "pyfer": ArchSpec("pyfer", (64, 64), "gray", "sgd-pyfer", 64),
+    "transfer": ArchSpec("transfer", (96, 96), "rgb", "adam-transfer", 128),
+    "edgenet": ArchSpec("edgenet", (48, 48), "gray", "adamw-cosine", 64),
+}
+
+
+def arch_spec(name: str) -> ArchSpec:
+    if name not in ARCHS:
+        raise OptionsError(f"unknown architecture {name!r}; expected one of {sorted(ARCHS)}")
+    return ARCHS[name]
+
+
+def build_model(name: str, num_classes: int, weights: str | None = None):
+    spec = arch_spec(name)
+    builder = {"pyfer": build_pyfer, "transfer": build_transfer, "edgenet": build_edgenet}[name]
+    if name == "transfer":
+        return builder(num_classes, spec.input_size_hw, weights=weights)
+    return builder(num_classes, spec.input_size_hw)
+
+
+def build_pyfer(num_classes: int, size_hw=(64, 64), widths=(64, 128, 256), dense=(512, 256),
+                dropout: float = 0.25):
+    """PyFER as its paper describes it: 3x3 convolutions, stride 1, no padding, each followed by
+    ReLU -> BatchNorm -> Dropout; 2x2 max-pool, stride 2; flatten; dense layers; softmax."""
+    import keras
+    from keras import layers
+
+    x = inputs = keras.Input((*size_hw, 1), name="face")
+    x = layers.Rescaling(1.0 / 255.0, name="scale")(x)
+    for block, width in enumerate(widths):
+        for conv in range(2):
+            x = layers.Conv2D(width, 3, strides=1, padding="valid", name=f"conv{block}_{conv}")(x)
+            x = layers.ReLU(name=f"relu{block}_{conv}")(x)
+            x = layers.BatchNormalization(name=f"bn{block}_{conv}")(x)
+            x = layers.Dropout(dropout, name=f"drop{block}_{conv}")(x)
+        x = layers.MaxPooling2D(2, strides=2, name=f"pool{block}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    for i, units in enumerate(dense):
+        x = layers.Dense(units, activation="relu", name=f"dense{i}")(x)
+        x = layers.Dropout(0.5, name=f"dense_drop{i}")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="probs", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="pyfer")
+
+
+def build_transfer(num_classes: int, size_hw=(96, 96), weights: str | None = None):
+    """The second seed's head (flatten, Dense 128, Dropout 0.3, softmax) on MobileNetV2.
+
+    ``weights``: ``"imagenet"`` (needs internet once, Keras caches it), a path to a weights file
+    of the backbone, or None to train from scratch.
+    """
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((*size_hw, 3), name="face")
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale")(inputs)
+    imagenet = weights == "imagenet"
+    backbone = keras.applications.MobileNetV2(input_shape=(*size_hw, 3), include_top=False,
+                                              weights="imagenet" if imagenet else None, alpha=0.35)
+    if weights and not imagenet:
+        backbone.load_weights(weights)
+    x = backbone(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(128, activation="relu", name="dense")(x)
+    x = layers.Dropout(0.3, name="drop")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="probs", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="transfer_mobilenetv2")
+
+
+def build_edgenet(num_classes: int, size_hw=(48, 48), widths=(32, 48, 96, 192), dropout=0.4):
+    """edge-fer's small VGG-style net: one conv at full resolution, then blocks of two 3x3
+    convs (conv -> BN -> ReLU) with 2x2 pooling between, global average pooling, dropout.
+    About 0.6M parameters and ~56M multiply-adds at 48x48: int8-friendly (plain conv/ReLU)."""
+    import keras
+    from keras import layers
+
+    x = inputs = keras.Input((*size_hw, 1), name="face")
+    x = layers.Rescaling(1.0 / 255.0, name="scale")(x)
+    for block, width in enumerate(widths):
+        for conv in range(1 if block == 0 else 2):
+            x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"conv{block}_{conv}")(x)
+            x = layers.BatchNormalization(name=f"bn{block}_{conv}")(x)
+            x = layers.ReLU(name=f"relu{block}_{conv}")(x)
+        if block < len(widths) - 1:
+            x = layers.MaxPooling2D(2, name=f"pool{block}")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(dropout, name="drop")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="probs", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="edgenet")

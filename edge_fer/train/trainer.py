@@ -1,0 +1,197 @@
+"""``edge-fer train``: fit a classifier on folder-per-class face crops.
+
+Resumable (Keras ``BackupAndRestore`` after every epoch), deterministic with a seed, selects the
+best epoch on a validation folder, and writes a ``.keras`` file that records its classes and
+preprocessing. Uses a GPU when TensorFlow sees one.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, OptionsError
+from ..metadata import ModelMeta
+from .datasets import FaceDataset, load_folder
+from .models import arch_spec, build_model
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    data: tuple[str, ...]
+    out: str
+    arch: str = "edgenet"
+    epochs: int = 40
+    val: str | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    seed: int = 0
+    limit_per_class: int | None = None
+    fresh: bool = False
+    deterministic: bool = False
+    weights: str | None = None
+    verbose: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        arch_spec(self.arch)
+        if not self.data:
+            raise OptionsError("at least one --data folder is needed")
+        if self.epochs < 1:
+            raise OptionsError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise OptionsError(f"batch size must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class TrainResult:
+    model_path: str
+    epochs_run: int
+    best_epoch: int
+    val_accuracy: float | None
+    train_loss_first: float
+    train_loss_last: float
+    seconds: float
+
+
+def load_training_data(folders, spec, limit_per_class=None, seed=0, classes=None) -> FaceDataset:
+    parts = [load_folder(f, spec.input_size_hw, classes=classes, limit_per_class=limit_per_class, seed=seed)
+             for f in folders]
+    first = parts[0]
+    for part in parts[1:]:
+        if part.classes != first.classes:
+            raise InputError(f"class folders differ between datasets: {first.classes} vs {part.classes}")
+    return FaceDataset(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]),
+                       first.classes, sum((p.paths for p in parts), []), sum(p.skipped for p in parts))
+
+
+def make_tf_dataset(data: FaceDataset, color: str, batch_size: int, training: bool, seed: int):
+    import keras
+    import tensorflow as tf
+
+    x = data.images[..., None].astype("float32")
+    y = keras.utils.to_categorical(data.labels, len(data.classes)).astype("float32")
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if training:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if training:
+        augment = keras.Sequential([
+            keras.layers.RandomFlip("horizontal", seed=seed),
+            keras.layers.RandomRotation(0.04, fill_mode="reflect", seed=seed + 1),
+            keras.layers.RandomZoom(0.12, fill_mode="reflect", seed=seed + 2),
+            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed + 3),
+            keras.layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed + 4),
+            keras.layers.RandomContrast(0.25, value_range=(0, 255), seed=seed + 5),
+        ], name="augment")
+        ds = ds.map(lambda a, b: (augment(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
+    if color == "rgb":
+        ds = ds.map(lambda a, b: (tf.image.grayscale_to_rgb(a), b))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _compile(model, spec, steps_per_epoch: int, epochs: int, lr: float | None):
+    import keras
+
+    if spec.optimizer == "sgd-pyfer":  # the PyFER paper's optimizer
+        optimizer = keras.optimizers.SGD(lr or 0.001, momentum=0.9, weight_decay=0.01)
+        smoothing = 0.0
+    elif spec.optimizer == "adam-transfer":  # the second seed's optimizer
+        optimizer = keras.optimizers.Adam(lr or 0.001, beta_1=0.5)
+        smoothing = 0.0
+    else:  # edgenet: AdamW, 2-epoch warm-up, cosine decay to zero over the run
+        total = steps_per_epoch * epochs
+        warmup = min(2 * steps_per_epoch, total // 4)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=max(1, total - warmup), warmup_target=lr or 3e-3, warmup_steps=warmup)
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=5e-3)
+        smoothing = 0.1
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=smoothing),
+                  metrics=["accuracy"])
+
+
+def train(options: TrainOptions) -> TrainResult:
+    spec = arch_spec(options.arch)
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    import keras
+
+    keras.utils.set_random_seed(options.seed)
+    if options.deterministic:
+        import tensorflow as tf
+        tf.config.experimental.enable_op_determinism()
+
+    data = load_training_data(options.data, spec, options.limit_per_class, options.seed)
+    val = (load_folder(options.val, spec.input_size_hw, classes=data.classes)
+           if options.val else None)
+    if len(data.classes) < 2:
+        raise InputError(f"training needs >= 2 classes, found {list(data.classes)}")
+    batch = options.batch_size or spec.batch_size
+    train_ds = make_tf_dataset(data, spec.color, batch, True, options.seed)
+    val_ds = make_tf_dataset(val, spec.color, 256, False, options.seed) if val else None
+    steps = int(np.ceil(len(data) / batch))
+
+    backup = out / "backup"
+    if options.fresh and backup.exists():
+        shutil.rmtree(backup)
+    model = build_model(options.arch, len(data.classes), weights=options.weights)
+    _compile(model, spec, steps, options.epochs, options.learning_rate)
+    best_path = out / "best.keras"
+    monitor = "val_accuracy" if val_ds is not None else "loss"
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(backup)),
+        keras.callbacks.ModelCheckpoint(str(best_path), monitor=monitor, save_best_only=True,
+                                        mode="max" if val_ds is not None else "min"),
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
+    ]
+    if spec.optimizer == "adam-transfer":
+        callbacks += [keras.callbacks.EarlyStopping(monitor=monitor, patience=10, restore_best_weights=True),
+                      keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=5)]
+    verbose = options.verbose if options.verbose is not None else (1 if sys.stdout.isatty() else 2)
+    print(f"training {options.arch} on {len(data)} images {data.counts()} "
+          f"({data.skipped} unreadable skipped), {options.epochs} epochs, batch {batch}", flush=True)
+    started = time.time()
+    history = model.fit(train_ds, validation_data=val_ds, epochs=options.epochs, callbacks=callbacks,
+                        verbose=verbose)
+    seconds = time.time() - started
+
+    log = _read_history(out / "history.csv")
+    if best_path.exists():
+        model = keras.saving.load_model(best_path, compile=False, safe_mode=True)
+    meta = ModelMeta(labels=data.classes, input_size_hw=spec.input_size_hw, color=spec.color,
+                     scale=1.0, offset=0.0, name=options.arch)
+    from .keras_io import save_keras
+    model_path = save_keras(model, out / "model.keras", meta)
+    accs = log.get("val_accuracy") or []
+    best_epoch = int(np.argmax(accs)) + 1 if accs else len(log.get("loss", []))
+    losses = log.get("loss") or history.history.get("loss", [float("nan")])
+    result = TrainResult(str(model_path), len(losses), best_epoch,
+                         float(max(accs)) if accs else None, float(losses[0]), float(losses[-1]),
+                         round(seconds, 1))
+    summary = {**asdict(result), "options": asdict(options), "classes": list(data.classes),
+               "train_counts": data.counts(), "machine": platform.processor() or platform.machine(),
+               "python": platform.python_version(), "keras": keras.__version__}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return result
+
+
+def _read_history(path: Path) -> dict[str, list[float]]:
+    import csv
+
+    if not path.exists():
+        return {}
+    rows = list(csv.DictReader(path.open()))
+    by_epoch = {}
+    for row in rows:  # a resumed run appends; keep the last row of each epoch
+        by_epoch[int(row["epoch"])] = row
+    ordered = [by_epoch[k] for k in sorted(by_epoch)]
+    return {key: [float(r[key]) for r in ordered] for key in (ordered[0].keys() if ordered else [])
+            if key != "epoch"}

@@ -1,0 +1,48 @@
+"""Shared fixtures: real data from ../shared (override with $EDGE_FER_SHARED)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EDGE_FER_SHARED", REPO.parent / "shared"))
+DATA = SHARED / "data"
+MEDIA = DATA / "media"
+FER_TRAIN = DATA / "fer2013" / "train"
+FER_VAL = DATA / "fer2013" / "val"
+DETECTOR_DIR = DATA / "detectors"
+PEER_DIR = DATA / "peers" / "fer"
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"shared test data not found: {path} (set EDGE_FER_SHARED)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def media_dir() -> Path:
+    return _need(MEDIA)
+
+
+@pytest.fixture(scope="session")
+def fer_val() -> Path:
+    return _need(FER_VAL)
+
+
+@pytest.fixture(scope="session")
+def fer_train() -> Path:
+    return _need(FER_TRAIN)
+
+
+@pytest.fixture(scope="session")
+def detector_dir() -> Path:
+    return _need(DETECTOR_DIR)
+
+
+@pytest.fixture(scope="session")
+def peer_dir() -> Path:
+    return _need(PEER_DIR)
