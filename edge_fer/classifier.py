@@ -115,7 +115,11 @@ class ExpressionClassifier:
         """Probabilities (N, classes) for a list of crops, in one batched call."""
         if not len(crops):
             return np.zeros((0, len(self.meta.labels)), np.float32)
-        probs = self._backend.run(self.preprocess(crops))
+        return self.run_batch(self.preprocess(crops))
+
+    def run_batch(self, batch_nhwc: np.ndarray) -> np.ndarray:
+        """Probabilities for an already preprocessed batch (see :meth:`preprocess`)."""
+        probs = self._backend.run(batch_nhwc)
         if probs.shape[1] != len(self.meta.labels):
             raise ModelError(f"model outputs {probs.shape[1]} scores but has {len(self.meta.labels)} labels")
         return probs

@@ -75,7 +75,7 @@ def open_backend(path: str | Path, options: BackendOptions = BackendOptions()) -
 
 def image_input_spec(shape, name: str, layout: str = "NHWC") -> InputSpec:
     """Validate a model's input shape as an image batch; ``layout`` is NHWC or NCHW."""
-    dims = [d if isinstance(d, int) and d > 0 else -1 for d in shape]
+    dims = [int(d) if isinstance(d, (int, np.integer)) and d > 0 else -1 for d in shape]
     if len(dims) != 4:
         raise ModelError(f"{name}: model input shape {list(shape)} is not an image batch "
                          f"(expected 4 dims {layout})")

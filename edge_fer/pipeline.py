@@ -1,0 +1,103 @@
+"""One frame through detect -> crop/preprocess -> classify -> track/smooth, with timings.
+
+    with FerPipeline.create_from_options(PipelineOptions()) as pipeline:
+        result = pipeline.process(frame_bgr)      # FrameResult
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from .classifier import ClassifierOptions, ExpressionClassifier
+from .detectors import DetectorOptions, create_detector
+from .errors import InputError, OptionsError
+from .tracking import IouTracker
+from .types import FrameResult, TrackedFace
+
+STAGES = ("detect", "preprocess", "classify", "track", "total")
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """``detect_every``: run the detector on every Nth frame, carrying tracked boxes between.
+    ``smooth``: EMA weight of the past per track (0 = off). ``opencv_threads``: OpenCV's
+    thread pool (it competes with the classifier's ``num_threads`` for the cores)."""
+
+    classifier: ClassifierOptions = field(default_factory=ClassifierOptions)
+    detector: DetectorOptions = field(default_factory=DetectorOptions)
+    detect_every: int = 1
+    smooth: float = 0.5
+    iou_threshold: float = 0.3
+    max_track_misses: int = 5
+    opencv_threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.detect_every < 1:
+            raise OptionsError(f"detect_every must be >= 1, got {self.detect_every}")
+        if not 0.0 <= self.smooth < 1.0:
+            raise OptionsError(f"smooth must be in [0, 1), got {self.smooth}")
+        if self.opencv_threads < 0:
+            raise OptionsError(f"opencv_threads must be >= 0, got {self.opencv_threads}")
+
+
+class FerPipeline:
+    def __init__(self, options: PipelineOptions, detector, classifier: ExpressionClassifier) -> None:
+        self.options = options
+        self.detector = detector
+        self.classifier = classifier
+        self.tracker = IouTracker(options.iou_threshold, options.max_track_misses, options.smooth)
+        self._frames = 0
+
+    @classmethod
+    def create_from_options(cls, options: PipelineOptions = PipelineOptions()) -> "FerPipeline":
+        cv2.setNumThreads(options.opencv_threads)
+        classifier = ExpressionClassifier.create_from_options(options.classifier)
+        try:
+            detector = create_detector(options.detector)
+        except BaseException:
+            classifier.close()
+            raise
+        return cls(options, detector, classifier)
+
+    def process(self, frame_bgr: np.ndarray, frame_index: int | None = None,
+                time_ms: float | None = None) -> FrameResult:
+        """Detect (or carry tracked boxes), classify every face in one batch, smooth per track."""
+        if not isinstance(frame_bgr, np.ndarray) or frame_bgr.ndim not in (2, 3) or frame_bgr.size == 0:
+            raise InputError(f"frame must be a non-empty HxWx3 BGR array, got {getattr(frame_bgr, 'shape', type(frame_bgr))}")
+        index = self._frames if frame_index is None else frame_index
+        t0 = time.perf_counter()
+        if self._frames % self.options.detect_every == 0 or not self.tracker.live():
+            tracks = self.tracker.update(self.detector.detect(frame_bgr))
+        else:
+            tracks = self.tracker.live()
+        t1 = time.perf_counter()
+        crops = [self.classifier.crop(frame_bgr, t.face) for t in tracks]
+        batch = self.classifier.preprocess(crops) if crops else None
+        t2 = time.perf_counter()
+        probs = self.classifier.run_batch(batch) if crops else np.zeros((0, 0), np.float32)
+        t3 = time.perf_counter()
+        faces = tuple(TrackedFace(t.track_id, t.face,
+                                  self.classifier.to_expression(self.tracker.smooth_probs(t, p)))
+                      for t, p in zip(tracks, probs))
+        t4 = time.perf_counter()
+        self._frames += 1
+        latency = {"detect": t1 - t0, "preprocess": t2 - t1, "classify": t3 - t2, "track": t4 - t3,
+                   "total": t4 - t0}
+        return FrameResult(index, time.time() * 1000.0 if time_ms is None else time_ms, faces,
+                           {k: v * 1000.0 for k, v in latency.items()})
+
+    def close(self) -> None:
+        for handle in (self.detector, self.classifier):
+            if handle is not None:
+                handle.close()
+        self.detector = self.classifier = None
+
+    def __enter__(self) -> "FerPipeline":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

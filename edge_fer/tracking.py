@@ -1,0 +1,90 @@
+"""Stable face ids across frames (greedy IoU matching) and per-track probability smoothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import OptionsError
+from .types import Face
+
+
+def iou_xywh(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    iw = max(0, min(ax1, bx1) - max(a[0], b[0]))
+    ih = max(0, min(ay1, by1) - max(a[1], b[1]))
+    inter = iw * ih
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass
+class Track:
+    track_id: int
+    face: Face
+    probs: np.ndarray | None = None
+    misses: int = 0
+    hits: int = 1
+
+
+@dataclass
+class IouTracker:
+    """Match each new face to the live track it overlaps most (IoU >= ``iou_threshold``).
+
+    ``smooth`` is the weight of the past in the exponential moving average of each track's
+    probabilities (0 turns smoothing off). A track unseen for more than ``max_misses``
+    detections is dropped.
+    """
+
+    iou_threshold: float = 0.3
+    max_misses: int = 5
+    smooth: float = 0.5
+    tracks: list[Track] = field(default_factory=list)
+    _next_id: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.iou_threshold <= 1.0:
+            raise OptionsError(f"iou_threshold must be in [0, 1], got {self.iou_threshold}")
+        if not 0.0 <= self.smooth < 1.0:
+            raise OptionsError(f"smooth must be in [0, 1), got {self.smooth}")
+        if self.max_misses < 0:
+            raise OptionsError(f"max_misses must be >= 0, got {self.max_misses}")
+
+    def update(self, faces: list[Face]) -> list[Track]:
+        """Assign faces to tracks; returns the tracks seen in this detection, in face order."""
+        pairs = sorted(((iou_xywh(t.face.box_xywh, f.box_xywh), ti, fi)
+                        for ti, t in enumerate(self.tracks) for fi, f in enumerate(faces)), reverse=True)
+        matched: dict[int, Track] = {}
+        used_tracks: set[int] = set()
+        for iou, ti, fi in pairs:
+            if iou < self.iou_threshold:
+                break
+            if ti in used_tracks or fi in matched:
+                continue
+            track = self.tracks[ti]
+            track.face, track.misses, track.hits = faces[fi], 0, track.hits + 1
+            matched[fi] = track
+            used_tracks.add(ti)
+        for ti, track in enumerate(self.tracks):
+            if ti not in used_tracks:
+                track.misses += 1
+        self.tracks = [t for t in self.tracks if t.misses <= self.max_misses]
+        for fi, face in enumerate(faces):
+            if fi not in matched:
+                track = Track(self._next_id, face)
+                self._next_id += 1
+                self.tracks.append(track)
+                matched[fi] = track
+        return [matched[i] for i in range(len(faces))]
+
+    def live(self) -> list[Track]:
+        """Tracks matched in the latest detection (carried between detections)."""
+        return [t for t in self.tracks if t.misses == 0]
+
+    def smooth_probs(self, track: Track, probs: np.ndarray) -> np.ndarray:
+        if self.smooth == 0.0 or track.probs is None:
+            track.probs = np.array(probs, np.float32)
+        else:
+            track.probs = self.smooth * track.probs + (1.0 - self.smooth) * probs
+        return track.probs
