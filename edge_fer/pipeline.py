@@ -15,7 +15,7 @@ import numpy as np
 from .classifier import ClassifierOptions, ExpressionClassifier
 from .detectors import DetectorOptions, create_detector
 from .errors import InputError, OptionsError
-from .tracking import IouTracker
+from .tracking import IouTracker, drop_nested
 from .types import FrameResult, TrackedFace
 
 STAGES = ("detect", "preprocess", "classify", "track", "total")
@@ -49,8 +49,7 @@ class FerPipeline:
         self.options = options
         self.detector = detector
         self.classifier = classifier
-        self.tracker = IouTracker(options.iou_threshold, options.max_track_misses, options.smooth)
-        self._frames = 0
+        self.reset()
 
     @classmethod
     def create_from_options(cls, options: PipelineOptions = PipelineOptions()) -> "FerPipeline":
@@ -66,12 +65,14 @@ class FerPipeline:
     def process(self, frame_bgr: np.ndarray, frame_index: int | None = None,
                 time_ms: float | None = None) -> FrameResult:
         """Detect (or carry tracked boxes), classify every face in one batch, smooth per track."""
+        if self.classifier is None:
+            raise ValueError("this FerPipeline is closed")
         if not isinstance(frame_bgr, np.ndarray) or frame_bgr.ndim not in (2, 3) or frame_bgr.size == 0:
             raise InputError(f"frame must be a non-empty HxWx3 BGR array, got {getattr(frame_bgr, 'shape', type(frame_bgr))}")
         index = self._frames if frame_index is None else frame_index
         t0 = time.perf_counter()
         if self._frames % self.options.detect_every == 0 or not self.tracker.live():
-            tracks = self.tracker.update(self.detector.detect(frame_bgr))
+            tracks = self.tracker.update(drop_nested(self.detector.detect(frame_bgr)))
         else:
             tracks = self.tracker.live()
         t1 = time.perf_counter()
@@ -89,6 +90,12 @@ class FerPipeline:
                    "total": t4 - t0}
         return FrameResult(index, time.time() * 1000.0 if time_ms is None else time_ms, faces,
                            {k: v * 1000.0 for k, v in latency.items()})
+
+    def reset(self) -> None:
+        """Forget every track and its smoothing (call between unrelated images)."""
+        o = self.options
+        self.tracker = IouTracker(o.iou_threshold, o.max_track_misses, o.smooth)
+        self._frames = 0
 
     def close(self) -> None:
         for handle in (self.detector, self.classifier):

@@ -19,6 +19,20 @@ def iou_xywh(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> floa
     return inter / union if union > 0 else 0.0
 
 
+def drop_nested(faces: list[Face]) -> list[Face]:
+    """Drop duplicate detections: a face whose centre lies inside a kept face's box (faces
+    taken by score, then by size). Detectors such as Haar sometimes report one face twice,
+    at two overlapping scales; two real faces never hold each other's centre."""
+    kept: list[Face] = []
+    for face in sorted(faces, key=lambda f: (f.score, f.box_xywh[2] * f.box_xywh[3]), reverse=True):
+        x, y, w, h = face.box_xywh
+        cx, cy = x + w / 2, y + h / 2
+        if not any(kx <= cx <= kx + kw and ky <= cy <= ky + kh for kx, ky, kw, kh in (k.box_xywh for k in kept)):
+            kept.append(face)
+    kept_ids = {id(f) for f in kept}
+    return [f for f in faces if id(f) in kept_ids]
+
+
 @dataclass
 class Track:
     track_id: int

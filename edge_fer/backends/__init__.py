@@ -7,6 +7,9 @@ and returns float32 probabilities (N, classes).
 
 from __future__ import annotations
 
+import os
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -98,3 +101,23 @@ def to_probabilities(scores: np.ndarray) -> np.ndarray:
 def first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0][:200] if lines else type(exc).__name__
+
+
+@contextmanager
+def quiet_native_stderr():
+    """Hide what native code prints on fd 2 meanwhile (LiteRT's "INFO: Created TensorFlow Lite
+    XNNPACK delegate" line on every model load); Python exceptions are unaffected."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

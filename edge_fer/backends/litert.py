@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..quant import dequantize, quantize
-from . import BackendOptions, first_line, image_input_spec, to_probabilities
+from . import BackendOptions, first_line, image_input_spec, quiet_native_stderr, to_probabilities
 
 
 class LiteRtBackend:
@@ -23,8 +23,9 @@ class LiteRtBackend:
             except ImportError:
                 raise ModelError("no TFLite runtime: pip install ai-edge-litert") from None
         try:
-            self._interpreter = Interpreter(model_path=str(path), num_threads=options.num_threads)
-            self._interpreter.allocate_tensors()
+            with quiet_native_stderr():
+                self._interpreter = Interpreter(model_path=str(path), num_threads=options.num_threads)
+                self._interpreter.allocate_tensors()
         except Exception as exc:  # LiteRT raises ValueError/RuntimeError with long texts
             raise ModelError(f"{path.name}: not a loadable TFLite model ({first_line(exc)})") from None
         inputs = self._interpreter.get_input_details()

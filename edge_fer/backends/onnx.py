@@ -1,7 +1,13 @@
-"""ONNX Runtime backend: TensorRT > CUDA > CPU providers, whichever are present."""
+"""ONNX Runtime backend: TensorRT > CUDA > CPU providers, whichever are present.
+
+TensorRT builds FP16 engines where the GPU has fast FP16 and caches them (building one takes
+minutes on a Jetson) in ``~/.cache/edge-fer/trt``; ``backend.provider`` names the provider that
+actually runs (ONNX Runtime falls back to the next one when a provider fails to start).
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +33,24 @@ def choose_providers(device: str, available: list[str]) -> list[str]:
     return [wanted] if device == "cpu" else [wanted, PROVIDERS["cpu"]]
 
 
+def trt_cache_dir() -> Path:
+    """Where TensorRT engines are cached: $XDG_CACHE_HOME (or ~/.cache)/edge-fer/trt."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edge-fer" / "trt"
+
+
+def provider_options(provider: str) -> dict[str, str]:
+    """Per-provider settings: TensorRT in FP16 with an engine cache; others as they come."""
+    if provider != PROVIDERS["tensorrt"]:
+        return {}
+    options = {"trt_fp16_enable": "True"}
+    cache = trt_cache_dir()
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError:  # read-only home: engines are rebuilt on every start
+        return options
+    return {**options, "trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache)}
+
+
 class OnnxBackend:
     name = "onnxruntime"
 
@@ -39,7 +63,8 @@ class OnnxBackend:
         session_options.log_severity_level = 3
         providers = choose_providers(options.device, ort.get_available_providers())
         try:
-            self._session = ort.InferenceSession(str(path), session_options, providers=providers)
+            self._session = ort.InferenceSession(str(path), session_options, providers=providers,
+                                                 provider_options=[provider_options(p) for p in providers])
         except Exception as exc:  # onnxruntime's errors are untyped
             raise ModelError(f"{path.name}: not a loadable ONNX model ({first_line(exc)})") from None
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
@@ -52,6 +77,7 @@ class OnnxBackend:
         self._input_name = inputs[0].name
         self._dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
         self.providers = self._session.get_providers()
+        self.provider = self.providers[0]  # the one that runs; the rest are fallbacks
 
     def run(self, batch_nhwc: np.ndarray) -> np.ndarray:
         batch = batch_nhwc.transpose(0, 3, 1, 2) if self._nchw else batch_nhwc

@@ -1,5 +1,4 @@
-"""One module per CLI command; each imports only click at import time."""
+"""One module per CLI command; each imports only click at import time.
 
-from .train import eval_command, train_command
-
-COMMANDS = [train_command, eval_command]
+edge_fer/cli.py maps command names to these modules and imports them lazily.
+"""

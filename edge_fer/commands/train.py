@@ -4,22 +4,34 @@ from __future__ import annotations
 
 import click
 
+#: edge_fer.detectors.DETECTORS, spelled out so that this module imports only click.
+CROP_DETECTORS = click.Choice(["haar", "ssd", "yunet", "blazeface", "rfb"])
+
 
 @click.command("train")
 @click.option("--data", "data", multiple=True, required=True, type=click.Path(),
-              help="Folder-per-class training images (repeat to add more, e.g. generated ones).")
+              help="Training set: a folder-per-class folder, a FER2013 CSV or a CK+ folder "
+                   "(repeat to add more, e.g. generated images).")
 @click.option("--arch", default="edgenet", show_default=True,
               help="Architecture: pyfer, transfer or edgenet.")
 @click.option("--epochs", default=40, show_default=True, type=int)
 @click.option("--out", required=True, type=click.Path(), help="Output folder (checkpoints, model.keras).")
-@click.option("--val", type=click.Path(), help="Validation folder used to select the best epoch.")
+@click.option("--val", type=click.Path(), help="Validation set used to select the best epoch.")
+@click.option("--classes", help="Class set: pyfer (6), fer2013 (7), ckplus (8) or 'a,b,c' "
+                                "(default: every class found).")
+@click.option("--crop-faces", type=CROP_DETECTORS,
+              help="Cut the largest face out of full frames (CK+) with this runtime detector.")
+@click.option("--last-frames", default=1, show_default=True, type=int,
+              help="CK+: frames taken from the end of each labelled sequence.")
+@click.option("--first-as-neutral", is_flag=True, help="CK+: also each sequence's first frame, as neutral.")
 @click.option("--batch-size", type=int, help="Default: the architecture's own.")
 @click.option("--lr", "learning_rate", type=float, help="Peak learning rate (default: the architecture's).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--limit-per-class", type=int, help="Use at most this many images per class.")
 @click.option("--fresh", is_flag=True, help="Ignore an earlier run's checkpoints in --out (default: resume).")
 @click.option("--deterministic", is_flag=True, help="Deterministic TensorFlow ops (slower).")
-@click.option("--weights", help="Transfer backbone weights: 'imagenet' (downloads once) or a file.")
+@click.option("--weights", help="Transfer backbone weights: 'imagenet' (downloads once, needs "
+                                "internet) or a weights file.")
 def train_command(**kwargs) -> None:
     """Train an expression classifier; resumes from --out's checkpoints."""
     from ..train.trainer import TrainOptions, train
@@ -32,13 +44,24 @@ def train_command(**kwargs) -> None:
 
 @click.command("eval")
 @click.option("--model", "model_path", required=True, type=click.Path(), help=".keras, .h5, .tflite or .onnx")
-@click.option("--data", required=True, type=click.Path(), help="Folder-per-class labelled face crops.")
+@click.option("--data", required=True, type=click.Path(),
+              help="Labelled faces: folder-per-class, FER2013 CSV (PublicTest rows) or CK+ folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.option("--out", type=click.Path(), help="Folder for confusion.png and confusion.json.")
 @click.option("--limit-per-class", type=int)
-def eval_command(model_path, data, as_json, out, limit_per_class) -> None:
+@click.option("--dedup-against", type=click.Path(),
+              help="Training set: also report accuracy without images that have a pixel-identical twin there.")
+@click.option("--labels", help="For a model without edge-fer metadata: 'fer2013', 'pyfer', 'ckplus' or 'a,b,c'.")
+@click.option("--input-scale", type=float, help="Model input = pixel * scale + offset (overrides metadata).")
+@click.option("--input-offset", type=float)
+@click.option("--color", help="gray, rgb or bgr (default: gray for 1 channel, rgb for 3).")
+@click.option("--crop-faces", type=CROP_DETECTORS, help="Cut faces out of full frames with this detector.")
+def eval_command(model_path, data, as_json, out, limit_per_class, dedup_against, labels,
+                 input_scale, input_offset, color, crop_faces) -> None:
     """Accuracy, per-class recall and confusion matrix of any model format."""
     from ..train.evaluate import EvalOptions, evaluate, format_report
 
-    report = evaluate(EvalOptions(model_path, data, out, limit_per_class))
+    report = evaluate(EvalOptions(model_path, data, out, limit_per_class, labels=labels,
+                                  input_scale=input_scale, input_offset=input_offset,
+                                  color=color, dedup_against=dedup_against, crop_faces=crop_faces))
     click.echo(report.to_json() if as_json else format_report(report))

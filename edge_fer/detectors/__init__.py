@@ -8,6 +8,7 @@ detector ran at (``detect_width`` downscales the frame first: the main speed kno
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -34,7 +35,9 @@ class DetectorOptions:
     ``min_face_px``: smallest face side to report, in full-frame pixels.
     ``min_confidence``: None uses the detector's own default.
     ``model_path``: the detector's file (or folder holding its files); None looks in the cache
-    folders of :func:`detector_search_dirs`."""
+    folders of :func:`detector_search_dirs`.
+    ``num_threads``: CPU threads of blazeface (LiteRT) and rfb (ONNX Runtime); haar, ssd and
+    yunet run in OpenCV's own pool (``cv2.setNumThreads``, set by the pipeline)."""
 
     name: str = "haar"
     model_path: str | None = None
@@ -55,6 +58,8 @@ class DetectorOptions:
             raise OptionsError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
         if self.max_faces < 1:
             raise OptionsError(f"max_faces must be >= 1, got {self.max_faces}")
+        if self.num_threads < 1:
+            raise OptionsError(f"num_threads must be >= 1, got {self.num_threads}")
 
 
 class FaceDetector(Protocol):
@@ -63,6 +68,16 @@ class FaceDetector(Protocol):
     def detect(self, frame_bgr: np.ndarray) -> list[Face]: ...
 
     def close(self) -> None: ...
+
+
+class _Closeable:
+    """``with detector: ...`` closes it at the end; subclasses define ``close()``."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def detector_search_dirs() -> list[Path]:
@@ -85,7 +100,8 @@ def find_detector_files(name: str, model_path: str | None) -> list[Path]:
         if given.is_file():  # ssd: the caffemodel given, the prototxt beside it
             given = given.parent
         if not given.exists():
-            raise DetectorError(f"detector file not found: {model_path}")
+            raise DetectorError(f"detector file not found: {model_path} (expected "
+                                f"{' + '.join(wanted)} or a folder holding {'them' if len(wanted) > 1 else 'it'})")
         dirs = [given]
     else:
         dirs = detector_search_dirs()
@@ -96,6 +112,30 @@ def find_detector_files(name: str, model_path: str | None) -> list[Path]:
     where = dirs[-1]
     raise DetectorError(f"detector {name!r} needs {' + '.join(wanted)}: put them in {where} "
                         f"or pass --detector-model PATH (`edge-fer fetch-detectors` downloads them)")
+
+
+def load_error(name: str, where: str | Path, exc: BaseException) -> DetectorError:
+    """The one-line error for detector files that exist but do not load (corrupt, HTML...)."""
+    from ..backends import first_line
+
+    exc = exc.__cause__ or exc  # cv2 wraps some errors in SystemError
+    # OpenCV's text: "OpenCV(4.x) /path/file.cpp:123: error: (-210:Name) what in function 'f'"
+    reason = re.sub(r"OpenCV\(.*?\) \S+: error: \(-?\d+:[^)]*\) ", "", str(exc).strip())
+    reason = first_line(re.sub(r" in function '[^']*'", "", reason).replace(str(where), Path(where).name))
+    fix = ("replace it (`edge-fer fetch-detectors --force` downloads it again)" if name in DETECTOR_FILES
+           else "leave the model path out to use the cascade OpenCV ships")
+    return DetectorError(f"{where}: not a loadable {name} detector file ({reason}); {fix}")
+
+
+def to_bgr(frame: np.ndarray) -> np.ndarray:
+    """Gray (HxW or HxWx1) and BGRA frames as 3-channel BGR; BGR frames unchanged."""
+    import cv2
+
+    if frame.ndim == 2 or frame.shape[2] == 1:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    return frame
 
 
 def downscale(frame_bgr: np.ndarray, detect_width: int) -> tuple[np.ndarray, float]:

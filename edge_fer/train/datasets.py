@@ -1,7 +1,9 @@
-"""Dataset loaders: folder-per-class (FER2013 layout), FER2013 CSV and CK+.
+"""Dataset loaders: folder-per-class (FER2013 layout, or any other), FER2013 CSV and CK+.
 
 Each loader returns a :class:`FaceDataset`: uint8 images (N, H, W) in grayscale, int labels and
-the explicit class list. Corrupt images are skipped and counted, never fatal.
+the explicit class list. Corrupt images are skipped and counted, never fatal. Datasets of full
+frames (CK+, photos) can be cut to faces with the runtime's own detectors (:mod:`.cropping`).
+:func:`load_dataset` picks the loader from what the path is.
 """
 
 from __future__ import annotations
@@ -14,16 +16,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, OptionsError
+from ..metadata import FER2013_LABELS
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 #: Explicit class sets. FER2013's order is its CSV's emotion codes 0..6.
 CLASS_SETS = {
-    "fer2013": ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"),
+    "fer2013": FER2013_LABELS,
     "pyfer": ("angry", "disgust", "fear", "happy", "sad", "surprise"),
     "ckplus": ("neutral", "angry", "contempt", "disgust", "fear", "happy", "sad", "surprise"),
 }
+CSV_USAGES = ("Training", "PublicTest", "PrivateTest")
 
 
 @dataclass
@@ -32,7 +36,8 @@ class FaceDataset:
     labels: np.ndarray  # (N,) int64 indexes into classes
     classes: tuple[str, ...]
     paths: list[str] = field(default_factory=list)
-    skipped: int = 0
+    skipped: int = 0  # unreadable images / malformed rows
+    no_face: int = 0  # frames in which the face cropper found no face
 
     def __post_init__(self) -> None:
         if len(self.images) != len(self.labels):
@@ -46,7 +51,22 @@ class FaceDataset:
 
     def subset(self, index: np.ndarray) -> "FaceDataset":
         paths = [self.paths[i] for i in index] if self.paths else []
-        return FaceDataset(self.images[index], self.labels[index], self.classes, paths)
+        return FaceDataset(self.images[index], self.labels[index], self.classes, paths,
+                           self.skipped, self.no_face)
+
+
+def resolve_classes(text: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...] | None:
+    """A preset of :data:`CLASS_SETS` (``pyfer``, ``fer2013``, ``ckplus``) or ``"a,b,c"``."""
+    if text is None or isinstance(text, (tuple, list)):
+        names = tuple(text) if text else None
+    elif text in CLASS_SETS:
+        return CLASS_SETS[text]
+    else:
+        names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if names is not None and (len(names) < 2 or len(set(names)) != len(names)):
+        raise OptionsError(f"classes must be a preset {sorted(CLASS_SETS)} or >= 2 distinct "
+                           f"comma-separated names, got {text!r}")
+    return names
 
 
 def order_classes(names: list[str]) -> tuple[str, ...]:
@@ -57,10 +77,65 @@ def order_classes(names: list[str]) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
+def fit_size(image: np.ndarray, size_hw: tuple[int, int] | None) -> np.ndarray:
+    """Resize as the runtime does (:meth:`ExpressionClassifier.preprocess`): area when
+    shrinking, bilinear when enlarging, so training and inference see the same pixels."""
+    if size_hw is None or image.shape[:2] == tuple(size_hw):
+        return image
+    h, w = size_hw
+    shrink = image.shape[0] > h or image.shape[1] > w
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def read_face(path: str | Path, size_hw=None, cropper=None) -> tuple[np.ndarray | None, str]:
+    """``(gray image, "")``, or ``(None, "skipped")`` if unreadable, or ``(None, "no_face")``
+    if ``cropper`` (which cuts out the largest face of a full frame) finds no face."""
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if cropper is None else cv2.IMREAD_COLOR)
+    if image is None or image.size == 0:
+        return None, "skipped"
+    if cropper is not None:
+        image = cropper.crop(image)
+        if image is None:
+            return None, "no_face"
+    return fit_size(image, size_hw), ""
+
+
+def read_faces(items, classes, size_hw=None, cropper=None, where: str = "dataset") -> FaceDataset:
+    """Read ``(path, label)`` pairs with :func:`read_face` into a :class:`FaceDataset`; images
+    that are unreadable or faceless are counted. One-line errors for nothing usable or mixed
+    sizes."""
+    images, labels, paths, misses = [], [], [], {"skipped": 0, "no_face": 0}
+    for path, label in items:
+        image, why = read_face(path, size_hw, cropper)
+        if image is None:
+            misses[why] += 1
+            continue
+        images.append(image)
+        labels.append(label)
+        paths.append(str(path))
+    return stack_dataset(images, labels, classes, paths, misses, where)
+
+
+def stack_dataset(images, labels, classes, paths, misses: dict, where: str) -> FaceDataset:
+    """Build a :class:`FaceDataset`; ``misses`` counts images not loaded, by reason."""
+    skipped, no_face = misses.get("skipped", 0), misses.get("no_face", 0)
+    if not images:
+        raise InputError(f"{where} holds no usable images ({skipped} unreadable, {no_face} without a face)")
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        raise InputError(f"images in {where} differ in size {sorted(shapes)[:3]}...; pass a size to resize them")
+    return FaceDataset(np.stack(images), np.asarray(labels, np.int64), tuple(classes), list(paths),
+                       skipped, no_face)
+
+
 def load_folder(root: str | Path, size_hw: tuple[int, int] | None = None,
                 classes: tuple[str, ...] | None = None, limit_per_class: int | None = None,
-                seed: int = 0) -> FaceDataset:
-    """Load a folder-per-class dataset: ``root/<class>/<image>``."""
+                seed: int = 0, cropper=None) -> FaceDataset:
+    """Load a folder-per-class dataset: ``root/<class>/<image>``.
+
+    ``classes`` picks and orders class folders (others are ignored); ``cropper`` (a
+    :class:`~edge_fer.train.cropping.FaceCropper`) cuts the largest face out of full frames.
+    """
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"dataset folder not found: {root}")
@@ -72,34 +147,23 @@ def load_folder(root: str | Path, size_hw: tuple[int, int] | None = None,
     if missing:
         raise InputError(f"dataset folder {root} lacks class folders {missing}; found {found}")
     rng = np.random.default_rng(seed)
-    images, labels, paths, skipped = [], [], [], 0
+    items = []
     for index, name in enumerate(classes):
         files = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if limit_per_class is not None and len(files) > limit_per_class:
             files = [files[i] for i in sorted(rng.choice(len(files), limit_per_class, replace=False))]
-        for path in files:
-            image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-            if image is None or image.size == 0:
-                skipped += 1
-                continue
-            if size_hw is not None and image.shape[:2] != tuple(size_hw):
-                image = cv2.resize(image, (size_hw[1], size_hw[0]), interpolation=cv2.INTER_AREA)
-            images.append(image)
-            labels.append(index)
-            paths.append(str(path))
-    if not images:
-        raise InputError(f"dataset folder {root} holds no readable images ({skipped} unreadable)")
-    shapes = {im.shape for im in images}
-    if len(shapes) > 1:
-        raise InputError(f"images in {root} differ in size {sorted(shapes)[:3]}...; pass a size to resize them")
-    return FaceDataset(np.stack(images), np.asarray(labels, np.int64), classes, paths, skipped)
+        items += [(path, index) for path in files]
+    return read_faces(items, classes, size_hw, cropper, f"dataset folder {root}")
 
 
 def load_fer2013_csv(path: str | Path, usage: str | None = "Training") -> FaceDataset:
-    """Load FER2013's original CSV (columns ``emotion,pixels,Usage``); ``usage`` filters rows."""
+    """Load FER2013's original CSV (columns ``emotion,pixels,Usage``); ``usage`` filters rows
+    (``Training``, ``PublicTest``, ``PrivateTest``; None keeps all). Malformed rows are counted."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"CSV file not found: {path}")
+    if usage is not None and usage not in CSV_USAGES:
+        raise OptionsError(f"FER2013 usage must be one of {CSV_USAGES}, got {usage!r}")
     images, labels, skipped = [], [], 0
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
@@ -114,7 +178,7 @@ def load_fer2013_csv(path: str | Path, usage: str | None = "Training") -> FaceDa
                 label = int(row["emotion"])
                 if pixels.size != 48 * 48 or not 0 <= label < 7:
                     raise ValueError
-            except (ValueError, AttributeError):
+            except (ValueError, AttributeError, OverflowError):
                 skipped += 1
                 continue
             images.append(pixels.reshape(48, 48))
@@ -124,8 +188,129 @@ def load_fer2013_csv(path: str | Path, usage: str | None = "Training") -> FaceDa
     return FaceDataset(np.stack(images), np.asarray(labels, np.int64), CLASS_SETS["fer2013"], [], skipped)
 
 
+def select_classes(dataset: FaceDataset, classes: tuple[str, ...] | None) -> FaceDataset:
+    """Keep only ``classes`` (in that order, labels renumbered); a class with no images is an
+    error. None keeps every class that has images."""
+    present = [c for c, n in dataset.counts().items() if n]
+    classes = tuple(present) if classes is None else tuple(classes)
+    missing = [c for c in classes if c not in present]
+    if missing:
+        raise InputError(f"dataset has no images of classes {missing}; it has {present}")
+    old_to_new = np.full(len(dataset.classes), -1, np.int64)
+    for new, name in enumerate(classes):
+        old_to_new[dataset.classes.index(name)] = new
+    keep = np.flatnonzero(old_to_new[dataset.labels] >= 0)
+    out = dataset.subset(keep)
+    return FaceDataset(out.images, old_to_new[out.labels], tuple(classes), out.paths, out.skipped, out.no_face)
+
+
+def limit_classes(dataset: FaceDataset, limit_per_class: int | None, seed: int = 0) -> FaceDataset:
+    """At most ``limit_per_class`` images of each class, drawn at random with ``seed``."""
+    if limit_per_class is None:
+        return dataset
+    rng = np.random.default_rng(seed)
+    keep = []
+    for index in range(len(dataset.classes)):
+        members = np.flatnonzero(dataset.labels == index)
+        if len(members) > limit_per_class:
+            members = np.sort(rng.choice(members, limit_per_class, replace=False))
+        keep.extend(members)
+    return dataset.subset(np.asarray(sorted(keep), np.int64))
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to read any dataset :func:`load_dataset` knows.
+
+    ``size_hw``: resize to this (None keeps the files' size). ``classes``: which classes, in
+    which order (None: all, FER2013's order where the names fit). ``crop_faces``: a runtime
+    detector name (haar, ssd, yunet, ...) to cut the largest face out of full frames;
+    ``detector_model`` its file. ``usage``: the FER2013 CSV rows to keep. ``last_k`` and
+    ``first_as_neutral``: which CK+ frames to take from each labelled sequence.
+    """
+
+    size_hw: tuple[int, int] | None = None
+    classes: tuple[str, ...] | None = None
+    limit_per_class: int | None = None
+    seed: int = 0
+    crop_faces: str | None = None
+    detector_model: str | None = None
+    crop_margin: float = 0.0
+    usage: str | None = "Training"
+    last_k: int = 1
+    first_as_neutral: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", resolve_classes(self.classes))
+        if self.limit_per_class is not None and self.limit_per_class < 1:
+            raise OptionsError(f"limit per class must be >= 1, got {self.limit_per_class}")
+        if self.last_k < 1:
+            raise OptionsError(f"last_k (CK+ frames per sequence) must be >= 1, got {self.last_k}")
+        if self.crop_faces is not None and self.size_hw is None:
+            raise OptionsError("cropping faces needs a size to resize them to")
+
+
+def dataset_kind(path: str | Path) -> str:
+    """``csv`` (FER2013 CSV file), ``ckplus`` (a CK+ tree) or ``folder`` (folder-per-class)."""
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() == ".csv":
+        return "csv"
+    from .ckplus import is_ckplus_root
+
+    if path.is_dir() and is_ckplus_root(path):
+        return "ckplus"
+    if path.is_file():
+        raise InputError(f"dataset {path} is a file but not a FER2013 .csv; expected a .csv, a "
+                         "folder-per-class folder or a CK+ folder")
+    return "folder"
+
+
+def load_dataset(path: str | Path, options: LoadOptions = LoadOptions()) -> FaceDataset:
+    """Load a folder-per-class folder, a FER2013 CSV or a CK+ tree, whichever ``path`` is."""
+    kind = dataset_kind(path)
+    if kind == "csv" and options.crop_faces:
+        raise OptionsError("FER2013 CSV rows are face crops already: drop --crop-faces")
+    cropper = None
+    if options.crop_faces:
+        from .cropping import open_cropper
+
+        cropper = open_cropper(options.crop_faces, options.size_hw, options.crop_margin,
+                               options.detector_model)
+    try:
+        if kind == "folder":
+            return load_folder(path, options.size_hw, options.classes, options.limit_per_class,
+                               options.seed, cropper)
+        if kind == "csv":
+            data = load_fer2013_csv(path, options.usage)
+            data = FaceDataset(np.stack([fit_size(im, options.size_hw) for im in data.images]),
+                               data.labels, data.classes, data.paths, data.skipped)
+        else:
+            from .ckplus import load_ckplus
+
+            data = load_ckplus(path, options.size_hw, options.last_k, options.first_as_neutral, cropper)
+    finally:
+        if cropper is not None:
+            cropper.close()
+    return limit_classes(select_classes(data, options.classes), options.limit_per_class, options.seed)
+
+
 def dedup_against(dataset: FaceDataset, reference: FaceDataset) -> np.ndarray:
     """Indexes of ``dataset`` whose pixels have no identical twin in ``reference``."""
     seen = {hashlib.sha1(im.tobytes()).digest() for im in reference.images}
     return np.asarray([i for i, im in enumerate(dataset.images)
                        if hashlib.sha1(im.tobytes()).digest() not in seen], np.int64)
+
+
+def save_folder(dataset: FaceDataset, root: str | Path, prefix: str = "") -> list[Path]:
+    """Write ``dataset`` as PNG files ``root/<class>/<prefix><index>.png``; returns the paths.
+    Lossless, so reloading gives the same pixels."""
+    root = Path(root)
+    written = []
+    for i, (image, label) in enumerate(zip(dataset.images, dataset.labels)):
+        folder = root / dataset.classes[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{prefix}{i:06d}.png"
+        if not cv2.imwrite(str(path), image):
+            raise InputError(f"cannot write image {path}")
+        written.append(path)
+    return written

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import InputError, OptionsError
 from ..metadata import ModelMeta
-from .datasets import FaceDataset, load_folder
+from .datasets import FaceDataset, LoadOptions, dataset_kind, load_dataset, resolve_classes
 from .models import arch_spec, build_model
 
 
@@ -38,10 +38,15 @@ class TrainOptions:
     deterministic: bool = False
     weights: str | None = None
     verbose: int | None = None
+    classes: tuple[str, ...] | str | None = None  # a CLASS_SETS preset or names; None: all found
+    crop_faces: str | None = None  # detector cutting faces out of full frames (CK+)
+    last_frames: int = 1  # CK+: frames taken from the end of each labelled sequence
+    first_as_neutral: bool = False  # CK+: also each sequence's first frame, as neutral
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         arch_spec(self.arch)
+        object.__setattr__(self, "classes", resolve_classes(self.classes))
         if not self.data:
             raise OptionsError("at least one --data folder is needed")
         if self.epochs < 1:
@@ -61,15 +66,20 @@ class TrainResult:
     seconds: float
 
 
-def load_training_data(folders, spec, limit_per_class=None, seed=0, classes=None) -> FaceDataset:
-    parts = [load_folder(f, spec.input_size_hw, classes=classes, limit_per_class=limit_per_class, seed=seed)
-             for f in folders]
+def load_training_data(folders, spec, limit_per_class=None, seed=0, classes=None,
+                       crop_faces=None, last_frames=1, first_as_neutral=False) -> FaceDataset:
+    """Load and join the training sets (folders, FER2013 CSVs or CK+ trees)."""
+    load = LoadOptions(size_hw=spec.input_size_hw, classes=classes, limit_per_class=limit_per_class,
+                       seed=seed, crop_faces=crop_faces, last_k=last_frames,
+                       first_as_neutral=first_as_neutral)
+    parts = [load_dataset(f, load) for f in folders]
     first = parts[0]
     for part in parts[1:]:
         if part.classes != first.classes:
             raise InputError(f"class folders differ between datasets: {first.classes} vs {part.classes}")
     return FaceDataset(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]),
-                       first.classes, sum((p.paths for p in parts), []), sum(p.skipped for p in parts))
+                       first.classes, sum((p.paths for p in parts), []), sum(p.skipped for p in parts),
+                       sum(p.no_face for p in parts))
 
 
 def make_tf_dataset(data: FaceDataset, color: str, batch_size: int, training: bool, seed: int):
@@ -129,8 +139,15 @@ def train(options: TrainOptions) -> TrainResult:
         import tensorflow as tf
         tf.config.experimental.enable_op_determinism()
 
-    data = load_training_data(options.data, spec, options.limit_per_class, options.seed)
-    val = (load_folder(options.val, spec.input_size_hw, classes=data.classes)
+    ckplus = (options.last_frames, options.first_as_neutral)
+    if ckplus != (1, False) and not any(dataset_kind(p) == "ckplus" for p in options.data):
+        raise OptionsError("--last-frames/--first-as-neutral apply to CK+ folders; no --data is one")
+    data = load_training_data(options.data, spec, options.limit_per_class, options.seed, options.classes,
+                              options.crop_faces, *ckplus)
+    val = (load_dataset(options.val, LoadOptions(size_hw=spec.input_size_hw, classes=data.classes,
+                                                 usage="PublicTest", crop_faces=options.crop_faces,
+                                                 last_k=options.last_frames,
+                                                 first_as_neutral=options.first_as_neutral))
            if options.val else None)
     if len(data.classes) < 2:
         raise InputError(f"training needs >= 2 classes, found {list(data.classes)}")
@@ -157,7 +174,8 @@ def train(options: TrainOptions) -> TrainResult:
                       keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=5)]
     verbose = options.verbose if options.verbose is not None else (1 if sys.stdout.isatty() else 2)
     print(f"training {options.arch} on {len(data)} images {data.counts()} "
-          f"({data.skipped} unreadable skipped), {options.epochs} epochs, batch {batch}", flush=True)
+          f"({data.skipped} unreadable skipped, {data.no_face} without a face), {options.epochs} epochs, "
+          f"batch {batch}", flush=True)
     started = time.time()
     history = model.fit(train_ds, validation_data=val_ds, epochs=options.epochs, callbacks=callbacks,
                         verbose=verbose)
@@ -193,5 +211,9 @@ def _read_history(path: Path) -> dict[str, list[float]]:
     for row in rows:  # a resumed run appends; keep the last row of each epoch
         by_epoch[int(row["epoch"])] = row
     ordered = [by_epoch[k] for k in sorted(by_epoch)]
-    return {key: [float(r[key]) for r in ordered] for key in (ordered[0].keys() if ordered else [])
-            if key != "epoch"}
+    out = {}
+    for key in (ordered[0].keys() if ordered else []):
+        values = [row[key] for row in ordered]
+        if key != "epoch" and all(v not in ("", "NA") for v in values):  # NA: not logged (no --val)
+            out[key] = [float(v) for v in values]
+    return out

@@ -1,0 +1,192 @@
+"""``convert`` (one output) and ``convert_all`` (every format into a folder).
+
+Every output is verified on held-out real faces through the runtime before it is kept: it is
+written to a temporary file beside the target and renamed into place only if its top-1
+agreement with the source model reaches the threshold.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from edge_fer.errors import ConversionError, EdgeFerError, OptionsError
+
+from .calibration import FaceSet, accuracy, preprocess, sample_faces
+from .options import ALL_VARIANTS, SUFFIXES, ConversionReport, ConvertOptions
+from .quiet import quiet
+from .sources import Source, open_source
+
+VARIANT_NAMES = {"none": "float32", "fp16": "fp16", "dynamic": "dynamic", "int8": "int8"}
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass
+class Faces:
+    """Calibration batch (float NHWC, preprocessed as the runtime does; None without a
+    calibration folder) and the verification faces with the source model's probabilities."""
+
+    calibration: np.ndarray | None
+    verify: FaceSet
+    reference: np.ndarray
+    source_accuracy: float | None
+
+
+def load_faces(options: ConvertOptions, source: Source) -> Faces:
+    meta = source.meta
+    calibration, held_out = None, None
+    if options.calibration is not None:
+        counts = [options.calibration_count] + ([] if options.verify else [options.verify_count])
+        sets = sample_faces(options.calibration, counts, meta.labels, meta.color, options.seed, "calibration")
+        calibration = preprocess(meta, sets[0].crops)
+        held_out = sets[1] if len(sets) > 1 else None
+    if held_out is None:  # ConvertOptions guarantees a calibration or a verification folder
+        held_out = sample_faces(options.verify, [options.verify_count], meta.labels, meta.color,
+                                options.seed, "verification")[0]
+    reference = source.predict(preprocess(meta, held_out.crops))
+    return Faces(calibration, held_out, reference, accuracy(reference, held_out.truth))
+
+
+def check_out(path: Path, target: str) -> Path:
+    if not path.parent.is_dir():
+        raise OptionsError(f"output folder does not exist: {path.parent}")
+    if path.is_dir():
+        raise OptionsError(f"output {path} is a folder: name a {SUFFIXES[target]} file (or use --all)")
+    if path.suffix.lower() != SUFFIXES[target]:
+        raise OptionsError(f"output {path.name!r} does not end in {SUFFIXES[target]} (target {target})")
+    return path
+
+
+def convert(options: ConvertOptions) -> ConversionReport:
+    """Convert, verify and write one model file; raises ConversionError (writing nothing) when
+    the converted model's agreement with the source is below the threshold."""
+    target = options.target
+    out = check_out(Path(options.out), target)
+    if out.resolve() == Path(options.model_path).resolve():
+        raise OptionsError(f"--out {out} is the source model itself: choose another file name")
+    with quiet(), open_source(options) as source:
+        return _convert_one(source, load_faces(options, source), options, target, out)
+
+
+def _convert_one(source: Source, faces: Faces, options: ConvertOptions, target: str,
+                 out: Path) -> ConversionReport:
+    from .onnx_out import add_onnx_metadata, to_onnx
+    from .tflite_out import add_tflite_metadata, to_tflite
+    from .verify import verify
+
+    quantization = options.quantize
+    meta = source.meta.with_(quantization=quantization)
+    calibration = faces.calibration if quantization == "int8" else None
+    started = time.perf_counter()
+    fd, name = tempfile.mkstemp(suffix=SUFFIXES[target], prefix=f".{out.stem}-", dir=out.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        if target == "tflite":
+            tmp.write_bytes(add_tflite_metadata(to_tflite(source, quantization, calibration, options.int8_io), meta))
+        else:
+            to_onnx(source, quantization, calibration, tmp)
+            add_onnx_metadata(tmp, meta)
+        seconds = time.perf_counter() - started
+        check = verify(tmp, faces.verify, faces.reference, meta, options.num_threads)
+        required = options.required_agreement
+        if check.agreement < required:
+            raise ConversionError(f"{target} {quantization} agrees with the source on {check.agreement:.1%} "
+                                  f"of {check.faces} held-out faces, below the required {required:.1%} "
+                                  f"(--min-agreement); {out.name} not written")
+        size = tmp.stat().st_size
+        tmp.chmod(0o666 & ~_umask())  # mkstemp made it private; give it a normal file's mode
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return ConversionReport(str(out), target, quantization, size, check.agreement, faces.source_accuracy,
+                            check.converted_accuracy, check.max_prob_diff, round(seconds, 2), check.faces)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def variant_path(folder: Path, stem: str, target: str, quantization: str) -> Path:
+    return folder / f"{stem}_{VARIANT_NAMES[quantization]}{SUFFIXES[target]}"
+
+
+def convert_all(options: ConvertOptions, variants=ALL_VARIANTS) -> list[ConversionReport]:
+    """Write every ``(target, quantization)`` variant into the folder ``options.out`` (created if
+    its parent exists) and ``summary.json`` there. ``options.to``/``quantize`` must be left unset.
+
+    A variant that fails is reported (``report.error``), not raised: the others still get written.
+    """
+    if options.to is not None or options.quantize != "none":
+        raise OptionsError("--all writes every format: leave out --to and --quantize")
+    if options.calibration is None and any(q == "int8" for _, q in variants):
+        raise OptionsError("--all includes full-int8 variants, which need --calibration DIR (real face crops)")
+    folder = Path(options.out)
+    if folder.exists() and not folder.is_dir():
+        raise OptionsError(f"--all needs an output folder, but {folder} is a file")
+    if not folder.parent.is_dir():
+        raise OptionsError(f"output folder does not exist: {folder.parent}")
+    folder.mkdir(exist_ok=True)
+    reports = []
+    with quiet(), open_source(options) as source:
+        faces = load_faces(options, source)
+        stem = Path(options.model_path).stem or "model"
+        for target, quantization in variants:
+            out = variant_path(folder, stem, target, quantization)
+            variant = replace(options, to=target, quantize=quantization, out=out)
+            started = time.perf_counter()
+            try:
+                reports.append(_convert_one(source, faces, variant, target, out))
+            except EdgeFerError as exc:
+                reports.append(ConversionReport(str(out), target, quantization, 0, None,
+                                                faces.source_accuracy, None, None,
+                                                round(time.perf_counter() - started, 2), len(faces.verify),
+                                                error=str(exc)))
+        summary = {"source": str(options.model_path), "source_sha256": source.meta.source_sha256,
+                   "meta": json.loads(source.meta.to_json()), "verify_faces": len(faces.verify),
+                   "calibration_faces": 0 if faces.calibration is None else len(faces.calibration),
+                   "variants": [r.to_dict() for r in reports]}
+    _write_json(folder / SUMMARY_FILE, summary)
+    return reports
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def format_summary(reports: list[ConversionReport]) -> str:
+    """A plain-text table: one row per variant."""
+    def pct(value):
+        return "   n/a" if value is None else f"{100 * value:5.1f}%"
+
+    lines = [f"{'file':34} {'format':6} {'quant':7} {'size KiB':>8} {'agree':>6} {'src acc':>7} "
+             f"{'acc':>6} {'max dp':>6} {'conv s':>6}  status"]
+    for r in reports:
+        dp = "   n/a" if r.max_prob_diff is None else f"{r.max_prob_diff:6.3f}"
+        lines.append(f"{Path(r.out_path).name:34} {r.format:6} {r.quantization:7} {r.size_bytes / 1024:8.1f} "
+                     f"{pct(r.agreement)} {pct(r.source_accuracy):>7} {pct(r.converted_accuracy)} {dp} "
+                     f"{r.seconds:6.1f}  {'ok' if r.ok else 'FAILED: ' + r.error}")
+    return "\n".join(lines)
+
+
+def format_report(report: ConversionReport) -> str:
+    """One line for one conversion."""
+    def pct(value):
+        return "n/a" if value is None else f"{100 * value:.1f}%"
+
+    return (f"wrote {report.out_path} ({report.format} {report.quantization}, {report.size_bytes / 1024:.1f} KiB, "
+            f"{report.seconds:.1f} s): agreement {pct(report.agreement)} on {report.faces} faces, accuracy "
+            f"source {pct(report.source_accuracy)} / converted {pct(report.converted_accuracy)}, "
+            f"max |dp| {report.max_prob_diff:.4f}")
+

@@ -1,0 +1,120 @@
+"""Real face crops for int8 calibration and for verification, fed exactly as the runtime feeds them.
+
+Faces come from a folder-per-class tree (``root/<class>/<image>``; a flat folder of images also
+works, unlabelled). Samples are spread evenly over the classes and seeded; the verification
+sample is disjoint from the calibration sample when both come from one folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from edge_fer.classifier import ExpressionClassifier
+from edge_fer.errors import InputError
+from edge_fer.metadata import ModelMeta
+from edge_fer.train.datasets import IMAGE_SUFFIXES
+
+
+@dataclass
+class FaceSet:
+    """Crops as the runtime receives them (uint8 gray HxW or BGR HxWx3) and their true class
+    indexes into the model's labels (-1: folder not among the labels; None: unlabelled folder)."""
+
+    crops: list[np.ndarray]
+    truth: np.ndarray | None
+    paths: list[str]
+    skipped: int = 0
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+
+def preprocess(meta: ModelMeta, crops: Sequence[np.ndarray]) -> np.ndarray:
+    """The float NHWC batch the runtime feeds a model with ``meta``: the runtime's own code
+    (:meth:`ExpressionClassifier.preprocess`), run without a backend."""
+    return ExpressionClassifier(None, meta, Path()).preprocess(crops)
+
+
+def list_faces(root: str | Path, what: str) -> dict[str, list[Path]]:
+    """``{class folder name: sorted image paths}``; a flat folder of images gives ``{"": paths}``."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{what} folder not found: {root}")
+
+    def images(folder: Path) -> list[Path]:
+        return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+    classes = {p.name: images(p) for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
+    classes = {name: files for name, files in classes.items() if files}
+    if not classes and images(root):
+        classes = {"": images(root)}
+    if not classes:
+        raise InputError(f"{what} folder {root} holds no images (expected {root}/<class>/<image>, "
+                         f"image suffixes {', '.join(IMAGE_SUFFIXES)})")
+    return classes
+
+
+def even_quota(sizes: Sequence[int], total: int) -> list[int]:
+    """Split ``total`` over classes as evenly as their sizes allow (``total`` 0 = take all)."""
+    if total <= 0 or total >= sum(sizes):
+        return list(sizes)
+    quota = [0] * len(sizes)
+    left = total
+    while left:
+        open_ = [i for i, s in enumerate(sizes) if quota[i] < s]
+        share, extra = divmod(left, len(open_))
+        for rank, i in enumerate(open_):
+            take = min(sizes[i] - quota[i], share + (1 if rank < extra else 0))
+            quota[i] += take
+            left -= take
+    return quota
+
+
+def sample_faces(root: str | Path, counts: Sequence[int], labels: Sequence[str], color: str,
+                 seed: int = 0, what: str = "calibration") -> list[FaceSet]:
+    """Disjoint seeded samples of ``counts[k]`` faces each (0 = every face left), even over classes."""
+    by_class = list_faces(root, what)
+    rng = np.random.default_rng(seed)
+    shuffled = {name: [files[i] for i in rng.permutation(len(files))] for name, files in by_class.items()}
+    index = {label.lower(): i for i, label in enumerate(labels)}
+    labelled = "" not in by_class
+    taken = dict.fromkeys(by_class, 0)
+    samples = []
+    for count in counts:
+        names = list(shuffled)
+        quota = even_quota([len(shuffled[n]) - taken[n] for n in names], count)
+        crops, truth, paths, skipped = [], [], [], 0
+        for name, n in zip(names, quota):
+            for path in shuffled[name][taken[name]:taken[name] + n]:
+                image = read_crop(path, color)
+                if image is None:
+                    skipped += 1
+                    continue
+                crops.append(image)
+                truth.append(index.get(name.lower(), -1))
+                paths.append(str(path))
+            taken[name] += n
+        if not crops:
+            raise InputError(f"{what} folder {root}: no readable images left to sample ({skipped} unreadable)")
+        samples.append(FaceSet(crops, np.asarray(truth) if labelled else None, paths, skipped))
+    return samples
+
+
+def read_crop(path: Path, color: str) -> np.ndarray | None:
+    """A face crop as a camera frame gives it to the runtime: gray for gray models, else BGR."""
+    flag = cv2.IMREAD_GRAYSCALE if color == "gray" else cv2.IMREAD_COLOR
+    image = cv2.imread(str(path), flag)
+    return None if image is None or image.size == 0 else image
+
+
+def accuracy(probs: np.ndarray, truth: np.ndarray | None) -> float | None:
+    """Top-1 accuracy over the faces whose folder names one of the model's labels."""
+    if truth is None or not (truth >= 0).any():
+        return None
+    known = truth >= 0
+    return float((probs[known].argmax(axis=1) == truth[known]).mean())

@@ -1,0 +1,65 @@
+"""TFLite export: float32, float16, dynamic-range int8 and full int8; edge-fer metadata inside."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge_fer.backends import first_line
+from edge_fer.errors import ConversionError
+from edge_fer.metadata import METADATA_KEY, ModelMeta
+
+
+def to_tflite(source, quantization: str, calibration_nhwc: np.ndarray | None, int8_io: bool) -> bytes:
+    """Convert ``source`` (a :class:`~converters.sources.Source`) to TFLite flatbuffer bytes.
+
+    Full int8 calibrates on ``calibration_nhwc``: real crops, preprocessed as the runtime does.
+    """
+    import tensorflow as tf
+
+    converter = source.tflite_converter()
+    if quantization != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization == "int8":
+        if calibration_nhwc is None or not len(calibration_nhwc):
+            raise ConversionError("full int8 needs calibration faces")
+        batch = np.asarray(calibration_nhwc, np.float32)
+        converter.representative_dataset = lambda: ([batch[i:i + 1]] for i in range(len(batch)))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if int8_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    try:
+        return bytes(converter.convert())
+    except Exception as exc:  # the MLIR converter raises ConverterError/RuntimeError with long texts
+        raise ConversionError(f"TFLite converter failed on {source.path.name} ({quantization}): "
+                              f"{first_line(exc)}") from None
+
+
+def add_tflite_metadata(model: bytes, meta: ModelMeta) -> bytes:
+    """Return ``model`` with ``meta``'s JSON in a new buffer named by a ``metadata`` entry
+    ``edge_fer`` (an earlier ``edge_fer`` entry is replaced; other entries are kept)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    obj = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(meta.to_json().encode("utf-8"), np.uint8)
+    obj.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = METADATA_KEY
+    entry.buffer = len(obj.buffers) - 1
+    kept = []
+    for old in obj.metadata or []:
+        if _name(old) == METADATA_KEY:
+            obj.buffers[old.buffer].data = None  # the replaced JSON; the buffer stays, empty
+        else:
+            kept.append(old)
+    obj.metadata = kept + [entry]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))
+
+
+def _name(entry) -> str:
+    name = entry.name
+    return name.decode("utf-8") if isinstance(name, bytes) else str(name)

@@ -1,0 +1,393 @@
+"""What one benchmark row measures, in the process that measures it (see :mod:`.worker`).
+
+A row is one (model, detector, runtime threads, OpenCV threads) combination. Its worker process
+imports edge-fer, builds the pipeline, processes the first frame (cold start: from before the
+interpreter started to this first result), warms up, then times ``frames`` frames, each frame
+split into decode / detect / preprocess / classify / track and ``total`` around all of them.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from ..errors import InputError, OptionsError
+from .stats import MIN_FRAMES, RELEASE_FRAMES, RELEASE_SECONDS, Pacer, deadline_misses, fps_from_end_times, \
+    measure_loop, summarize
+
+BUILTIN_IMAGE = Path(__file__).resolve().parents[1] / "assets" / "astronaut.jpg"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm")
+SOURCE_KINDS = ("builtin", "video", "images", "camera")
+PIPELINE_STAGES = ("decode", "detect", "preprocess", "classify", "track", "total", "cpu")
+CLASSIFIER_STAGES = ("preprocess", "classify", "total", "cpu")
+CROP_SEARCH_FRAMES = 32  # classifier-only: frames searched for real face crops
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """``builtin`` (the packaged astronaut photo), a ``video`` file, ``images`` (a file or a
+    folder) or a ``camera`` index."""
+
+    kind: str = "builtin"
+    path: str | None = None
+    camera: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in SOURCE_KINDS:
+            raise OptionsError(f"source kind must be one of {SOURCE_KINDS}, got {self.kind!r}")
+        if self.kind in ("video", "images") and not (self.path and Path(self.path).exists()):
+            raise InputError(f"{self.kind} not found: {self.path}")
+        if self.kind == "camera" and self.camera < 0:
+            raise OptionsError(f"camera index must be >= 0, got {self.camera}")
+
+    def describe(self) -> str:
+        if self.kind == "builtin":
+            return f"built-in image {BUILTIN_IMAGE.name} (repeated)"
+        return f"camera {self.camera}" if self.kind == "camera" else f"{self.kind} {self.path}"
+
+
+@dataclass(frozen=True)
+class RowConfig:
+    """One row of the table."""
+
+    model_path: str
+    detector: str = "haar"
+    threads: int = 2
+    cv_threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.threads < 1:
+            raise OptionsError(f"--threads must be >= 1, got {self.threads}")
+        if self.cv_threads < 0:
+            raise OptionsError(f"--cv-threads must be >= 0 (0 = OpenCV's default), got {self.cv_threads}")
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """Everything ``edge-fer bench`` was asked; rows are the product of the four sweeps."""
+
+    models: tuple[str, ...]
+    detectors: tuple[str, ...] = ("haar",)
+    threads: tuple[int, ...] = (2,)
+    cv_threads: tuple[int, ...] = (1,)
+    source: SourceSpec = field(default_factory=SourceSpec)
+    frames: int = MIN_FRAMES
+    warmup: int = 30
+    min_seconds: float = 0.0
+    release: bool = False
+    fps: float | None = None
+    repeat: int = 1
+    target_ms: float = 20.0
+    classifier_only: bool = False
+    data: str | None = None
+    labels: tuple[str, ...] | None = None
+    scale: float | None = None
+    offset: float | None = None
+    device: str = "auto"
+    detector_model: str | None = None
+    detect_width: int = 320
+    detect_every: int = 1
+
+    def __post_init__(self) -> None:
+        from ..detectors import DETECTORS
+
+        if not self.models:
+            raise OptionsError("give at least one --model")
+        bad = [d for d in self.detectors if d not in DETECTORS]
+        if bad or not self.detectors:
+            raise OptionsError(f"unknown detector {bad[0] if bad else '(none)'!r}; expected one of {', '.join(DETECTORS)}")
+        if not self.threads or min(self.threads) < 1:
+            raise OptionsError(f"--threads must be >= 1, got {list(self.threads)}")
+        if not self.cv_threads or min(self.cv_threads) < 0:
+            raise OptionsError(f"--cv-threads must be >= 0 (0 = OpenCV's default), got {list(self.cv_threads)}")
+        if self.frames < 2:
+            raise OptionsError(f"--frames must be >= 2 (FPS needs two frames), got {self.frames}")
+        if self.warmup < 1:
+            raise OptionsError(f"--warmup must be >= 1 (the first frame is the cold start), got {self.warmup}")
+        if self.min_seconds < 0:
+            raise OptionsError(f"min_seconds must be >= 0, got {self.min_seconds}")
+        if self.fps is not None and not self.fps > 0:
+            raise OptionsError(f"--fps must be > 0, got {self.fps}")
+        if self.repeat < 1:
+            raise OptionsError(f"--repeat must be >= 1, got {self.repeat}")
+        if not self.target_ms > 0:
+            raise OptionsError(f"--target-ms must be > 0, got {self.target_ms}")
+        if self.data is not None and not Path(self.data).is_dir():
+            raise InputError(f"--data folder not found: {self.data} (expected DIR/<class>/<image>)")
+        if self.release and (self.frames < RELEASE_FRAMES or self.min_seconds < RELEASE_SECONDS):
+            object.__setattr__(self, "frames", max(self.frames, RELEASE_FRAMES))
+            object.__setattr__(self, "min_seconds", max(self.min_seconds, RELEASE_SECONDS))
+
+    def rows(self) -> list[RowConfig]:
+        return [RowConfig(str(m), d, t, c) for m in self.models for d in self.detectors
+                for t in self.threads for c in self.cv_threads]
+
+    def warnings(self) -> list[str]:
+        out = []
+        if self.frames < MIN_FRAMES:
+            out.append(f"--frames {self.frames} is below the documented minimum of {MIN_FRAMES}: "
+                       "tail percentiles (p99, max) rest on few frames")
+        if self.classifier_only and self.detect_every != 1:
+            out.append("--detect-every does not apply to --classifier-only")
+        return out
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "BenchOptions":
+        values = dict(data)
+        values["source"] = SourceSpec(**values["source"])
+        for name in ("models", "detectors", "threads", "cv_threads", "labels"):
+            if values.get(name) is not None:
+                values[name] = tuple(values[name])
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+# frame sources ------------------------------------------------------------------------------
+class ImageFrames:
+    """Image files decoded again on every read (decode = read + imdecode), cycling."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self._paths, self._next = paths, 0
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> "ImageFrames":
+        path = Path(path)
+        paths = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
+        if not paths:
+            raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {path}")
+        return cls(paths)
+
+    def read(self) -> tuple[np.ndarray, float]:
+        path = self._paths[self._next % len(self._paths)]
+        self._next += 1
+        t0 = time.perf_counter()
+        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        t1 = time.perf_counter()
+        if frame is None:
+            raise InputError(f"cannot decode image {path}")
+        return frame, (t1 - t0) * 1000.0
+
+    def close(self) -> None:
+        pass
+
+
+class VideoFrames:
+    """A video file looped (reopened at its end, outside the timing) or a camera.
+
+    Decode is grab + retrieve for a file; for a camera only retrieve, since grab waits for the
+    sensor's next frame."""
+
+    def __init__(self, spec: SourceSpec) -> None:
+        self._spec = spec
+        self._cap = self._open()
+        self._read_since_open = 0
+
+    def _open(self):
+        target = self._spec.camera if self._spec.kind == "camera" else self._spec.path
+        cap = cv2.VideoCapture(target)
+        if not cap.isOpened():
+            raise InputError(f"cannot open {self._spec.describe()}")
+        return cap
+
+    def read(self) -> tuple[np.ndarray, float]:
+        camera = self._spec.kind == "camera"
+        t0 = time.perf_counter()
+        ok = self._cap.grab()
+        if not ok and not camera and self._read_since_open:
+            self._cap.release()
+            self._cap, self._read_since_open = self._open(), 0
+            t0 = time.perf_counter()
+            ok = self._cap.grab()
+        if camera:
+            t0 = time.perf_counter()
+        ok, frame = self._cap.retrieve() if ok else (False, None)
+        t1 = time.perf_counter()
+        if not ok or frame is None:
+            raise InputError(f"{self._spec.describe()} gave no frame")
+        self._read_since_open += 1
+        return frame, (t1 - t0) * 1000.0
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+def open_frames(spec: SourceSpec):
+    if spec.kind == "builtin":
+        return ImageFrames([BUILTIN_IMAGE])
+    if spec.kind == "images":
+        return ImageFrames.from_path(spec.path)
+    return VideoFrames(spec)
+
+
+# one row, in the worker ----------------------------------------------------------------------
+def classifier_options(options: BenchOptions, model_path: str, threads: int):
+    from ..classifier import ClassifierOptions
+
+    return ClassifierOptions(model_path=model_path, num_threads=threads, device=options.device,
+                             labels=options.labels, scale=options.scale, offset=options.offset)
+
+
+def detector_options(options: BenchOptions, row: RowConfig):
+    from ..detectors import DetectorOptions
+
+    model = options.detector_model
+    if row.detector == "haar" and model and not Path(model).is_file():
+        model = None  # a folder of detector files: Haar keeps OpenCV's own cascade
+    return DetectorOptions(name=row.detector, model_path=model, detect_width=options.detect_width,
+                           num_threads=row.threads)
+
+
+def pipeline_options(options: BenchOptions, row: RowConfig):
+    from ..pipeline import PipelineOptions
+
+    return PipelineOptions(classifier=classifier_options(options, row.model_path, row.threads),
+                           detector=detector_options(options, row), detect_every=options.detect_every,
+                           opencv_threads=row.cv_threads)
+
+
+def _pipeline_step(pipeline, frames) -> Callable[[], tuple[dict, int]]:
+    def step():
+        frame, decode_ms = frames.read()
+        result = pipeline.process(frame)
+        stages = {"decode": decode_ms}
+        stages.update((k, result.latency_ms[k]) for k in ("detect", "preprocess", "classify", "track"))
+        return stages, len(result.faces)
+    return step
+
+
+def find_crops(frames, detector, classifier, limit: int = CROP_SEARCH_FRAMES) -> list[np.ndarray]:
+    """Real face crops (as the pipeline would cut them) from the source's first frames."""
+    crops = []
+    for _ in range(limit):
+        frame, _ = frames.read()
+        crops.extend(classifier.crop(frame, face) for face in detector.detect(frame))
+    return [c for c in crops if c.size]
+
+
+def _classifier_step(classifier, crops) -> Callable[[], tuple[dict, int]]:
+    state = {"i": 0}
+
+    def step():
+        crop = crops[state["i"] % len(crops)]
+        state["i"] += 1
+        t0 = time.perf_counter()
+        batch = classifier.preprocess([crop])
+        t1 = time.perf_counter()
+        classifier.run_batch(batch)
+        t2 = time.perf_counter()
+        return {"preprocess": (t1 - t0) * 1000.0, "classify": (t2 - t1) * 1000.0}, 1
+    return step
+
+
+def _peak_rss_mb(samples_bytes: list[int]) -> float:
+    """The process's peak resident set (the kernel's high-water mark where there is one)."""
+    peak = max(samples_bytes) if samples_bytes else 0
+    try:
+        import resource
+
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak = max(peak, maxrss if sys.platform == "darwin" else maxrss * 1024)
+    except ImportError:  # Windows: psutil's peak working set
+        import psutil
+
+        peak = max(peak, getattr(psutil.Process().memory_info(), "peak_wset", 0))
+    return peak / 2**20
+
+
+def measure_row(options: BenchOptions, row: RowConfig, launched_monotonic: float | None = None,
+                started_monotonic: float | None = None) -> dict:
+    """Build, cold-start, warm up and time one row in this process; a JSON-ready dict."""
+    from ..classifier import ExpressionClassifier
+    from ..detectors import create_detector
+    from ..pipeline import FerPipeline
+
+    t_imported = time.monotonic()
+    handles = []
+    try:
+        frames = open_frames(options.source)
+        handles.append(frames)
+        if options.classifier_only:
+            cv2.setNumThreads(row.cv_threads)
+            classifier = ExpressionClassifier.create_from_options(
+                classifier_options(options, row.model_path, row.threads))
+            handles.append(classifier)
+            detector = create_detector(detector_options(options, row))
+            try:
+                crops = find_crops(frames, detector, classifier)
+            finally:
+                detector.close()
+            if not crops:
+                raise InputError(f"no face found in the first {CROP_SEARCH_FRAMES} frames of "
+                                 f"{options.source.describe()}: --classifier-only needs real face crops")
+            step, stages = _classifier_step(classifier, crops), CLASSIFIER_STAGES
+            backend = classifier.backend_name
+        else:
+            pipeline = FerPipeline.create_from_options(pipeline_options(options, row))
+            handles.append(pipeline)
+            step, stages = _pipeline_step(pipeline, frames), PIPELINE_STAGES
+            backend = pipeline.classifier.backend_name
+        t_built = time.monotonic()
+        step()  # the first result
+        t_first = time.monotonic()
+        for _ in range(options.warmup - 1):
+            step()
+        return _timed(options, step, stages, backend, cold_start={
+            "cold_start_s": (t_first - launched_monotonic) if launched_monotonic else None,
+            "interpreter_and_imports_s": (t_imported - launched_monotonic) if launched_monotonic else None,
+            "imports_s": (t_imported - started_monotonic) if started_monotonic else None,
+            "build_s": t_built - t_imported,
+            "first_result_s": t_first - t_built,
+        })
+    finally:
+        for handle in reversed(handles):
+            handle.close()
+
+
+def _timed(options: BenchOptions, step, stages, backend: str, cold_start: dict) -> dict:
+    import psutil
+
+    process = psutil.Process()
+    rss: list[int] = [process.memory_info().rss]
+
+    def sample(i: int) -> None:
+        if i % 10 == 0:
+            rss.append(process.memory_info().rss)
+
+    pacer = Pacer(options.fps) if options.fps else None
+    cpu0, wall0 = process.cpu_times(), time.perf_counter()
+    loop = measure_loop(step, options.frames, options.min_seconds, pacer, every=sample, cpu_clock=time.process_time)
+    cpu1, wall1 = process.cpu_times(), time.perf_counter()
+    rss.append(process.memory_info().rss)
+    busy_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    totals = loop.stages_ms["total"]
+    interval_ms = 1000.0 / options.fps if options.fps else None
+    faces = np.asarray(loop.faces)
+    return {
+        "frames": loop.frames,
+        "seconds": loop.seconds,
+        "fps": fps_from_end_times(loop.end_times_s),
+        "latency_ms": {s: summarize(loop.stages_ms[s]) for s in stages if s in loop.stages_ms},
+        "cpu_percent": 100.0 * busy_s / max(wall1 - wall0, 1e-9),
+        "peak_rss_mb": _peak_rss_mb(rss),
+        "rss_start_mb": rss[0] / 2**20,
+        "rss_end_mb": rss[-1] / 2**20,
+        "cold_start": cold_start,
+        "faces_per_frame": float(faces.mean()),
+        "frames_without_face": int((faces == 0).sum()),
+        "deadline_misses": dict(deadline_misses(totals, options.target_ms, interval_ms), late_starts=loop.late)
+        if options.fps else None,
+        "backend": backend,
+        "opencv_threads_effective": cv2.getNumThreads(),
+        "raw_total_ms": [round(t, 4) for t in totals],
+    }

@@ -1,0 +1,53 @@
+"""``edge-fer convert`` (workstation side; TensorFlow loads inside the call)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("convert")
+@click.argument("model_path", metavar="MODEL", type=click.Path())
+@click.option("--to", help="tflite or onnx (default: from --out's suffix).")
+@click.option("--quantize", help="none (float32), fp16, dynamic or int8 (full int8)  [default: none]")
+@click.option("--out", required=True, type=click.Path(),
+              help="Output file; with --all, the output folder.")
+@click.option("--all", "all_formats", is_flag=True,
+              help="Write every format (TFLite float32/fp16/dynamic/int8, ONNX float32/int8) into --out "
+                   "with summary.json.")
+@click.option("--calibration", type=click.Path(),
+              help="Folder-per-class face crops: int8 calibration; faces held back from the sample verify.")
+@click.option("--verify", type=click.Path(), help="Folder of faces to verify on (default: held back from --calibration).")
+@click.option("--calibration-count", default=300, show_default=True, type=int)
+@click.option("--verify-count", default=500, show_default=True, type=int, help="0 = every face.")
+@click.option("--min-agreement", type=float,
+              help="Least top-1 agreement with the source, a fraction "
+                   "(default 0.995 float32/fp16, 0.97 dynamic, 0.95 int8).")
+@click.option("--labels", help="For models without metadata: 'fer2013' or 'a,b,c' in output order.")
+@click.option("--input-scale", type=float, help="Model input = pixel * scale + offset (pixel 0..255).")
+@click.option("--input-offset", type=float)
+@click.option("--color", help="gray, rgb or bgr (default: gray for 1 channel, rgb for 3).")
+@click.option("--int8-io/--float-io", default=True, show_default=True,
+              help="Full-int8 TFLite: int8 input/output tensors, or float ones.")
+@click.option("--unsafe", is_flag=True, help="Allow Keras Lambda layers (runs code from the file).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--threads", "num_threads", default=2, show_default=True, type=int)
+def convert_command(all_formats: bool, quantize: str | None, **kwargs) -> None:
+    """Convert MODEL (.keras, .h5, SavedModel folder, .onnx) to TFLite or ONNX, verified on real faces."""
+    from converters import ConvertOptions, convert, convert_all, format_report, format_summary
+    from edge_fer.errors import ConversionError, OptionsError
+
+    if all_formats and (kwargs["to"] or quantize):
+        raise OptionsError("--all writes every format: leave out --to and --quantize")
+    options = ConvertOptions(quantize=quantize or "none", **kwargs)
+    if not all_formats:
+        click.echo(format_report(convert(options)))
+        return
+    reports = convert_all(options)
+    click.echo(format_summary(reports))
+    click.echo(f"summary: {Path(options.out) / 'summary.json'}")
+    failed = [f"{r.format} {r.quantization}" for r in reports if not r.ok]
+    if failed:
+        raise ConversionError(f"{len(failed)} of {len(reports)} variants failed ({', '.join(failed)}); "
+                              f"see {Path(options.out) / 'summary.json'}")

@@ -1,0 +1,62 @@
+"""``edge-fer run``: expressions of the faces in a camera, video, stream or images."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("run")
+@click.option("--camera", type=int, help="Camera index (the default source: 0).")
+@click.option("--video", help="Video file, or a stream URL (rtsp://, http://...) read live.")
+@click.option("--image", help="An image file or a folder of images.")
+@click.option("--demo", is_flag=True, help="Run on the built-in image (assets/astronaut.jpg).")
+@click.option("--model", "model_path",
+              help="Classifier .tflite (LiteRT) or .onnx (ONNX Runtime); default: the bundled model.")
+@click.option("--labels", help="For a model without edge-fer metadata: 'fer2013' or 'a,b,c,...'.")
+@click.option("--input-scale", type=float, help="Model input = pixel * scale + offset (overrides metadata).")
+@click.option("--input-offset", type=float, help="See --input-scale.")
+@click.option("--input-color", help="gray, rgb or bgr (overrides metadata).")
+@click.option("--detector", default="haar", show_default=True, help="haar, ssd, yunet, blazeface or rfb.")
+@click.option("--detector-model", help="The detector's file, or a folder holding its files.")
+@click.option("--detect-width", default=320, show_default=True, type=int,
+              help="Downscale frames to this width for detection (0: full size).")
+@click.option("--detect-every", default=1, show_default=True, type=int,
+              help="Detect every Nth frame; tracked boxes are carried between.")
+@click.option("--min-face", default=40, show_default=True, type=int, help="Smallest face side in pixels.")
+@click.option("--threads", default=2, show_default=True, type=int, help="Classifier CPU threads.")
+@click.option("--cv-threads", default=1, show_default=True, type=int, help="OpenCV threads.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or tensorrt (ONNX models).")
+@click.option("--smooth", default=0.5, show_default=True, type=float,
+              help="Weight of the past in each face's expression average, 0 <= s < 1 (0: off).")
+@click.option("--headless", is_flag=True, help="No window.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per processed frame on stdout.")
+@click.option("--save-video", type=click.Path(), help="Write the annotated video here (.mp4, .avi, .mkv); "
+              "with --image/--demo, a folder for the annotated images.")
+@click.option("--max-frames", type=int, help="Stop after this many processed frames.")
+def run_command(camera, video, image, demo, model_path, labels, input_scale, input_offset, input_color,
+                detector, detector_model, detect_width, detect_every, min_face, threads, cv_threads,
+                device, smooth, headless, as_json, save_video, max_frames) -> None:
+    """Recognize facial expressions live; q or Esc closes the window, Ctrl-C stops.
+
+    With no source, camera 0 is used; if it does not open the run stops and suggests --demo.
+    The end summary goes to stderr.
+    """
+    from ..capture import SourceOptions
+    from ..classifier import ClassifierOptions, parse_labels
+    from ..detectors import DetectorOptions
+    from ..pipeline import PipelineOptions
+    from ..runner import RunOptions, run
+
+    model = {"model_path": model_path} if model_path else {}
+    options = RunOptions(
+        source=SourceOptions(camera=camera, video=video, image=image, demo=demo),
+        pipeline=PipelineOptions(
+            classifier=ClassifierOptions(**model, num_threads=threads, device=device,
+                                         labels=parse_labels(labels), scale=input_scale,
+                                         offset=input_offset, color=input_color),
+            detector=DetectorOptions(name=detector, model_path=detector_model, detect_width=detect_width,
+                                     min_face_px=min_face),
+            detect_every=detect_every, smooth=smooth, opencv_threads=cv_threads),
+        headless=headless, json=as_json, save_video=save_video, max_frames=max_frames)
+    summary = run(options)
+    click.echo(f"edge-fer: {summary.to_line()}", err=True)

@@ -1,0 +1,251 @@
+"""``edge-fer run`` as a library call: source -> pipeline -> outputs, with one summary back.
+
+    summary = run(RunOptions(source=SourceOptions(video="clip.mp4"), json=True, headless=True))
+
+Per processed frame: ``on_result(result)`` is called; with ``json`` one line of
+``FrameResult.to_json()`` goes to stdout; with no window and no ``json``, one human line does.
+``save_video``: an annotated video written to a temporary file beside it and renamed when the
+run ends normally, by ``max_frames``, by the window's q key or by Ctrl-C (the frames so far are
+a valid video); removed when the run fails. For image sources it names a folder that receives
+each annotated image under its own file name. Every handle is released on every exit path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from .capture import FrameSource, SourceOptions, open_source
+from .draw import DisplayUnavailable, draw_result, open_window
+from .errors import OptionsError
+from .pipeline import FerPipeline, PipelineOptions
+from .types import FrameResult
+
+#: --save-video suffix -> FourCC that this OpenCV (FFmpeg backend) writes.
+VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "XVID"}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What to read, how to process it and where results go."""
+
+    source: SourceOptions = field(default_factory=SourceOptions)
+    pipeline: PipelineOptions = field(default_factory=PipelineOptions)
+    headless: bool = False
+    json: bool = False
+    save_video: str | None = None
+    max_frames: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_frames is not None and self.max_frames < 1:
+            raise OptionsError(f"max_frames must be >= 1, got {self.max_frames}")
+        stills = self.source.kind in ("image", "demo")
+        if self.save_video and not stills and Path(self.save_video).suffix.lower() not in VIDEO_CODECS:
+            raise OptionsError(f"--save-video {self.save_video!r}: expected a file ending in "
+                               f"{', '.join(VIDEO_CODECS)}")
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """``frames``: processed; ``dropped``: skipped by a live source because processing was
+    slower; ``decode_failures``: frames or images that did not decode; ``faces``: faces over
+    all frames; ``fps``: processed frames per second of the loop's wall time."""
+
+    frames: int
+    dropped: int
+    decode_failures: int
+    faces: int
+    frames_with_faces: int
+    fps: float
+    seconds: float
+    saved: str | None = None
+
+    def to_line(self) -> str:
+        line = (f"{self.frames} frames in {self.seconds:.2f} s ({self.fps:.1f} fps), faces in "
+                f"{self.frames_with_faces}, {self.dropped} dropped, {self.decode_failures} failed to decode")
+        return line + (f"; saved {self.saved}" if self.saved else "")
+
+
+def run(options: RunOptions, on_result: Callable[[FrameResult], None] | None = None) -> RunSummary:
+    """Process every frame of ``options.source`` (or ``max_frames`` of them)."""
+    out = sys.stdout
+    frames = faces = with_faces = 0
+    fps = None
+    with ExitStack() as stack:
+        source = stack.enter_context(open_source(options.source))
+        pipeline = stack.enter_context(FerPipeline.create_from_options(options.pipeline))
+        sink = stack.enter_context(open_sink(options.save_video, source)) if options.save_video else None
+        window = None if options.headless else _try_window(stack)
+        start = last = time.perf_counter()
+        for index, time_ms, frame_bgr in source:
+            if source.stills:
+                pipeline.reset()
+            result = pipeline.process(frame_bgr, index, time_ms)
+            frames += 1
+            faces += len(result.faces)
+            with_faces += bool(result.faces)
+            now = time.perf_counter()
+            fps = _ema_fps(fps, now - last)
+            last = now
+            name = source.paths[index].name if source.stills else f"frame {index}"
+            if options.json:
+                line = json.dumps(result.to_json())
+            else:
+                line = None if window is not None else describe(name, result)
+            if not _print(out, line):
+                break
+            annotated = (draw_result(frame_bgr, result, None if source.stills else fps)
+                         if sink is not None or window is not None else None)
+            if sink is not None:
+                sink.write(annotated, name)
+            if on_result is not None:
+                on_result(result)
+            if window is not None and not window.show(annotated, 0 if source.stills else 1):
+                break
+            if options.max_frames and frames >= options.max_frames:
+                break
+        seconds = time.perf_counter() - start
+    return RunSummary(frames, source.dropped, source.decode_failures, faces, with_faces,
+                      frames / seconds if frames and seconds > 0 else 0.0, seconds,
+                      str(sink.path) if sink is not None and sink.written else None)
+
+
+def describe(name: str, result: FrameResult) -> str:
+    """``name: #1 happy 0.91 at [x, y, w, h]; ...`` or ``name: no faces``."""
+    parts = [f"#{f.track_id} {f.expression.label} {f.expression.score:.2f} at {list(f.face.box_xywh)}"
+             for f in result.faces]
+    return f"{name}: {'; '.join(parts) if parts else 'no faces'}"
+
+
+def _ema_fps(fps: float | None, dt_s: float) -> float | None:
+    if dt_s <= 0:
+        return fps
+    return 1.0 / dt_s if fps is None else 0.9 * fps + 0.1 / dt_s
+
+
+def _print(out, line: str | None) -> bool:
+    """Write one line; False when the reader went away (``| head``): the run then ends."""
+    if line is None:
+        return True
+    try:
+        out.write(line + "\n")
+        out.flush()
+        return True
+    except BrokenPipeError:
+        try:  # keep Python's exit-time flush of stdout from failing again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return False
+
+
+def _try_window(stack: ExitStack):
+    try:
+        return stack.enter_context(open_window("edge-fer"))
+    except DisplayUnavailable as exc:
+        print(f"edge-fer: note: no display ({exc}); running headless (--headless skips this check)",
+              file=sys.stderr)
+        return None
+
+
+# annotated output --------------------------------------------------------------------------------
+def open_sink(path: str, source: FrameSource):
+    """A :class:`VideoSink` for videos and cameras, an :class:`ImageFolderSink` for images."""
+    if source.stills:
+        return ImageFolderSink(path, {p.resolve().parent for p in source.paths})
+    if not source.live and Path(path).resolve() == Path(source.name).resolve():
+        raise OptionsError(f"--save-video {path} would overwrite the input video")
+    return VideoSink(path, source.fps or 30.0)
+
+
+def _check_parent(path: Path) -> None:
+    if not path.parent.is_dir():
+        raise OptionsError(f"--save-video {path}: folder {path.parent} does not exist")
+
+
+class VideoSink:
+    """Writes frames to ``.<name>.partial-<pid><suffix>`` beside ``path``; the rename happens
+    on a normal exit or KeyboardInterrupt, the partial file is removed on any other error."""
+
+    def __init__(self, path: str | Path, fps: float) -> None:
+        self.path = Path(path)
+        _check_parent(self.path)
+        self.fourcc = VIDEO_CODECS[self.path.suffix.lower()]
+        self.fps = fps
+        self.written = 0
+        self._tmp = self.path.with_name(f".{self.path.stem}.partial-{os.getpid()}{self.path.suffix}")
+        self._writer = None
+        self._size_wh = None
+
+    def write(self, image_bgr: np.ndarray, name: str = "") -> None:
+        if self._writer is None:
+            self._size_wh = (image_bgr.shape[1], image_bgr.shape[0])
+            self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*self.fourcc),
+                                           self.fps, self._size_wh)
+            if not self._writer.isOpened():
+                raise OptionsError(f"cannot write video {self.path} ({self.fourcc} codec unavailable)")
+        if (image_bgr.shape[1], image_bgr.shape[0]) != self._size_wh:
+            image_bgr = cv2.resize(image_bgr, self._size_wh)
+        self._writer.write(image_bgr)
+        self.written += 1
+
+    def close(self, keep: bool = True) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        if keep and self.written and self._tmp.exists():
+            os.replace(self._tmp, self.path)
+        else:
+            self.written = 0
+            self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "VideoSink":
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(keep=exc_type is None or issubclass(exc_type, KeyboardInterrupt))
+
+
+class ImageFolderSink:
+    """Writes each annotated image into a folder under its source file's name, atomically."""
+
+    def __init__(self, folder: str | Path, input_folders: set[Path]) -> None:
+        self.path = Path(folder)
+        if self.path.exists() and not self.path.is_dir():
+            raise OptionsError(f"--save-video {folder}: for images this must be a folder, and it is a file")
+        _check_parent(self.path)
+        if self.path.resolve() in input_folders:
+            raise OptionsError(f"--save-video {folder} would overwrite the input images: choose another folder")
+        self.path.mkdir(exist_ok=True)
+        self.written = 0
+
+    def write(self, image_bgr: np.ndarray, name: str) -> None:
+        target = self.path / name
+        ok, data = cv2.imencode(target.suffix, image_bgr)
+        if not ok:
+            raise OptionsError(f"cannot encode {target.name} as {target.suffix}")
+        tmp = target.with_name(f".{target.stem}.partial-{os.getpid()}{target.suffix}")
+        try:
+            tmp.write_bytes(data.tobytes())
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        self.written += 1
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "ImageFolderSink":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,180 @@
+"""Architectures (PyFER's layer sequence, the transfer model offline), a short real training run,
+and `edge-fer train`'s bad input as a CliRunner table."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edge_fer.cli import main
+from edge_fer.train.datasets import CLASS_SETS, load_folder
+
+keras = pytest.importorskip("keras")
+
+
+def layer_kinds(model) -> list[str]:
+    return [type(layer).__name__ for layer in model.layers]
+
+
+# PyFER -------------------------------------------------------------------------------------------
+def test_pyfer_layer_sequence_follows_the_paper():
+    """conv 3x3 stride 1 no padding -> ReLU -> BatchNorm -> Dropout (x2 per block), max-pool 2x2
+    stride 2 after each block; flatten; dense layers; softmax."""
+    from edge_fer.train.models import build_pyfer
+
+    model = build_pyfer(6)
+    kinds = layer_kinds(model)
+    assert kinds[:2] == ["InputLayer", "Rescaling"]
+    block = ["Conv2D", "ReLU", "BatchNormalization", "Dropout"] * 2 + ["MaxPooling2D"]
+    assert kinds[2:2 + 3 * len(block)] == block * 3
+    assert kinds[2 + 3 * len(block):] == ["Flatten", "Dense", "Dropout", "Dense", "Dropout", "Dense"]
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            assert layer.kernel_size == (3, 3) and layer.strides == (1, 1) and layer.padding == "valid"
+        if isinstance(layer, keras.layers.MaxPooling2D):
+            assert layer.pool_size == (2, 2) and layer.strides == (2, 2)
+    assert model.layers[-1].activation.__name__ == "softmax"
+    shapes = {layer.name: layer.output.shape[1:] for layer in model.layers}
+    # 64 -> 62 -> 60 -> 30 -> 28 -> 26 -> 13 -> 11 -> 9 -> 4: "valid" convolutions shrink by 2.
+    assert shapes["conv0_0"] == (62, 62, 64) and shapes["pool0"] == (30, 30, 64)
+    assert shapes["pool1"] == (13, 13, 128) and shapes["pool2"] == (4, 4, 256)
+    assert shapes["flatten"] == (4096,) and shapes["probs"] == (6,)
+
+
+def test_pyfer_optimizer_is_the_papers():
+    from edge_fer.train.models import arch_spec, build_pyfer
+    from edge_fer.train.trainer import _compile
+
+    model = build_pyfer(7)
+    _compile(model, arch_spec("pyfer"), steps_per_epoch=10, epochs=2, lr=None)
+    opt = model.optimizer
+    assert type(opt).__name__ == "SGD"
+    assert float(opt.learning_rate) == pytest.approx(0.001)
+    assert opt.momentum == pytest.approx(0.9) and opt.weight_decay == pytest.approx(0.01)
+
+
+def test_pyfer_runs_on_real_faces(fer_val):
+    from edge_fer.train.models import build_pyfer
+
+    data = load_folder(fer_val, size_hw=(64, 64), limit_per_class=1)
+    probs = build_pyfer(7)(data.images[..., None].astype("float32"), training=False).numpy()
+    assert probs.shape == (7, 7)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_transfer_builds_and_runs_offline(fer_val):
+    """MobileNetV2 alpha 0.35 at 96x96 RGB with weights=None needs no download."""
+    from edge_fer.train.models import build_model
+
+    model = build_model("transfer", 7, weights=None)
+    assert model.input_shape == (None, 96, 96, 3) and model.output_shape == (None, 7)
+    backbone = next(layer for layer in model.layers if layer.name.startswith("mobilenetv2"))
+    assert "0.35" in backbone.name and backbone.output.shape[1:] == (3, 3, 1280)
+    data = load_folder(fer_val, size_hw=(96, 96), limit_per_class=1)
+    rgb = np.repeat(data.images[..., None], 3, axis=-1).astype("float32")
+    probs = model(rgb, training=False).numpy()
+    assert probs.shape == (7, 7)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+# training on real data ---------------------------------------------------------------------------
+def test_short_training_run_lowers_the_loss(fer_train, fer_val, tmp_path):
+    """edgenet, 40 real faces per class of the 6 PyFER classes, 3 epochs: the loss falls, the
+    model records its classes, evaluating it works."""
+    from edge_fer.train.evaluate import EvalOptions, evaluate
+    from edge_fer.train.keras_io import read_keras_meta
+    from edge_fer.train.trainer import TrainOptions, train
+
+    result = train(TrainOptions(data=(str(fer_train),), out=str(tmp_path / "run"), epochs=3,
+                                limit_per_class=40, classes="pyfer", seed=0, verbose=0))
+    assert result.epochs_run == 3
+    assert result.train_loss_last < result.train_loss_first
+    meta = read_keras_meta(result.model_path)
+    assert meta.labels == CLASS_SETS["pyfer"] and meta.input_size_hw == (48, 48)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["train_counts"] == {c: 40 for c in CLASS_SETS["pyfer"]}
+    # The 7-class val folder holds neutral, which this 6-class model lacks: a one-line error.
+    from edge_fer.errors import InputError
+    with pytest.raises(InputError, match=r"\['neutral'\] are not among the model's labels"):
+        evaluate(EvalOptions(result.model_path, str(fer_val), limit_per_class=2))
+    six = tmp_path / "val6"
+    six.mkdir()
+    for name in CLASS_SETS["pyfer"]:
+        (six / name).symlink_to(fer_val / name)
+    report = evaluate(EvalOptions(result.model_path, str(six), limit_per_class=10))
+    assert report.n == 60 and set(report.per_class) == set(CLASS_SETS["pyfer"])
+    assert report.accuracy == pytest.approx(np.trace(report.confusion) / 60)
+
+
+def make_folder(root: Path, fer_val: Path, kind: str) -> Path:
+    """Small datasets, good and bad, for the CLI table."""
+    root.mkdir(parents=True, exist_ok=True)
+    if kind == "empty":
+        return root
+    if kind == "unlabelled":
+        for f in sorted((fer_val / "happy").iterdir())[:3]:
+            shutil.copy(f, root / f.name)
+        return root
+    if kind == "wrong_csv":
+        path = root / "fer.csv"
+        with path.open("w", newline="") as handle:
+            csv.writer(handle).writerows([["label", "image"], [3, "0 " * 2304]])
+        return path
+    if kind == "text_file":
+        path = root / "data.txt"
+        path.write_text("happy,sad\n")
+        return path
+    for name in ("happy", "sad"):
+        (root / name).mkdir()
+        for f in sorted((fer_val / name).iterdir())[:4]:
+            shutil.copy(f, root / name / f.name)
+    return root
+
+
+@pytest.mark.parametrize("kind, extra, message", [
+    ("empty", [], "has no class subfolders"),
+    ("unlabelled", [], "has no class subfolders"),
+    ("wrong_csv", [], "expected columns emotion,pixels"),
+    ("text_file", [], "is a file but not a FER2013 .csv"),
+    ("good", ["--arch", "resnet"], "unknown architecture 'resnet'"),
+    ("good", ["--classes", "happy"], "classes must be a preset"),
+    ("good", ["--classes", "happy,contempt"], r"lacks class folders \['contempt'\]"),
+    ("good", ["--epochs", "0"], "epochs must be >= 1"),
+    ("good", ["--val", "MISSING"], "dataset folder not found: MISSING"),
+    ("good", ["--first-as-neutral"], "apply to CK\\+ folders; no --data is one"),
+    ("good", ["--crop-faces", "haar"], r"no usable images \(0 unreadable, 8 without a face\)"),
+])
+def test_train_cli_bad_input(tmp_path, fer_val, kind, extra, message):
+    data = make_folder(tmp_path / "data", fer_val, kind)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["train", "--data", str(data), "--out", str(out), *extra])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edge-fer: error: "), result.output
+    assert re.search(message, lines[0]), lines[0]
+    assert not list(out.rglob("*.keras"))  # no model file, not even half of one
+
+
+def test_commands_import_neither_tensorflow_nor_numpy():
+    """`edge-fer --help` stays fast: the command modules import only click."""
+    import subprocess
+    import sys
+
+    code = ("import sys, edge_fer.commands.train, edge_fer.commands.balance; "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'numpy', 'cv2') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_crop_detector_choices_match_the_runtime():
+    from edge_fer.commands.train import CROP_DETECTORS
+    from edge_fer.detectors import DETECTORS
+
+    assert tuple(CROP_DETECTORS.choices) == DETECTORS
