@@ -38,28 +38,11 @@ def to_tflite(source, quantization: str, calibration_nhwc: np.ndarray | None, in
 
 
 def add_tflite_metadata(model: bytes, meta: ModelMeta) -> bytes:
-    """Return ``model`` with ``meta``'s JSON in a new buffer named by a ``metadata`` entry
-    ``edge_fer`` (an earlier ``edge_fer`` entry is replaced; other entries are kept)."""
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
+    """``model`` with ``meta``'s JSON under the flatbuffer ``metadata`` entry ``edge_fer`` (an
+    earlier one replaced, others kept), then the standard TFLite image-classifier metadata
+    (labels, normalization) that MediaPipe Tasks and Android tooling read. The standard one goes
+    last: it appends ``labels.txt`` after the flatbuffer, which a later rewrite would drop."""
+    from .mediapipe_meta import add_standard_metadata, norm_from_meta, set_metadata_entry
 
-    obj = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
-    buffer = schema.BufferT()
-    buffer.data = np.frombuffer(meta.to_json().encode("utf-8"), np.uint8)
-    obj.buffers.append(buffer)
-    entry = schema.MetadataT()
-    entry.name = METADATA_KEY
-    entry.buffer = len(obj.buffers) - 1
-    kept = []
-    for old in obj.metadata or []:
-        if _name(old) == METADATA_KEY:
-            obj.buffers[old.buffer].data = None  # the replaced JSON; the buffer stays, empty
-        else:
-            kept.append(old)
-    obj.metadata = kept + [entry]
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))
-
-
-def _name(entry) -> str:
-    name = entry.name
-    return name.decode("utf-8") if isinstance(name, bytes) else str(name)
+    data = set_metadata_entry(model, METADATA_KEY, meta.to_json().encode("utf-8"))
+    return add_standard_metadata(data, meta.labels, *norm_from_meta(meta))

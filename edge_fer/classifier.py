@@ -13,6 +13,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from . import defaults
 from .backends import BackendOptions, check_model_file, open_backend
 from .errors import ModelError, OptionsError
 from .metadata import FER2013_LABELS, ModelMeta, read_model_meta
@@ -39,7 +40,7 @@ class ClassifierOptions:
     """``labels``/``scale``/``offset``/``color`` override or stand in for the file's metadata."""
 
     model_path: str | Path = DEFAULT_MODEL
-    num_threads: int = 2
+    num_threads: int = defaults.CLASSIFIER_THREADS
     device: str = "auto"
     labels: tuple[str, ...] | None = None
     scale: float | None = None

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from . import defaults
 from .classifier import ClassifierOptions, ExpressionClassifier
 from .detectors import DetectorOptions, create_detector
 from .errors import InputError, OptionsError
@@ -29,7 +30,7 @@ class PipelineOptions:
 
     classifier: ClassifierOptions = field(default_factory=ClassifierOptions)
     detector: DetectorOptions = field(default_factory=DetectorOptions)
-    detect_every: int = 1
+    detect_every: int = defaults.DETECT_EVERY
     smooth: float = 0.5
     iou_threshold: float = 0.3
     max_track_misses: int = 5

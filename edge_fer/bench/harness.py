@@ -17,6 +17,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from .. import defaults
 from ..errors import InputError, OptionsError
 from .stats import MIN_FRAMES, RELEASE_FRAMES, RELEASE_SECONDS, Pacer, deadline_misses, fps_from_end_times, \
     measure_loop, summarize
@@ -91,8 +92,8 @@ class BenchOptions:
     offset: float | None = None
     device: str = "auto"
     detector_model: str | None = None
-    detect_width: int = 320
-    detect_every: int = 1
+    detect_width: int = defaults.DETECT_WIDTH
+    detect_every: int = defaults.DETECT_EVERY
 
     def __post_init__(self) -> None:
         from ..detectors import DETECTORS

@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from .. import defaults
+
 
 def _split(values: tuple[str, ...]) -> list[str]:
     """``("a,b", "c")`` -> ``["a", "b", "c"]``: options take comma-separated or repeated values."""
@@ -37,7 +39,7 @@ def _ints(values: tuple[str, ...], name: str, default: int) -> tuple[int, ...]:
 @click.option("--fps", type=float, help="Paced mode: frames arrive at this rate (a camera's); counts deadline misses.")
 @click.option("--repeat", default=1, show_default=True,
               help="Fresh processes per row; the table shows the median of their percentiles.")
-@click.option("--threads", multiple=True, metavar="N[,N]", help="Runtime threads to sweep.  [default: 2]")
+@click.option("--threads", multiple=True, metavar="N[,N]", help="Runtime threads to sweep.  [default: 1]")
 @click.option("--cv-threads", multiple=True, metavar="N[,N]", help="OpenCV threads to sweep.  [default: 1]")
 @click.option("--classifier-only", is_flag=True, help="Time preprocess + classify alone, on real face crops.")
 @click.option("--data", type=click.Path(file_okay=False), help="Folder-per-class faces: adds each model's accuracy.")
@@ -46,8 +48,8 @@ def _ints(values: tuple[str, ...], name: str, default: int) -> tuple[int, ...]:
 @click.option("--input-offset", type=float, help="For models without metadata (see --input-scale).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, tensorrt (ONNX models).")
 @click.option("--detector-model", type=click.Path(), help="Detector file, or a folder holding detectors' files.")
-@click.option("--detect-width", default=320, show_default=True, help="Frames wider than this are downscaled for detection.")
-@click.option("--detect-every", default=1, show_default=True, help="Run the detector every Nth frame.")
+@click.option("--detect-width", default=defaults.DETECT_WIDTH, show_default=True, help="Frames wider than this are downscaled for detection.")
+@click.option("--detect-every", default=defaults.DETECT_EVERY, show_default=True, help="Run the detector every Nth frame.")
 @click.option("--target-ms", default=20.0, show_default=True, help="Pass when p95 of total latency is within this.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write every figure and per-frame totals.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a PNG (needs matplotlib).")

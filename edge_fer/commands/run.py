@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from .. import defaults
+
 
 @click.command("run")
 @click.option("--camera", type=int, help="Camera index (the default source: 0).")
@@ -18,12 +20,12 @@ import click
 @click.option("--input-color", help="gray, rgb or bgr (overrides metadata).")
 @click.option("--detector", default="haar", show_default=True, help="haar, ssd, yunet, blazeface or rfb.")
 @click.option("--detector-model", help="The detector's file, or a folder holding its files.")
-@click.option("--detect-width", default=320, show_default=True, type=int,
+@click.option("--detect-width", default=defaults.DETECT_WIDTH, show_default=True, type=int,
               help="Downscale frames to this width for detection (0: full size).")
-@click.option("--detect-every", default=1, show_default=True, type=int,
+@click.option("--detect-every", default=defaults.DETECT_EVERY, show_default=True, type=int,
               help="Detect every Nth frame; tracked boxes are carried between.")
-@click.option("--min-face", default=40, show_default=True, type=int, help="Smallest face side in pixels.")
-@click.option("--threads", default=2, show_default=True, type=int, help="Classifier CPU threads.")
+@click.option("--min-face", default=defaults.MIN_FACE_PX, show_default=True, type=int, help="Smallest face side in pixels.")
+@click.option("--threads", default=defaults.CLASSIFIER_THREADS, show_default=True, type=int, help="Classifier CPU threads.")
 @click.option("--cv-threads", default=1, show_default=True, type=int, help="OpenCV threads.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or tensorrt (ONNX models).")
 @click.option("--smooth", default=0.5, show_default=True, type=float,

@@ -29,6 +29,8 @@ CROP_DETECTORS = click.Choice(["haar", "ssd", "yunet", "blazeface", "rfb"])
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--limit-per-class", type=int, help="Use at most this many images per class.")
 @click.option("--fresh", is_flag=True, help="Ignore an earlier run's checkpoints in --out (default: resume).")
+@click.option("--flip-tta", is_flag=True,
+              help="Export the best epoch wrapped in horizontal-flip averaging (in the graph).")
 @click.option("--deterministic", is_flag=True, help="Deterministic TensorFlow ops (slower).")
 @click.option("--weights", help="Transfer backbone weights: 'imagenet' (downloads once, needs "
                                 "internet) or a weights file.")

@@ -15,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
+from .. import defaults
 from ..errors import DetectorError, OptionsError
 from ..types import Face
 
@@ -41,8 +42,8 @@ class DetectorOptions:
 
     name: str = "haar"
     model_path: str | None = None
-    detect_width: int = 320
-    min_face_px: int = 40
+    detect_width: int = defaults.DETECT_WIDTH
+    min_face_px: int = defaults.MIN_FACE_PX
     min_confidence: float | None = None
     max_faces: int = 10
     num_threads: int = 1

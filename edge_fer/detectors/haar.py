@@ -36,7 +36,7 @@ class HaarDetector(_Closeable):
         gray = small if small.ndim == 2 else cv2.cvtColor(to_bgr(small), cv2.COLOR_BGR2GRAY)
         gray = cv2.equalizeHist(gray)
         min_side = max(12, int(self.options.min_face_px / factor))
-        boxes = self._cascade.detectMultiScale(gray, scaleFactor=1.15, minNeighbors=self._min_neighbors,
+        boxes = self._cascade.detectMultiScale(gray, scaleFactor=1.2, minNeighbors=self._min_neighbors,
                                                minSize=(min_side, min_side))
         # Every box scores 1.0: largest first, so max_faces keeps the largest (to_faces' sort is stable).
         boxes = sorted((tuple(map(float, b)) for b in boxes), key=lambda b: b[2] * b[3], reverse=True)

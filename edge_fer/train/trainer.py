@@ -42,6 +42,7 @@ class TrainOptions:
     crop_faces: str | None = None  # detector cutting faces out of full frames (CK+)
     last_frames: int = 1  # CK+: frames taken from the end of each labelled sequence
     first_as_neutral: bool = False  # CK+: also each sequence's first frame, as neutral
+    flip_tta: bool = False  # export the best epoch wrapped in horizontal-flip averaging
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -177,20 +178,30 @@ def train(options: TrainOptions) -> TrainResult:
           f"({data.skipped} unreadable skipped, {data.no_face} without a face), {options.epochs} epochs, "
           f"batch {batch}", flush=True)
     started = time.time()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=options.epochs, callbacks=callbacks,
-                        verbose=verbose)
+    done = len(_read_history(out / "history.csv").get("loss", []))
+    if options.fresh or done < options.epochs or not best_path.exists():
+        model.fit(train_ds, validation_data=val_ds, epochs=options.epochs, callbacks=callbacks,
+                  verbose=verbose)
+    else:  # an earlier run finished every epoch (its backup is gone): export its best epoch only
+        print(f"{out} already holds all {done} epochs: exporting its best epoch", flush=True)
+        earlier = out / "summary.json"
+        if earlier.exists():  # keep the training time of the run that did the epochs
+            started -= float(json.loads(earlier.read_text()).get("seconds", 0.0))
     seconds = time.time() - started
 
     log = _read_history(out / "history.csv")
     if best_path.exists():
         model = keras.saving.load_model(best_path, compile=False, safe_mode=True)
+    if options.flip_tta:
+        from .models import add_flip_tta
+        model = add_flip_tta(model)
     meta = ModelMeta(labels=data.classes, input_size_hw=spec.input_size_hw, color=spec.color,
                      scale=1.0, offset=0.0, name=options.arch)
     from .keras_io import save_keras
     model_path = save_keras(model, out / "model.keras", meta)
     accs = log.get("val_accuracy") or []
     best_epoch = int(np.argmax(accs)) + 1 if accs else len(log.get("loss", []))
-    losses = log.get("loss") or history.history.get("loss", [float("nan")])
+    losses = log.get("loss") or [float("nan")]
     result = TrainResult(str(model_path), len(losses), best_epoch,
                          float(max(accs)) if accs else None, float(losses[0]), float(losses[-1]),
                          round(seconds, 1))
