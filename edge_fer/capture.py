@@ -20,6 +20,7 @@ the reader thread, on every exit path.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -124,12 +125,16 @@ def open_source(options: SourceOptions = SourceOptions()) -> FrameSource:
             return LiveSource(options.video, options.video, retry_seconds=options.retry_seconds)
         return VideoSource(options.video)
     index = DEFAULT_CAMERA if options.camera is None else options.camera
-    if options.defaulted:
-        hint = (f"no source given and camera {index} did not open: pass --video PATH, "
-                "--image PATH or --camera N, or try `edge-fer run --demo`")
-    else:
-        hint = f"camera index {index} did not open (no such device, or it is in use); try --demo"
-    return LiveSource(index, f"camera {index}", retry_seconds=options.retry_seconds, open_error=hint)
+    hint = f"camera index {index} did not open (no such device, or it is in use); try --demo"
+    try:
+        return LiveSource(index, f"camera {index}", retry_seconds=options.retry_seconds, open_error=hint)
+    except InputError:
+        if not options.defaulted:  # the user named this camera: never swap in something else
+            raise
+    # No source named and no camera here (a server, CI): say so and run the built-in sample.
+    sys.stderr.write(f"edge-fer: camera {index} did not open and no source was given: running the "
+                     f"built-in sample ({DEMO_IMAGE.name}); pass --video, --image or --camera N\n")
+    return ImageSource(DEMO_IMAGE, name="demo")
 
 
 def is_url(target: str) -> bool:

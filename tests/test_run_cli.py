@@ -137,7 +137,7 @@ CASES = [
     ("stream does not open", lambda m, p, d, t: ["--video", "http://127.0.0.1:9/none.mjpg"], 2,
      r"cannot open stream http://127\.0\.0\.1:9/none\.mjpg"),
     ("camera does not open", lambda m, p, d, t: ["--camera", "7"], 2, r"camera index 7 did not open"),
-    ("no source, no camera", lambda m, p, d, t: [], 2, r"no source given and camera 0 did not open.*--demo"),
+    ("no source, no camera: the sample", lambda m, p, d, t: [], 0, r"^astronaut\.jpg: #1 \w+ 0\.\d\d at \["),
     ("two sources", lambda m, p, d, t: ["--demo", "--camera", "0"], 2, r"give one source, got --camera and --demo"),
     ("missing model", lambda m, p, d, t: ["--demo", "--model", t / "m.tflite"], 2, r"model file not found: .*m\.tflite"),
     ("empty model", lambda m, p, d, t: ["--demo", "--model", make_file(t / "m.tflite", b"")], 2,
@@ -186,8 +186,10 @@ def test_run_table(cli, model_args, media_dir, peer_dir, detector_dir, tmp_path,
         assert result.exception is None
         (line,) = result.stdout.splitlines()
         assert re.search(pattern, line), line
-        (summary,) = result.stderr.splitlines()
+        *notes, summary = result.stderr.splitlines()
         assert summary.startswith("edge-fer: 1 frames in ")
+        assert notes == ([] if args(media_dir, None, None, tmp_path) else  # no source: says so
+                         [n for n in notes if "camera 0 did not open and no source was given" in n][:1])
     else:
         assert isinstance(result.exception, SystemExit) and result.stdout == ""
         (line,) = result.stderr.splitlines()  # exactly one line

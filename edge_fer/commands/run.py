@@ -40,7 +40,7 @@ def run_command(camera, video, image, demo, model_path, labels, input_scale, inp
                 device, smooth, headless, as_json, save_video, max_frames) -> None:
     """Recognize facial expressions live; q or Esc closes the window, Ctrl-C stops.
 
-    With no source, camera 0 is used; if it does not open the run stops and suggests --demo.
+    With no source, camera 0 is used; where no camera opens, the built-in sample runs instead (a note on stderr says so).
     The end summary goes to stderr.
     """
     from ..capture import SourceOptions
