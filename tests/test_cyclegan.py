@@ -15,15 +15,11 @@ import pytest
 from click.testing import CliRunner
 
 from edge_fer.cli import main
-from edge_fer.commands.balance import balance_command
 from edge_fer.errors import OptionsError
 from edge_fer.train.cyclegan import CycleGan, CycleGanOptions, to_uint8, to_unit
 from edge_fer.train.datasets import load_folder
 
 pytest.importorskip("tensorflow")
-
-if "balance" not in main.commands:  # until edge_fer/commands/__init__.py lists it
-    main.add_command(balance_command)
 
 TINY = dict(filters=8, res_blocks=1, steps_per_epoch=4)
 
