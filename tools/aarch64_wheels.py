@@ -42,8 +42,18 @@ def runtime_dependencies(pyproject: Path = REPO / "pyproject.toml") -> list[str]
 
 
 def resolve(requirement: str, python: str, glibc_minor: int, download: bool = False, timeout_s: float = 300) -> dict:
-    """{"requirement", "python", "version", "wheel"} or with "error" instead."""
+    """{"requirement", "python", "version", "wheel"}, or with "error" instead, or with
+    "not_applicable" when the requirement's marker excludes this Python."""
+    from packaging.requirements import Requirement
+
     row = {"requirement": requirement, "python": python}
+    parsed = Requirement(requirement)
+    target = {"python_version": python, "python_full_version": f"{python}.0",
+              "platform_machine": "aarch64", "sys_platform": "linux", "platform_system": "Linux"}
+    if parsed.marker is not None and not parsed.marker.evaluate(target):
+        row["not_applicable"] = True
+        return row
+    requirement = f"{parsed.name}{parsed.specifier}"
     platforms = [arg for tag in platform_tags(glibc_minor) for arg in ("--platform", tag)]
     common = ["--only-binary=:all:", *platforms, "--python-version", python, "--implementation", "cp",
               "--no-deps", "--quiet", "--disable-pip-version-check", requirement]
@@ -79,7 +89,7 @@ def table(rows: list[dict], pythons, platforms) -> str:
             cells = []
             for py in pythons:
                 row = next(r for r in rows if (r["requirement"], r["platform"], r["python"]) == (req, plat, py))
-                cells.append(row.get("version", "**none**"))
+                cells.append("n/a" if row.get("not_applicable") else row.get("version", "**none**"))
             lines.append(f"| `{req}` | {plat} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

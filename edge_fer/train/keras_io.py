@@ -29,6 +29,7 @@ def save_keras(model, path: str | Path, meta: ModelMeta) -> Path:
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as archive:
             archive.writestr(META_ENTRY, meta.to_json())
+        os.chmod(tmp, 0o644)  # mkstemp made it private; a model file is world-readable
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -81,10 +81,18 @@ def build_transfer(num_classes: int, size_hw=(96, 96), weights: str | None = Non
     inputs = keras.Input((*size_hw, 3), name="face")
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale")(inputs)
     imagenet = weights == "imagenet"
-    backbone = keras.applications.MobileNetV2(input_shape=(*size_hw, 3), include_top=False,
-                                              weights="imagenet" if imagenet else None, alpha=0.35)
-    if weights and not imagenet:
-        backbone.load_weights(weights)
+    try:
+        backbone = keras.applications.MobileNetV2(input_shape=(*size_hw, 3), include_top=False,
+                                                  weights="imagenet" if imagenet else None, alpha=0.35)
+        if weights and not imagenet:
+            backbone.load_weights(weights)
+    except Exception as exc:  # no internet, or a weights file that does not fit
+        from ..errors import ModelError
+        if imagenet:
+            raise ModelError("--weights imagenet needs internet once (Keras caches "
+                             "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5 in "
+                             "~/.keras/models/); or pass that file as --weights FILE") from None
+        raise ModelError(f"cannot load backbone weights {weights!r} ({type(exc).__name__})") from None
     x = backbone(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(128, activation="relu", name="dense")(x)
