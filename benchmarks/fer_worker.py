@@ -21,6 +21,15 @@ import sys  # noqa: E402
 import warnings  # noqa: E402
 
 
+def peak_rss_mb(usage) -> float:
+    """VmHWM (per address space: not inherited across fork + exec as ru_maxrss is), the same
+    figure edge_fer.bench.machine.peak_rss_bytes reports for edge-fer's side."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return usage.ru_maxrss / 1024.0
+
+
 def main(argv: list[str]) -> int:
     job_path, out_path, launched = argv
     with open(job_path, encoding="utf-8") as handle:
@@ -60,7 +69,7 @@ def main(argv: list[str]) -> int:
         "fps": fps_from_end_times(loop.end_times_s),
         "latency_ms": {k: summarize(v) for k, v in loop.stages_ms.items()},
         "cpu_percent": 100.0 * busy / (wall1 - wall0),
-        "peak_rss_mb": usage1.ru_maxrss / 1024.0,
+        "peak_rss_mb": peak_rss_mb(usage1),
         "cold_start": {"cold_start_s": t_first - float(launched),
                        "interpreter_and_imports_s": t_imported - float(launched),
                        "imports_s": t_imported - STARTED_MONOTONIC,

@@ -26,19 +26,19 @@ for f in edge_fer/models/*.tflite edge_fer/models/*.onnx; do [ -f "$f" ] && MODE
 run() { echo "+ $*" >&2; "$@" || [ $? -eq 1 ]; }  # exit 1 = a row missed its target: keep going
 
 # 1. default configuration end to end (3 fresh processes per row)
-run nice -n 10 "$EDGE_FER" bench --video "$VIDEO" "${MODEL[@]}" --repeat 3 \
+run "$EDGE_FER" bench --video "$VIDEO" "${MODEL[@]}" --repeat 3 \
   --json "$R/bench_default_woman2.json" --plot "$R/bench_default_woman2.png"
 # 2. every detector x runtime threads 1,2 (default model)
-run nice -n 10 "$EDGE_FER" bench --video "$VIDEO" "${MODEL[@]}" "${DET[@]}" \
+run "$EDGE_FER" bench --video "$VIDEO" "${MODEL[@]}" "${DET[@]}" \
   --detector haar,ssd,yunet,blazeface,rfb --threads 1,2 \
   --json "$R/bench_detectors_woman2.json" --plot "$R/bench_detectors_woman2.png"
 # 3. paced at a camera's 30 fps: deadline misses
-run nice -n 10 "$EDGE_FER" bench --video "$VIDEO" "${MODEL[@]}" --fps 30 \
+run "$EDGE_FER" bench --video "$VIDEO" "${MODEL[@]}" --fps 30 \
   --json "$R/bench_paced30_woman2.json"
 # 4. classifier alone per model file, with accuracy on FER2013 val
-run nice -n 10 "$EDGE_FER" bench --classifier-only --video "$VIDEO" "${MODELS[@]}" --threads 1,2 \
+run "$EDGE_FER" bench --classifier-only --video "$VIDEO" "${MODELS[@]}" --threads 1,2 \
   --data "$SHARED/fer2013/val" --json "$R/bench_classifier_only.json"
 # 5. against the fer package, same frames, alternating processes
-run nice -n 10 $PY benchmarks/compare_fer.py --rounds 3 --out "$R/compare_fer.json"
+run $PY benchmarks/compare_fer.py --rounds 3 --out "$R/compare_fer.json"
 # 6. 10,000-frame soak: RSS growth and latency drift
-run nice -n 10 $PY benchmarks/soak.py --out "$R/soak.json"
+run $PY benchmarks/soak.py --out "$R/soak.json"

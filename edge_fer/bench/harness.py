@@ -293,16 +293,9 @@ def _classifier_step(classifier, crops) -> Callable[[], tuple[dict, int]]:
 
 def _peak_rss_mb(samples_bytes: list[int]) -> float:
     """The process's peak resident set (the kernel's high-water mark where there is one)."""
-    peak = max(samples_bytes) if samples_bytes else 0
-    try:
-        import resource
+    from .machine import peak_rss_bytes
 
-        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        peak = max(peak, maxrss if sys.platform == "darwin" else maxrss * 1024)
-    except ImportError:  # Windows: psutil's peak working set
-        import psutil
-
-        peak = max(peak, getattr(psutil.Process().memory_info(), "peak_wset", 0))
+    peak = max(max(samples_bytes) if samples_bytes else 0, peak_rss_bytes())
     return peak / 2**20
 
 

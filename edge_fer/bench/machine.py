@@ -90,3 +90,25 @@ def describe(machine: dict) -> str:
     return (f"{machine['cpu_model']} ({machine['cores_logical']} logical cores; "
             f"{' '.join(machine['cpu_flags']) or 'no listed SIMD flags'}); "
             f"load {load[0] if load else 'n/a'}, {machine['cpu_busy_percent']:.0f}% busy before start; {libs}")
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set. Linux: ``VmHWM`` (per address space, so a process
+    started by a large parent does not inherit the parent's peak, as ``ru_maxrss`` does across
+    fork + exec); elsewhere ``ru_maxrss`` (macOS: bytes) or psutil's peak working set (Windows)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import resource
+        import sys
+
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return maxrss if sys.platform == "darwin" else maxrss * 1024
+    except ImportError:
+        import psutil
+
+        return int(getattr(psutil.Process().memory_info(), "peak_wset", 0))
