@@ -8,8 +8,6 @@ agreement with the source model reaches the threshold.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_fer.errors import ConversionError, EdgeFerError, OptionsError
+from edge_fer.fileio import atomic_path, write_json_atomic
 
 from .calibration import FaceSet, accuracy, preprocess, sample_faces
 from .options import ALL_VARIANTS, SUFFIXES, ConversionReport, ConvertOptions
@@ -84,10 +83,7 @@ def _convert_one(source: Source, faces: Faces, options: ConvertOptions, target: 
     meta = source.meta.with_(quantization=quantization)
     calibration = faces.calibration if quantization == "int8" else None
     started = time.perf_counter()
-    fd, name = tempfile.mkstemp(suffix=SUFFIXES[target], prefix=f".{out.stem}-", dir=out.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
+    with atomic_path(out, SUFFIXES[target]) as tmp:  # renamed to ``out`` only if verified
         if target == "tflite":
             tmp.write_bytes(add_tflite_metadata(to_tflite(source, quantization, calibration, options.int8_io), meta))
         else:
@@ -101,19 +97,8 @@ def _convert_one(source: Source, faces: Faces, options: ConvertOptions, target: 
                                   f"of {check.faces} held-out faces, below the required {required:.1%} "
                                   f"(--min-agreement); {out.name} not written")
         size = tmp.stat().st_size
-        tmp.chmod(0o666 & ~_umask())  # mkstemp made it private; give it a normal file's mode
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return ConversionReport(str(out), target, quantization, size, check.agreement, faces.source_accuracy,
                             check.converted_accuracy, check.max_prob_diff, round(seconds, 2), check.faces)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def variant_path(folder: Path, stem: str, target: str, quantization: str) -> Path:
@@ -160,9 +145,7 @@ def convert_all(options: ConvertOptions, variants=ALL_VARIANTS) -> list[Conversi
 
 
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, data, indent=2)
 
 
 def format_summary(reports: list[ConversionReport]) -> str:

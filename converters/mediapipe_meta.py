@@ -36,6 +36,7 @@ from typing import Sequence
 import numpy as np
 
 from edge_fer.errors import ConversionError, ModelError
+from edge_fer.fileio import write_bytes_atomic
 from edge_fer.metadata import METADATA_KEY, ModelMeta, tflite_metadata_entries
 
 #: The metadata entry name and file identifier MediaPipe and TFLite Support look for.
@@ -168,16 +169,7 @@ def write_atomic(path: Path, data: bytes) -> Path:
     path = Path(path)
     if not path.parent.is_dir():
         raise ConversionError(f"output folder does not exist: {path.parent}")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp made it private; a model file is world-readable
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_bytes_atomic(path, data)
 
 
 def _build_metadata(labels, mean, std, color, input_type, output_type, name, description, version) -> bytes:

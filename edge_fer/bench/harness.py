@@ -8,7 +8,6 @@ split into decode / detect / preprocess / classify / track and ``total`` around 
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from .report import temp_beside
+from ..fileio import atomic_path
 
 PLOT_STAGES = ("decode", "detect", "preprocess", "classify", "track")
 
@@ -49,13 +48,9 @@ def write_plot(report: dict, path: str | Path) -> Path:
     fig.suptitle(f"edge-fer bench: {report['method']['mode']}, {report['method']['pacing']}", fontsize=10)
     fig.tight_layout()
     path = Path(path)
-    fd, tmp = temp_beside(path, ".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
+        with atomic_path(path, ".png", make_parent=True) as tmp:
+            fig.savefig(tmp, dpi=110)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

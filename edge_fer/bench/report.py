@@ -6,11 +6,7 @@ Exit code: 0 when every row's p95 of ``total`` is within ``--target-ms``, 1 when
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from pathlib import Path
-
+from ..fileio import write_json_atomic  # noqa: F401  (the bench scripts import it from here)
 from .machine import describe
 
 EXIT_PASS, EXIT_FAIL = 0, 1
@@ -19,35 +15,6 @@ STAGE_KEYS = ("p50", "p90", "p95", "p99", "max")
 
 def exit_code(report: dict) -> int:
     return EXIT_PASS if report["rows"] and all(r["pass"] for r in report["rows"]) else EXIT_FAIL
-
-
-def temp_beside(path: Path, suffix: str) -> tuple[int, str]:
-    """A temp file in ``path``'s folder (made if missing), with the permissions a plain
-    ``open()`` would give (mkstemp's are 0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    return fd, tmp
-
-
-def write_json_atomic(path: str | Path, data) -> Path:
-    """Write JSON to a temp file beside ``path``, then rename it over ``path``."""
-    path = Path(path)
-    fd, tmp = temp_beside(path, ".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def align(headers: list[str], rows: list[list[str]]) -> str:

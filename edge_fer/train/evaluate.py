@@ -10,8 +10,6 @@ on the float batch that the same ``ExpressionClassifier.preprocess`` makes from 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ import numpy as np
 
 from ..classifier import ClassifierOptions, ExpressionClassifier
 from ..errors import InputError, ModelError, OptionsError
+from ..fileio import atomic_path
 from ..metadata import ModelMeta
 from .datasets import FaceDataset, LoadOptions, dedup_against, load_dataset, resolve_classes
 
@@ -241,17 +240,8 @@ def write_outputs(report: EvalReport, out: Path) -> tuple[Path, Path]:
 
 def write_atomic(path: Path, write) -> None:
     """Call ``write(binary_handle)`` on a temp file beside ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
+        write(handle)
 
 
 def confusion_figure(report: EvalReport):

@@ -7,12 +7,11 @@ Loading always uses ``safe_mode=True``: a model file cannot run arbitrary Python
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 from ..errors import ModelError
+from ..fileio import atomic_path
 from ..metadata import ModelMeta
 
 META_ENTRY = "edge_fer.json"
@@ -23,17 +22,10 @@ def save_keras(model, path: str | Path, meta: ModelMeta) -> Path:
     path = Path(path)
     if not path.parent.is_dir():
         raise ModelError(f"output folder does not exist: {path.parent}")
-    fd, tmp = tempfile.mkstemp(suffix=".keras", dir=path.parent, prefix=f".{path.stem}-")
-    os.close(fd)
-    try:
+    with atomic_path(path, ".keras") as tmp:
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as archive:
             archive.writestr(META_ENTRY, meta.to_json())
-        os.chmod(tmp, 0o644)  # mkstemp made it private; a model file is world-readable
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
