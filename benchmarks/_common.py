@@ -44,14 +44,14 @@ def provenance(machine: dict) -> dict:
     """The exact command, when, and a note when the CPU was busy before the run started."""
     busy = machine.get("cpu_busy_percent") or 0.0
     load = (machine.get("load_average_1_5_15") or [0.0])[0]
-    under_load = busy > 25.0 or load > 0.5 * (machine.get("cores_logical") or 1)
+    under_load = busy > 25.0  # measured just before the start; the load average lags a minute behind
     return {
         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
         "cwd": str(Path.cwd()),
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "under_load": under_load,
         "load_note": (f"UNDER LOAD: CPU {busy:.0f}% busy and load average {load} before the start "
-                      "(shared with a training job); figures are pessimistic") if under_load else
+                      "(other work shares the cores); figures are pessimistic") if under_load else
                      f"quiet machine: CPU {busy:.0f}% busy, load average {load} before the start",
     }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Re-run every measurement behind benchmarks/RESULTS.md into benchmarks/results/.
-#   bash benchmarks/run_all.sh            (from the repository root; about 30-60 min on 2 cores)
+#   bash benchmarks/run_all.sh            (from the repository root; about 5 min on a quiet 2-core box)
 # Needs .venv (the project, editable) and, for compare_fer.py, benchmarks/.venv-fer:
 #   python3.11 -m venv benchmarks/.venv-fer && benchmarks/.venv-fer/bin/pip install -r benchmarks/requirements-fer.txt
 # EDGE_FER overrides the CLI used (default .venv/bin/edge-fer); SHARED the data folder.

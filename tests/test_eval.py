@@ -175,8 +175,8 @@ PEER_ARGS = ["--labels", "fer2013", "--input-scale", str(PEER_SCALE), "--input-o
     ("peer_h5", "good", ["--json", *PEER_ARGS], {"n": 6, "skipped": 1}),
     ("peer_tflite", "good", PEER_ARGS, "accuracy"),
     # bad rows: one line, exit 2
-    ("peer_tflite", "good", [], "carries no edge-fer metadata: pass --labels"),
-    ("peer_h5", "good", [], "carries no edge-fer metadata: pass --labels"),
+    ("peer_tflite", "good", ["--json"], {"n": 6, "skipped": 1}),  # recognized by sha256: no flags
+    ("unknown.tflite", "good", [], "carries no edge-fer metadata: pass --labels"),
     ("peer_tflite", "good", ["--labels", "pyfer"], "outputs 7 scores but has 6 labels"),
     ("peer_h5", "good", ["--labels", "happy"], "classes must be a preset"),
     ("model.pt", "good", [], "unsupported model file 'model.pt'"),
@@ -196,6 +196,8 @@ def test_eval_cli(request, tmp_path, fer_val, model, data, extra, expect):
         model_path = tmp_path / model
         if model.startswith("garbage"):
             model_path.write_bytes(b"this is not a model" * 10)
+        if model == "unknown.tflite":  # the peer's model under other bytes: not recognized
+            model_path.write_bytes(request.getfixturevalue("peer_tflite").read_bytes() + b"\0")
     root = tmp_path / "data"
     if data == "good":
         small_folder(root, fer_val)

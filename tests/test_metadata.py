@@ -111,3 +111,19 @@ def test_read_model_meta_rejects_bad_files(tmp_path, name, data, fragment):
     path.write_bytes(data)
     with pytest.raises(ModelError, match=fragment):
         read_model_meta(path)
+
+
+def test_known_public_models_are_recognized_by_hash_only(peer_dir, tmp_path):
+    from edge_fer.classifier import ClassifierOptions, ExpressionClassifier
+    from edge_fer.errors import ModelError
+    from edge_fer.metadata import known_model_meta
+
+    peer = peer_dir / "emotion_model_quantized.tflite"
+    assert known_model_meta(peer).name == "fer-mini-xception"
+    with ExpressionClassifier.create_from_model_path(peer) as classifier:  # no flags needed
+        assert classifier.meta.input_size_hw == (64, 64) and classifier.meta.offset == -1.0
+    altered = tmp_path / "peer.tflite"
+    altered.write_bytes(peer.read_bytes() + b"\0")  # same model, other bytes: not recognized
+    assert known_model_meta(altered) is None
+    with pytest.raises(ModelError, match="carries no edge-fer metadata"):
+        ExpressionClassifier.create_from_options(ClassifierOptions(model_path=altered))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 from functools import lru_cache
@@ -55,11 +54,9 @@ def library_versions() -> dict[str, str]:
 
 @lru_cache(maxsize=64)
 def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    from ..fileio import file_sha256 as sha256
+
+    return sha256(path)
 
 
 def machine_info() -> dict:
