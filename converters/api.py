@@ -17,7 +17,9 @@ import numpy as np
 from edge_fer.errors import ConversionError, EdgeFerError, OptionsError
 from edge_fer.fileio import atomic_path, write_json_atomic
 
-from .calibration import FaceSet, accuracy, preprocess, sample_faces
+from edge_fer.classifier import preprocess_crops
+
+from .calibration import FaceSet, accuracy, sample_faces
 from .options import ALL_VARIANTS, SUFFIXES, ConversionReport, ConvertOptions
 from .quiet import quiet
 from .sources import Source, open_source
@@ -43,12 +45,12 @@ def load_faces(options: ConvertOptions, source: Source) -> Faces:
     if options.calibration is not None:
         counts = [options.calibration_count] + ([] if options.verify else [options.verify_count])
         sets = sample_faces(options.calibration, counts, meta.labels, meta.color, options.seed, "calibration")
-        calibration = preprocess(meta, sets[0].crops)
+        calibration = preprocess_crops(meta, sets[0].crops)
         held_out = sets[1] if len(sets) > 1 else None
     if held_out is None:  # ConvertOptions guarantees a calibration or a verification folder
         held_out = sample_faces(options.verify, [options.verify_count], meta.labels, meta.color,
                                 options.seed, "verification")[0]
-    reference = source.predict(preprocess(meta, held_out.crops))
+    reference = source.predict(preprocess_crops(meta, held_out.crops))
     return Faces(calibration, held_out, reference, accuracy(reference, held_out.truth))
 
 

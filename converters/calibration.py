@@ -14,9 +14,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from edge_fer.classifier import ExpressionClassifier
 from edge_fer.errors import InputError
-from edge_fer.metadata import ModelMeta
 from edge_fer.train.datasets import IMAGE_SUFFIXES
 
 
@@ -32,12 +30,6 @@ class FaceSet:
 
     def __len__(self) -> int:
         return len(self.crops)
-
-
-def preprocess(meta: ModelMeta, crops: Sequence[np.ndarray]) -> np.ndarray:
-    """The float NHWC batch the runtime feeds a model with ``meta``: the runtime's own code
-    (:meth:`ExpressionClassifier.preprocess`), run without a backend."""
-    return ExpressionClassifier(None, meta, Path()).preprocess(crops)
 
 
 def list_faces(root: str | Path, what: str) -> dict[str, list[Path]]:

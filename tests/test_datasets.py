@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_fer.classifier import ExpressionClassifier
+from edge_fer.classifier import preprocess_crops
 from edge_fer.errors import InputError, OptionsError
 from edge_fer.metadata import FER2013_LABELS, ModelMeta
 from edge_fer.train.ckplus import load_ckplus
@@ -87,13 +87,13 @@ def test_folder_explicit_classes_pick_and_order(fer_val):
 
 @pytest.mark.parametrize("size_hw", [(64, 64), (32, 40), (48, 48)])
 def test_fit_size_is_the_runtime_resize(fer_val, media_dir, size_hw):
-    """Training data is resized exactly as ExpressionClassifier.preprocess resizes crops."""
+    """Training data is resized exactly as the runtime's preprocessing resizes crops."""
     meta = ModelMeta(labels=("a", "b"), input_size_hw=size_hw, scale=1.0, offset=0.0)
-    runtime = ExpressionClassifier(None, meta, Path("x"))
+
     face = cv2.imread(str(next((fer_val / "happy").iterdir())), cv2.IMREAD_GRAYSCALE)
     photo = cv2.imread(str(media_dir / "justin.jpg"), cv2.IMREAD_GRAYSCALE)
     for image in (face, photo):
-        expected = runtime.preprocess([image])[0, :, :, 0]
+        expected = preprocess_crops(meta, [image])[0, :, :, 0]
         np.testing.assert_array_equal(fit_size(image, size_hw).astype(np.float32), expected)
 
 

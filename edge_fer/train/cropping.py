@@ -7,11 +7,10 @@ The crop and resize are :class:`~edge_fer.classifier.ExpressionClassifier`'s own
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
-from ..classifier import ExpressionClassifier
+from ..classifier import crop_face, preprocess_crops
 from ..detectors import DetectorOptions, create_detector
 from ..metadata import ModelMeta
 
@@ -22,10 +21,9 @@ class FaceCropper:
 
     def __init__(self, detector_options: DetectorOptions, size_hw: tuple[int, int] = (48, 48),
                  margin: float = 0.0) -> None:
-        # A classifier without a backend: only its crop() and preprocess() are used.
-        meta = ModelMeta(labels=("face", "other"), input_size_hw=size_hw, color="gray",
-                         scale=1.0, offset=0.0, crop_margin=margin)
-        self._shaper = ExpressionClassifier(None, meta, Path("<cropper>"))
+        # The runtime's crop and preprocessing, as raw gray pixels.
+        self._meta = ModelMeta(labels=("face", "other"), input_size_hw=size_hw, color="gray",
+                               scale=1.0, offset=0.0, crop_margin=margin)
         self._detector = create_detector(detector_options)
         self.size_hw = tuple(size_hw)
         self.frames = 0
@@ -42,7 +40,8 @@ class FaceCropper:
             self.no_face += 1
             return None
         largest = max(faces, key=lambda f: f.box_xywh[2] * f.box_xywh[3])
-        pixels = self._shaper.preprocess([self._shaper.crop(frame_bgr, largest)])[0, :, :, 0]
+        crop = crop_face(frame_bgr, largest, self._meta.crop_margin)
+        pixels = preprocess_crops(self._meta, [crop])[0, :, :, 0]
         return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
 
     def close(self) -> None:
@@ -59,5 +58,5 @@ class FaceCropper:
 
 def open_cropper(detector: str, size_hw: tuple[int, int], margin: float = 0.0,
                  detector_model: str | None = None) -> FaceCropper:
-    """A cropper with the runtime detector's defaults (``detect_width`` 320, faces >= 40 px)."""
+    """A cropper with the runtime detector's defaults (edge_fer/defaults.py)."""
     return FaceCropper(DetectorOptions(name=detector, model_path=detector_model), size_hw, margin)

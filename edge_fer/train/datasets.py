@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..classifier import resize_to
 from ..errors import InputError, OptionsError
 from ..metadata import FER2013_LABELS
 
@@ -78,13 +79,9 @@ def order_classes(names: list[str]) -> tuple[str, ...]:
 
 
 def fit_size(image: np.ndarray, size_hw: tuple[int, int] | None) -> np.ndarray:
-    """Resize as the runtime does (:meth:`ExpressionClassifier.preprocess`): area when
-    shrinking, bilinear when enlarging, so training and inference see the same pixels."""
-    if size_hw is None or image.shape[:2] == tuple(size_hw):
-        return image
-    h, w = size_hw
-    shrink = image.shape[0] > h or image.shape[1] > w
-    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    """Resize with the runtime's own :func:`~edge_fer.classifier.resize_to`, so training and
+    inference see the same pixels."""
+    return image if size_hw is None else resize_to(image, tuple(size_hw))
 
 
 def read_face(path: str | Path, size_hw=None, cropper=None) -> tuple[np.ndarray | None, str]:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..classifier import ClassifierOptions, ExpressionClassifier
+from ..classifier import ClassifierOptions, ExpressionClassifier, preprocess_crops
 from ..errors import InputError, ModelError, OptionsError
 from ..fileio import atomic_path
-from ..metadata import ModelMeta
+from ..metadata import resolve_model_meta
 from .datasets import FaceDataset, LoadOptions, dedup_against, load_dataset, resolve_classes
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -106,25 +106,16 @@ class KerasRunner:
         if isinstance(shape, list) or len(shape) != 4 or shape[3] not in (1, 3) or None in shape[1:3]:
             raise ModelError(f"{Path(options.model_path).name}: input shape {shape} is not one NHWC image "
                              "of fixed size with 1 or 3 channels")
-        if meta is None:
-            if options.labels is None:
-                raise ModelError(f"{Path(options.model_path).name} carries no edge-fer metadata: pass "
-                                 "--labels (e.g. 'fer2013' or 'angry,happy,...') and --input-scale/--input-offset")
-            meta = ModelMeta(labels=options.labels, input_size_hw=shape[1:3],
-                             color="gray" if shape[3] == 1 else "rgb")
-        self.meta = with_overrides(meta, options)
-        if tuple(self.meta.input_size_hw) != tuple(shape[1:3]) or self.meta.channels != shape[3]:
-            raise ModelError(f"{Path(options.model_path).name}: metadata says {self.meta.input_size_hw} "
-                             f"{self.meta.color} but the model takes {shape[1]}x{shape[2]}x{shape[3]}")
+        self.meta = resolve_model_meta(options.model_path, meta, tuple(shape[1:4]), labels=options.labels,
+                                       scale=options.input_scale, offset=options.input_offset,
+                                       color=options.color)
         outputs = self._model.output_shape[-1]
         if outputs != len(self.meta.labels):
             raise ModelError(f"model outputs {outputs} scores but has {len(self.meta.labels)} labels "
                              f"{list(self.meta.labels)}")
-        # The runtime's preprocessing, without a backend.
-        self._shaper = ExpressionClassifier(None, self.meta, Path(options.model_path))
 
     def predict_proba(self, crops) -> np.ndarray:
-        batch = self._shaper.preprocess(crops)
+        batch = preprocess_crops(self.meta, crops)
         return np.asarray(self._model.predict_on_batch(batch), np.float32)
 
     def close(self) -> None:
@@ -135,12 +126,6 @@ class KerasRunner:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def with_overrides(meta: ModelMeta, options: EvalOptions) -> ModelMeta:
-    changes = {k: v for k, v in (("labels", options.labels), ("scale", options.input_scale),
-                                 ("offset", options.input_offset), ("color", options.color)) if v is not None}
-    return meta.with_(**changes) if changes else meta
 
 
 def open_runner(options: EvalOptions):
