@@ -8,8 +8,9 @@ of the flatbuffer's ``metadata`` list (beside any standard TFLite metadata), in 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Mapping
 
 from .errors import ModelError
 
@@ -20,6 +21,44 @@ QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
 
 #: FER2013's class order (its CSV's ``emotion`` column 0..6).
 FER2013_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
+@dataclass(frozen=True)
+class Framing:
+    """How a model wants faces framed: where its training faces have their landmarks, and how
+    each box-only detector's box maps onto its training frame (see :mod:`edge_fer.align`).
+
+    ``points``: detector name -> landmark name -> (u, v), the landmark's position in the
+    model's input as a fraction of its width and height (0..1).
+    ``boxes``: detector name -> (dx, dy, sw, sh): the training frame's centre is the box centre
+    plus (dx * w, dy * h), its size (sw * w, sh * h), for a detector box of size (w, h).
+    ``fitted_on``: what the numbers were measured on (data, faces, command).
+    """
+
+    points: Mapping[str, Mapping[str, tuple[float, float]]] = field(default_factory=dict)
+    boxes: Mapping[str, tuple[float, float, float, float]] = field(default_factory=dict)
+    fitted_on: str = ""
+
+    def __post_init__(self) -> None:
+        points = {}
+        for detector, named in dict(self.points).items():
+            pts = {str(k): (float(v[0]), float(v[1])) for k, v in dict(named).items()}
+            if len(pts) < 2 or not all(-0.5 <= c <= 1.5 for uv in pts.values() for c in uv):
+                raise ModelError(f"framing points for {detector!r} must be >= 2 (u, v) pairs near 0..1, got {pts}")
+            points[str(detector)] = pts
+        boxes = {}
+        for detector, t in dict(self.boxes).items():
+            t = tuple(float(v) for v in t)
+            if len(t) != 4 or not (0.2 <= t[2] <= 5 and 0.2 <= t[3] <= 5 and abs(t[0]) < 1 and abs(t[1]) < 1):
+                raise ModelError(f"framing box for {detector!r} must be (dx, dy, sw, sh) with |dx|, |dy| < 1 "
+                                 f"and 0.2 <= sw, sh <= 5, got {t}")
+            boxes[str(detector)] = t
+        object.__setattr__(self, "points", points)
+        object.__setattr__(self, "boxes", boxes)
+
+    def to_dict(self) -> dict:
+        return {"points": {d: {k: list(uv) for k, uv in p.items()} for d, p in self.points.items()},
+                "boxes": {d: list(t) for d, t in self.boxes.items()}, "fitted_on": self.fitted_on}
 
 
 @dataclass(frozen=True)
@@ -39,8 +78,11 @@ class ModelMeta:
     source_sha256: str = ""
     name: str = ""
     crop_margin: float = 0.0
+    framing: Framing | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.framing, Mapping):
+            object.__setattr__(self, "framing", Framing(**self.framing))
         object.__setattr__(self, "labels", tuple(str(v) for v in self.labels))
         object.__setattr__(self, "input_size_hw", tuple(int(v) for v in self.input_size_hw))
         if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
@@ -65,6 +107,9 @@ class ModelMeta:
 
     def to_json(self) -> str:
         data = asdict(self)
+        data["framing"] = self.framing.to_dict() if self.framing is not None else None
+        if data["framing"] is None:
+            del data["framing"]  # files without one stay byte-identical to schema 1's
         data["labels"] = list(self.labels)
         data["input_size_hw"] = list(self.input_size_hw)
         data["schema"] = SCHEMA_VERSION
