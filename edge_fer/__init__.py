@@ -45,6 +45,12 @@ _EXPORTS = {
     "ModelError": "errors",
     "DetectorError": "errors",
     "OptionsError": "errors",
+    "analyze": "analyze",
+    "AnalyzeOptions": "analyze",
+    "WriteOptions": "analyze",
+    "write_analysis": "analyze",
+    "FaceRow": "analyze",
+    "AnalysisSummary": "analyze",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

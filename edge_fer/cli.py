@@ -25,6 +25,7 @@ COMMANDS = {
     "balance": "balance:balance_command",
     "doctor": "doctor:doctor_command",
     "fetch-detectors": "fetch:fetch_command",
+    "analyze": "analyze:analyze_command",
 }
 
 

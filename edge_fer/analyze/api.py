@@ -1,0 +1,214 @@
+"""``analyze(paths, options)``: typed rows from many sources; ``write_analysis``: the files.
+
+    analysis = analyze(["sessions/"], AnalyzeOptions(workers=2))
+    for row in analysis:                     # FaceRow, in source order then frame order
+        ...
+    analysis.summary                         # AnalysisSummary: per-track rows, failures
+
+    summary = write_analysis(["sessions/"], WriteOptions(out="r.parquet", timeline_dir="plots"))
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+from ..errors import InputError, OptionsError
+from ..pipeline import PipelineOptions
+from .engines import ENGINES, InlineEngine, LocalEngine, RayEngine
+from .items import discover
+from .summary import AnalysisSummary
+from .worker import FaceRow, SourceAnalyzer, SourceResult
+
+log = logging.getLogger(__name__)
+
+#: Local workers beyond this many per core only add memory and contention.
+MAX_WORKERS_PER_CORE = 4
+MAX_RAY_WORKERS = 100_000
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class AnalyzeOptions:
+    """``pipeline``: per-worker pipeline (its defaults use one classifier and one OpenCV
+    thread, so ``workers`` processes keep ``workers`` cores busy without oversubscribing).
+    ``workers``: processes (local) or tasks in flight (ray); None: the cores here, or the
+    cluster's CPUs. ``engine``: ``local`` or ``ray``; ``ray_address``: a cluster to join
+    (``host:port`` or ``auto``). ``glob``: keep only matching files found in folders."""
+
+    pipeline: PipelineOptions = field(default_factory=PipelineOptions)
+    workers: int | None = None
+    engine: str = "local"
+    ray_address: str | None = None
+    glob: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise OptionsError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.ray_address is not None and self.engine != "ray":
+            raise OptionsError(f"--ray-address {self.ray_address} needs --engine ray (got --engine {self.engine})")
+        if self.workers is not None:
+            most = MAX_RAY_WORKERS if self.engine == "ray" else MAX_WORKERS_PER_CORE * cpu_cores()
+            if not 1 <= self.workers <= most:
+                where = "" if self.engine == "ray" else f" ({MAX_WORKERS_PER_CORE} per core on this machine's {cpu_cores()})"
+                raise OptionsError(f"--workers must be between 1 and {most}{where}, got {self.workers}")
+        if self.glob is not None and not self.glob.strip():
+            raise OptionsError("--glob must be a non-empty pattern such as '*.mp4'")
+
+    def local_workers(self, items: int) -> int:
+        return max(1, min(self.workers or cpu_cores(), items))
+
+
+def create_engine(options: AnalyzeOptions, items: int, labels: tuple[str, ...]):
+    if options.engine == "ray":
+        return RayEngine(options.pipeline, options.ray_address, options.workers, labels)
+    workers = options.local_workers(items)
+    threads = max(options.pipeline.classifier.num_threads, options.pipeline.opencv_threads)
+    if workers * threads > cpu_cores():
+        log.warning("%d workers x %d threads each on %d cores: they will compete for the cores",
+                    workers, threads, cpu_cores())
+    return InlineEngine(options.pipeline) if workers == 1 else LocalEngine(options.pipeline, workers, labels)
+
+
+def _quiet(kind: str, index: int, value: int) -> None:
+    pass
+
+
+class Analysis:
+    """An iterable of :class:`FaceRow` over every source (read once); ``summary`` when done.
+
+    Bad inputs (a missing path, an empty folder, a model that does not load) raise here, before
+    any work. ``previous``: results to reuse, keyed by (source, size, mtime_ns) (``--resume``).
+    ``on_event(kind, index, value)``: progress (see :mod:`edge_fer.analyze.progress`).
+    """
+
+    def __init__(self, paths, options: AnalyzeOptions = AnalyzeOptions(),
+                 on_event: Callable[[str, int, int], None] | None = None,
+                 previous: dict | None = None) -> None:
+        self.options = options
+        self.items = discover(paths, options.glob)
+        with SourceAnalyzer(options.pipeline) as probe:  # a model or detector that does not load fails here
+            self.labels = probe.labels
+        self.summary = AnalysisSummary(self.labels)
+        self.on_event = on_event or _quiet
+        self.previous = previous or {}
+        self._started = False
+
+    def _reused(self, item) -> SourceResult | None:
+        found = self.previous.get(item.key) if item.kind != "url" else None
+        return None if found is None else replace(found, item=item)
+
+    def results(self) -> Iterator[SourceResult]:
+        """One :class:`SourceResult` per source, in source order (also on failure)."""
+        if self._started:
+            raise RuntimeError("an Analysis is read once; call analyze() again")
+        self._started = True
+        start = time.perf_counter()
+        todo = [item for item in self.items if self._reused(item) is None]
+        self.on_event("start", -1, len(self.items))
+        with create_engine(self.options, len(todo), self.labels) as engine:
+            fresh = engine.run(todo, self.on_event)
+            for item in self.items:
+                reused = self._reused(item)
+                result = reused if reused is not None else next(fresh)
+                self.summary.add(result)
+                self.summary.seconds = time.perf_counter() - start
+                self.on_event("skip" if reused is not None else "done", item.index, result.frames)
+                yield result
+
+    def __iter__(self) -> Iterator[FaceRow]:
+        for result in self.results():
+            yield from result.rows
+        return self.summary
+
+    def to_arrow(self):
+        """Every row as a pyarrow Table with the output's typed columns (needs pyarrow)."""
+        import pyarrow as pa
+
+        from .writers import INT_COLUMNS, LANDMARK_NAMES, row_columns, row_record
+
+        rows = list(self)
+        names = tuple(n for n in LANDMARK_NAMES if rows and n in (rows[0].landmarks_xy or {}))
+        columns = row_columns(self.labels, names)
+        types = {c: pa.int64() for c in INT_COLUMNS} | {"source": pa.string(), "expression": pa.string()}
+        schema = pa.schema([(c, types.get(c, pa.float64())) for c in columns])
+        return pa.Table.from_pylist([row_record(r, self.labels, names) for r in rows], schema)
+
+    def to_pandas(self):
+        """Every row as a pandas DataFrame (needs pandas and pyarrow)."""
+        try:
+            import pandas  # noqa: F401
+        except ImportError:
+            raise OptionsError("to_pandas() needs pandas: pip install pandas") from None
+        return self.to_arrow().to_pandas()
+
+
+def analyze(paths, options: AnalyzeOptions = AnalyzeOptions(), on_event=None) -> Analysis:
+    """Analyze videos, images, folders and recording URLs: iterate for :class:`FaceRow` s
+    (``summary = yield from analyze(...)`` also gives the summary), then read ``.summary``."""
+    return Analysis(paths, options, on_event)
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    """``out``: the rows file (.csv, .jsonl or .parquet); ``timeline_dir``: one PNG per video;
+    ``resume``: keep the rows of sources already in ``out`` with the same path, size and
+    modification time, and read only the others."""
+
+    out: str
+    analyze: AnalyzeOptions = field(default_factory=AnalyzeOptions)
+    timeline_dir: str | None = None
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        from .writers import output_format
+
+        output_format(self.out)
+
+
+def _prepare_timeline_dir(folder: str) -> Path:
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--timeline {folder}: cannot create the folder ({exc.strerror})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InputError(f"--timeline {folder}: folder is not writable")
+    return path
+
+
+def write_analysis(paths, options: WriteOptions, on_event=None) -> AnalysisSummary:
+    """Analyze ``paths`` into ``options.out`` and its side files (all replaced atomically at the
+    end); PNG timelines go to ``options.timeline_dir`` as each video finishes."""
+    from .writers import OutputFiles, check_writable, load_previous
+
+    check_writable(options.out)
+    timeline_dir = _prepare_timeline_dir(options.timeline_dir) if options.timeline_dir else None
+    analysis = Analysis(paths, options.analyze, on_event)
+    if options.resume:
+        analysis.previous = load_previous(options.out, analysis.labels)
+    names = {}
+    if timeline_dir is not None:
+        from .timeline import timeline_names
+
+        names = timeline_names(analysis.items)
+    with OutputFiles(options.out, analysis.labels) as files:
+        for result in analysis.results():
+            files.add(result)
+            if result.ok and result.item.index in names:
+                from .timeline import plot_timeline
+
+                plot_timeline(result, timeline_dir / names[result.item.index])
+        files.finish(analysis.summary)
+    return analysis.summary

@@ -1,0 +1,232 @@
+"""Engines run the per-source work and give results back in the order of the work items.
+
+* ``InlineEngine``: one pipeline in this process (``workers=1``).
+* ``LocalEngine``: a pool of worker processes (spawned, not forked), each with its own
+  pipeline built once; Ctrl-C stops them. Workers report progress through a queue.
+* ``RayEngine``: the same per-source function as Ray tasks, on a running cluster
+  (``address``), on the instance this process already started, or on a new local one.
+
+Every engine is a context manager; ``run(items, on_event)`` yields one
+:class:`~edge_fer.analyze.worker.SourceResult` per item, in item order, whatever order the
+workers finish in. ``on_event(kind, index, value)``: ``("open", i, frame_count)`` and
+``("frames", i, n)`` as workers read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue as queue_module
+import signal
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Callable, Iterator
+
+from ..errors import OptionsError
+from .items import WorkItem
+from .worker import SourceAnalyzer, SourceResult
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("local", "ray")
+#: Work items handed out ahead of the one being collected, per worker.
+AHEAD_PER_WORKER = 2
+#: Thread pools that native libraries size from the environment: one thread per worker.
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+Event = Callable[[str, int, int], None]
+
+
+def _quiet(kind: str, index: int, value: int) -> None:
+    pass
+
+
+class InlineEngine:
+    """One pipeline in the calling process."""
+
+    def __init__(self, pipeline_options) -> None:
+        self.pipeline_options = pipeline_options
+        self._analyzer: SourceAnalyzer | None = None
+
+    def __enter__(self) -> "InlineEngine":
+        self._analyzer = SourceAnalyzer(self.pipeline_options)
+        return self
+
+    def run(self, items: list[WorkItem], on_event: Event = _quiet) -> Iterator[SourceResult]:
+        for item in items:
+            yield self._analyzer.analyze(item, on_event)
+
+    def __exit__(self, *exc) -> None:
+        if self._analyzer is not None:
+            self._analyzer.close()
+            self._analyzer = None
+
+
+# local process pool -----------------------------------------------------------------------------
+_worker_analyzer: SourceAnalyzer | None = None
+_worker_events = None
+
+
+def _init_worker(pipeline_options, events) -> None:
+    global _worker_analyzer, _worker_events
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and ends the pool
+    for name in THREAD_ENV:
+        os.environ.setdefault(name, "1")
+    _worker_events = events
+    _worker_analyzer = SourceAnalyzer(pipeline_options)
+
+
+def _report(kind: str, index: int, value: int) -> None:
+    _worker_events.put((kind, index, value))
+
+
+def _pool_analyze(item: WorkItem) -> SourceResult:
+    return _worker_analyzer.analyze(item, _report)
+
+
+class LocalEngine:
+    """``workers`` processes, each with its own pipeline (its thread settings come from the
+    pipeline options: one classifier and one OpenCV thread by default, so N workers use N cores)."""
+
+    def __init__(self, pipeline_options, workers: int, labels: tuple[str, ...]) -> None:
+        self.pipeline_options = pipeline_options
+        self.workers = workers
+        self.labels = labels
+        self._executor: ProcessPoolExecutor | None = None
+        self._events = None
+
+    def __enter__(self) -> "LocalEngine":
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")  # no inherited threads or OpenCV state
+        self._events = context.Queue()
+        self._context = context
+        return self
+
+    def _start(self) -> ProcessPoolExecutor:
+        self._executor = ProcessPoolExecutor(self.workers, mp_context=self._context, initializer=_init_worker,
+                                             initargs=(self.pipeline_options, self._events))
+        return self._executor
+
+    def _drain(self, on_event: Event) -> None:
+        while True:
+            try:
+                on_event(*self._events.get_nowait())
+            except queue_module.Empty:
+                return
+
+    def run(self, items: list[WorkItem], on_event: Event = _quiet) -> Iterator[SourceResult]:
+        executor = self._start()
+        pending = deque(items)
+        in_flight: deque = deque()
+        while pending or in_flight:
+            while pending and len(in_flight) < self.workers * AHEAD_PER_WORKER:
+                item = pending.popleft()
+                in_flight.append((item, executor.submit(_pool_analyze, item)))
+            item, future = in_flight.popleft()
+            while not wait([future], timeout=0.1).done:
+                self._drain(on_event)
+            self._drain(on_event)
+            try:
+                yield future.result()
+            except BrokenProcessPool:
+                # A worker died (a decoder crash, out of memory): every source in flight fails
+                # with this reason (--resume retries them) and a fresh pool takes the rest.
+                reason = "a worker process died while this source was being read (crash or out of memory)"
+                log.warning("worker pool broke at %s; restarting it", item.source)
+                yield SourceResult(item, self.labels, error=reason)
+                for other, _ in in_flight:
+                    yield SourceResult(other, self.labels, error=reason)
+                in_flight.clear()
+                self._stop(wait_for_workers=False)
+                executor = self._start()
+
+    def _stop(self, wait_for_workers: bool) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        if not wait_for_workers:
+            for process in list(getattr(executor, "_processes", {}).values()):
+                process.terminate()
+        executor.shutdown(wait=True, cancel_futures=True)
+
+    def __exit__(self, exc_type, *exc) -> None:
+        try:
+            self._stop(wait_for_workers=exc_type is None)
+        finally:
+            if self._events is not None:
+                self._events.close()
+                self._events = None
+
+
+# Ray ----------------------------------------------------------------------------------------------
+_ray_analyzers: dict = {}
+
+
+def ray_analyze(item: WorkItem, pipeline_options) -> SourceResult:
+    """A Ray task: the same per-source work, with one pipeline per Ray worker process."""
+    analyzer = _ray_analyzers.get(pipeline_options)
+    if analyzer is None:
+        for name in THREAD_ENV:
+            os.environ.setdefault(name, "1")
+        analyzer = _ray_analyzers[pipeline_options] = SourceAnalyzer(pipeline_options)
+    return analyzer.analyze(item)
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise OptionsError("--engine ray needs the ray package: pip install 'edge-fer[cluster]'") from None
+    return ray
+
+
+class RayEngine:
+    """Ray tasks (one CPU each). ``address``: a cluster's ``host:port`` or ``auto``; None uses
+    the instance this process already runs, else $RAY_ADDRESS, else starts a local one.
+    ``workers``: tasks in flight (default: the cluster's CPUs)."""
+
+    def __init__(self, pipeline_options, address: str | None, workers: int | None,
+                 labels: tuple[str, ...]) -> None:
+        self.pipeline_options = pipeline_options
+        self.address = address
+        self.workers = workers
+        self.labels = labels
+        self._started = False
+
+    def __enter__(self) -> "RayEngine":
+        self.ray = ray = import_ray()
+        if not ray.is_initialized():
+            try:
+                ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING,
+                         include_dashboard=False if self.address is None else None)
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                raise OptionsError(f"cannot reach a Ray cluster at {self.address or 'a new local instance'}: "
+                                   f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+            self._started = True
+        return self
+
+    def run(self, items: list[WorkItem], on_event: Event = _quiet) -> Iterator[SourceResult]:
+        ray = self.ray
+        task = ray.remote(num_cpus=1)(ray_analyze)
+        options_ref = ray.put(self.pipeline_options)
+        window = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        pending = deque(items)
+        in_flight: deque = deque()
+        while pending or in_flight:
+            while pending and len(in_flight) < window * AHEAD_PER_WORKER:
+                item = pending.popleft()
+                in_flight.append((item, task.remote(item, options_ref)))
+            item, ref = in_flight.popleft()
+            try:
+                result = ray.get(ref)
+            except Exception as exc:  # the task's process died, or Ray lost it
+                result = SourceResult(item, self.labels, error=f"ray task failed: {type(exc).__name__}")
+            on_event("open", item.index, max(result.frames, 1))
+            on_event("frames", item.index, result.frames)
+            yield result
+
+    def __exit__(self, *exc) -> None:
+        if self._started:
+            self.ray.shutdown()

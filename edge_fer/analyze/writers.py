@@ -1,0 +1,284 @@
+"""Output files of an analysis: rows (csv, jsonl or parquet, by suffix), the per-track
+summary, the failures and the sources side file that ``--resume`` reads.
+
+    with OutputFiles("r.csv") as out:            # every file is written to a temp file and
+        out.add(result)                          # renamed only when the block ends cleanly
+        out.finish(summary)
+
+``r.csv`` columns: source, frame, time_ms, track_id, x, y, w, h, ``<landmark>_x``/``_y`` for
+the landmarks the detector gives, expression, score and ``p_<class>`` per class.
+Beside it: ``r_summary.csv``, ``r_failures.csv`` and ``r_sources.csv`` (path, size, mtime_ns
+and frames of every source read: what ``--resume`` compares).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Iterable
+
+from ..errors import InputError, OptionsError
+from ..fileio import atomic_path
+from ..types import LANDMARK_NAMES
+from .items import WorkItem
+from .worker import FaceRow, SourceResult
+
+log = logging.getLogger(__name__)
+
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
+INT_COLUMNS = ("frame", "track_id", "x", "y", "w", "h")
+SOURCE_COLUMNS = ("source", "kind", "size_bytes", "mtime_ns", "frames", "faces", "decode_failures", "duration_ms")
+PARQUET_BATCH_ROWS = 65536
+
+
+def output_format(out: str | Path) -> str:
+    suffix = Path(out).suffix.lower()
+    if suffix not in FORMATS:
+        raise OptionsError(f"--out {out}: unknown suffix {suffix or '(none)'!r}; expected one of {', '.join(FORMATS)}")
+    if FORMATS[suffix] == "parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise OptionsError(f"--out {out}: parquet needs pyarrow (pip install pyarrow, or 'edge-fer[all]')") from None
+    return FORMATS[suffix]
+
+
+def side_path(out: str | Path, name: str) -> Path:
+    """``r.csv`` -> ``r_<name>.csv`` beside it."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}_{name}.csv")
+
+
+def check_writable(out: str | Path) -> None:
+    folder = Path(out).parent
+    if not folder.is_dir():
+        raise InputError(f"--out {out}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"--out {out}: folder {folder} is not writable")
+    if Path(out).is_dir():
+        raise InputError(f"--out {out} is a folder; expected a file ending in {', '.join(FORMATS)}")
+
+
+def row_columns(labels: Iterable[str], landmark_names: Iterable[str]) -> list[str]:
+    points = [f"{name}_{axis}" for name in landmark_names for axis in "xy"]
+    return (["source", "frame", "time_ms", "track_id", "x", "y", "w", "h"] + points
+            + ["expression", "score"] + [f"p_{label}" for label in labels])
+
+
+def row_record(row: FaceRow, labels, landmark_names) -> dict:
+    record = {"source": row.source, "frame": row.frame, "time_ms": row.time_ms, "track_id": row.track_id,
+              "x": row.x, "y": row.y, "w": row.w, "h": row.h}
+    points = row.landmarks_xy or {}
+    for name in landmark_names:
+        x, y = points.get(name, (None, None))
+        record[f"{name}_x"], record[f"{name}_y"] = x, y
+    record["expression"], record["score"] = row.expression, row.score
+    for label in labels:
+        record[f"p_{label}"] = row.scores.get(label)
+    return record
+
+
+def record_row(record: dict, labels, landmark_names) -> FaceRow:
+    """The inverse of :func:`row_record` (values may be strings, as csv gives them)."""
+    def number(key, kind):
+        value = record.get(key)
+        return None if value in (None, "") else kind(value)
+
+    points = {name: (number(f"{name}_x", float), number(f"{name}_y", float)) for name in landmark_names}
+    points = {k: v for k, v in points.items() if v[0] is not None}
+    return FaceRow(str(record["source"]), *(number(k, int) for k in ("frame",)), number("time_ms", float),
+                   *(number(k, int) for k in ("track_id", "x", "y", "w", "h")),
+                   str(record["expression"]), number("score", float),
+                   {label: number(f"p_{label}", float) for label in labels}, points or None)
+
+
+def _csv_value(value) -> str:
+    return "" if value is None else repr(value) if isinstance(value, float) else str(value)
+
+
+class RowWriter:
+    """Rows to ``tmp`` in ``fmt``. The columns are fixed by the first row (its landmark names:
+    the detector's); a file without rows has no landmark columns."""
+
+    def __init__(self, tmp: Path, fmt: str, labels: tuple[str, ...]) -> None:
+        self.tmp, self.fmt, self.labels = tmp, fmt, labels
+        self.landmark_names: tuple[str, ...] | None = None
+        self.rows = 0
+        self._handle = self._csv = self._parquet = None
+        self._batch: list[dict] = []
+        self._warned = False
+
+    def _start(self, first: FaceRow | None) -> None:
+        given = (first.landmarks_xy or {}) if first is not None else {}
+        self.landmark_names = tuple(name for name in LANDMARK_NAMES if name in given)
+        self.columns = row_columns(self.labels, self.landmark_names)
+        if self.fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            types = {c: pa.int64() for c in INT_COLUMNS} | {"source": pa.string(), "expression": pa.string()}
+            self.schema = pa.schema([(c, types.get(c, pa.float64())) for c in self.columns])
+            self._parquet = pq.ParquetWriter(self.tmp, self.schema)
+            return
+        self._handle = self.tmp.open("w", encoding="utf-8", newline="")
+        if self.fmt == "csv":
+            self._csv = csv.writer(self._handle)
+            self._csv.writerow(self.columns)
+
+    def write(self, rows: Iterable[FaceRow]) -> None:
+        for row in rows:
+            if self.landmark_names is None:
+                self._start(row)
+            if not self._warned and row.landmarks_xy and set(row.landmarks_xy) - set(self.landmark_names):
+                log.warning("%s: landmarks %s are not in the output's columns", row.source,
+                            sorted(set(row.landmarks_xy) - set(self.landmark_names)))
+                self._warned = True
+            record = row_record(row, self.labels, self.landmark_names)
+            self.rows += 1
+            if self.fmt == "csv":
+                self._csv.writerow([_csv_value(record[c]) for c in self.columns])
+            elif self.fmt == "jsonl":
+                self._handle.write(json.dumps(record) + "\n")
+            else:
+                self._batch.append(record)
+                if len(self._batch) >= PARQUET_BATCH_ROWS:
+                    self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        if self._batch:
+            self._parquet.write_table(pa.Table.from_pylist(self._batch, self.schema))
+            self._batch = []
+
+    def close(self) -> None:
+        """Finish the file (flushed and synced); call only when every row is written."""
+        if self.landmark_names is None:
+            self._start(None)
+        if self._parquet is not None:
+            self._flush()
+            self._parquet.close()
+        if self._handle is not None:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+
+    def abort(self) -> None:
+        for handle in (self._handle, self._parquet):
+            if handle is not None:
+                try:
+                    handle.close()
+                except Exception:  # the temp file is removed anyway
+                    pass
+
+
+def write_csv_atomic(stack: ExitStack, path: Path, header: list[str], rows: Iterable[list]) -> None:
+    """A small csv beside the output, renamed with the others when the stack closes cleanly."""
+    tmp = stack.enter_context(atomic_path(path, suffix=".csv"))
+    with tmp.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows([_csv_value(v) for v in row] for row in rows)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+class OutputFiles:
+    """The rows file and its side files, all replaced together at a clean exit."""
+
+    def __init__(self, out: str | Path, labels: tuple[str, ...]) -> None:
+        self.out = Path(out)
+        self.fmt = output_format(out)
+        self.labels = labels
+        self.sources: list[SourceResult] = []
+        self.failures: list[SourceResult] = []
+
+    def __enter__(self) -> "OutputFiles":
+        self._stack = ExitStack().__enter__()
+        try:
+            tmp = self._stack.enter_context(atomic_path(self.out, suffix=self.out.suffix))
+            self.rows = RowWriter(tmp, self.fmt, self.labels)
+            self._stack.callback(self.rows.abort)
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def add(self, result: SourceResult) -> None:
+        if result.ok:
+            self.rows.write(result.rows)
+            self.sources.append(result)
+        else:
+            self.failures.append(result)
+
+    def finish(self, summary) -> None:
+        """Close the rows file and write the side files (renamed at ``__exit__``)."""
+        self.rows.close()
+        write_csv_atomic(self._stack, side_path(self.out, "summary"), summary.columns(), summary.table())
+        write_csv_atomic(self._stack, side_path(self.out, "failures"), ["source", "reason"],
+                         [[r.item.source, r.error] for r in self.failures])
+        write_csv_atomic(self._stack, side_path(self.out, "sources"), list(SOURCE_COLUMNS),
+                         [[r.item.source, r.item.kind, r.item.size_bytes, r.item.mtime_ns, r.frames,
+                           len(r.rows), r.decode_failures, r.duration_ms] for r in self.sources])
+
+    def __exit__(self, *exc) -> None:
+        self._stack.__exit__(*exc)
+
+
+# --resume --------------------------------------------------------------------------------------
+def _read_records(out: Path, fmt: str) -> tuple[list[str], Iterable[dict]]:
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(out)
+        return table.column_names, table.to_pylist()
+    if fmt == "jsonl":
+        with out.open(encoding="utf-8") as handle:
+            records = [json.loads(line) for line in handle if line.strip()]
+        return (list(records[0]) if records else None), records
+    with out.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        records = list(reader)
+        return list(reader.fieldnames or []), records
+
+
+def load_previous(out: str | Path, labels: tuple[str, ...]) -> dict[tuple, SourceResult]:
+    """Results of a previous run with the same ``out``, keyed by (source, size, mtime_ns):
+    its rows and frame counts, for sources that :meth:`OutputFiles.finish` listed."""
+    out = Path(out)
+    sources_file = side_path(out, "sources")
+    if not out.is_file() or not sources_file.is_file():
+        if out.is_file():
+            log.warning("--resume: %s not found beside %s: every source is read again", sources_file.name, out)
+        return {}
+    fmt = output_format(out)
+    try:
+        columns, records = _read_records(out, fmt)
+        with sources_file.open(encoding="utf-8", newline="") as handle:
+            listed = list(csv.DictReader(handle))
+    except Exception as exc:
+        raise InputError(f"--resume: cannot read the previous output {out}: {type(exc).__name__}: {exc}") from None
+    landmark_names = tuple(n for n in LANDMARK_NAMES if columns and f"{n}_x" in columns)
+    if columns is not None and columns != row_columns(labels, landmark_names):
+        raise InputError(f"--resume: {out} has columns {','.join(columns)}; this model gives "
+                         f"{','.join(row_columns(labels, landmark_names))} (remove it or choose another --out)")
+    by_source: dict[str, list[FaceRow]] = {}
+    for record in records:
+        by_source.setdefault(str(record["source"]), []).append(record_row(record, labels, landmark_names))
+    previous = {}
+    for entry in listed:
+        if entry["kind"] == "url":  # a URL has no size or mtime to compare: read it again
+            continue
+        item = WorkItem(0, entry["source"], entry["kind"], int(entry["size_bytes"]), int(entry["mtime_ns"]))
+        if len(by_source.get(item.source, ())) != int(entry["faces"]):
+            log.warning("--resume: %s has %d rows for %s, %s says %s: reading it again", out.name,
+                        len(by_source.get(item.source, ())), item.source, sources_file.name, entry["faces"])
+            continue
+        previous[item.key] = SourceResult(item, labels, int(entry["frames"]), tuple(by_source.get(item.source, ())),
+                                          None, int(entry["decode_failures"]), float(entry["duration_ms"]),
+                                          reused=True)
+    return previous

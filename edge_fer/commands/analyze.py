@@ -1,0 +1,70 @@
+"""``edge-fer analyze``: per-frame expressions of every face in folders of videos and photos."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .. import defaults
+
+
+@click.command("analyze")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Rows file: .csv, .jsonl or .parquet (with <stem>_summary.csv, <stem>_failures.csv "
+                   "and <stem>_sources.csv beside it).")
+@click.option("--glob", "glob_pattern", help="Keep only files in folders whose name or relative path matches, e.g. '*.mp4'.")
+@click.option("--workers", type=int, help="Worker processes (--engine ray: tasks in flight); default: the cores "
+              "here (ray: the cluster's CPUs).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local worker processes, or Ray tasks on a cluster.")
+@click.option("--ray-address", help="With --engine ray: the cluster (host:port or auto); default: $RAY_ADDRESS, "
+              "else a local Ray instance.")
+@click.option("--resume", is_flag=True, help="Keep sources already in --out (same path, size and mtime); read the rest.")
+@click.option("--timeline", "timeline_dir", type=click.Path(file_okay=False),
+              help="Write one PNG per video here: each track's expression probabilities over time.")
+@click.option("--model", "model_path", help="Classifier .tflite or .onnx; default: the bundled model.")
+@click.option("--detector", help="haar, ssd, yunet, blazeface or rfb; default: the library's default detector.")
+@click.option("--detector-model", help="The detector's file, or a folder holding its files.")
+@click.option("--detect-width", default=defaults.DETECT_WIDTH, show_default=True, type=int,
+              help="Downscale frames to this width for detection (0: full size).")
+@click.option("--detect-every", default=defaults.DETECT_EVERY, show_default=True, type=int,
+              help="Detect every Nth frame; tracked boxes are carried between.")
+@click.option("--min-face", default=defaults.MIN_FACE_PX, show_default=True, type=int, help="Smallest face side in pixels.")
+@click.option("--threads", default=1, show_default=True, type=int, help="Classifier threads per worker.")
+@click.option("--cv-threads", default=1, show_default=True, type=int, help="OpenCV threads per worker.")
+@click.option("--smooth", default=0.5, show_default=True, type=float,
+              help="Weight of the past in each track's expression average, 0 <= s < 1 (0: off).")
+@click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+def analyze_command(paths, out, glob_pattern, workers, engine, ray_address, resume, timeline_dir, model_path,
+                    detector, detector_model, detect_width, detect_every, min_face, threads, cv_threads, smooth,
+                    no_progress) -> None:
+    """Analyze videos, images, folders (recursive) and recording URLs: one row per face per frame.
+
+    Bad files never stop the batch: they are listed, with the reason, in <stem>_failures.csv.
+    """
+    from ..analyze import AnalyzeOptions, WriteOptions, write_analysis
+    from ..analyze.progress import ProgressBar
+    from ..classifier import ClassifierOptions
+    from ..detectors import DetectorOptions
+    from ..pipeline import PipelineOptions
+
+    model = {"model_path": model_path} if model_path else {}
+    name = {"name": detector} if detector else {}
+    options = WriteOptions(
+        out=out, timeline_dir=timeline_dir, resume=resume,
+        analyze=AnalyzeOptions(
+            pipeline=PipelineOptions(
+                classifier=ClassifierOptions(**model, num_threads=threads),
+                detector=DetectorOptions(**name, model_path=detector_model, detect_width=detect_width,
+                                         min_face_px=min_face, num_threads=threads),
+                detect_every=detect_every, smooth=smooth, opencv_threads=cv_threads),
+            workers=workers, engine=engine, ray_address=ray_address, glob=glob_pattern))
+    bar = None if no_progress else ProgressBar(sys.stderr)
+    try:
+        summary = write_analysis(paths, options, bar.on_event if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    click.echo(f"edge-fer: {summary.to_line()}; wrote {out}", err=True)
