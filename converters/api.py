@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_fer.errors import ConversionError, EdgeFerError, OptionsError
-from edge_fer.fileio import atomic_path, write_json_atomic
+from edge_fer.errors import ConversionError, EdgeFerError, OptionsError, OutputError
+from edge_fer.fileio import atomic_path, check_writable_folder, output_error, write_json_atomic
 
 from edge_fer.classifier import preprocess_crops
 
@@ -61,6 +61,7 @@ def check_out(path: Path, target: str) -> Path:
         raise OptionsError(f"output {path} is a folder: name a {SUFFIXES[target]} file (or use --all)")
     if path.suffix.lower() != SUFFIXES[target]:
         raise OptionsError(f"output {path.name!r} does not end in {SUFFIXES[target]} (target {target})")
+    check_writable_folder(path.parent, "--out")  # before minutes of conversion, not after
     return path
 
 
@@ -122,7 +123,11 @@ def convert_all(options: ConvertOptions, variants=ALL_VARIANTS) -> list[Conversi
         raise OptionsError(f"--all needs an output folder, but {folder} is a file")
     if not folder.parent.is_dir():
         raise OptionsError(f"output folder does not exist: {folder.parent}")
-    folder.mkdir(exist_ok=True)
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise output_error(folder, exc) from None
+    check_writable_folder(folder, "--out")
     reports = []
     with quiet(), open_source(options) as source:
         faces = load_faces(options, source)
@@ -133,6 +138,8 @@ def convert_all(options: ConvertOptions, variants=ALL_VARIANTS) -> list[Conversi
             started = time.perf_counter()
             try:
                 reports.append(_convert_one(source, faces, variant, target, out))
+            except OutputError:  # a full disk fails every later variant too
+                raise
             except EdgeFerError as exc:
                 reports.append(ConversionReport(str(out), target, quantization, 0, None,
                                                 faces.source_accuracy, None, None,
@@ -142,12 +149,8 @@ def convert_all(options: ConvertOptions, variants=ALL_VARIANTS) -> list[Conversi
                    "meta": json.loads(source.meta.to_json()), "verify_faces": len(faces.verify),
                    "calibration_faces": 0 if faces.calibration is None else len(faces.calibration),
                    "variants": [r.to_dict() for r in reports]}
-    _write_json(folder / SUMMARY_FILE, summary)
+    write_json_atomic(folder / SUMMARY_FILE, summary, indent=2)
     return reports
-
-
-def _write_json(path: Path, data) -> None:
-    write_json_atomic(path, data, indent=2)
 
 
 def format_summary(reports: list[ConversionReport]) -> str:

@@ -91,8 +91,12 @@ def sample_faces(root: str | Path, counts: Sequence[int], labels: Sequence[str],
                 truth.append(index.get(name.lower(), -1))
                 paths.append(str(path))
             taken[name] += n
-        if not crops:
-            raise InputError(f"{what} folder {root}: no readable images left to sample ({skipped} unreadable)")
+        if not crops and skipped:
+            raise InputError(f"{what} folder {root}: none of the {skipped} images sampled could be read")
+        if not crops:  # an earlier sample took every image
+            total = sum(len(files) for files in by_class.values())
+            raise InputError(f"{what} folder {root} has {total} image{'' if total == 1 else 's'}, all taken by "
+                             f"the {what} sample: none left to verify on (add images or pass --verify DIR)")
         samples.append(FaceSet(crops, np.asarray(truth) if labelled else None, paths, skipped))
     return samples
 

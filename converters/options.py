@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from edge_fer.defaults import BATCH_THREADS, check_threads
 from edge_fer.errors import OptionsError
 
 TARGETS = ("tflite", "onnx")
@@ -30,7 +31,9 @@ class ConvertOptions:
     held back from that sample verify the result unless ``verify`` names another folder
     (``verify_count`` faces, 0 = all). ``labels``/``input_scale``/``input_offset``/``color``
     describe a model without edge-fer metadata (or override it). ``int8_io``: full-int8 TFLite
-    takes int8 input and output (the runtime quantizes the float input). ``min_agreement``:
+    takes int8 input and output (the runtime quantizes the float input). ``unsafe``: Keras files
+    may hold Lambda layers (code). ``trust_model``: skip the SavedModel op scan (see
+    :mod:`converters.op_scan`). ``min_agreement``:
     least top-1 agreement with the source, default per quantization (DEFAULT_MIN_AGREEMENT).
     """
 
@@ -49,8 +52,9 @@ class ConvertOptions:
     color: str | None = None
     int8_io: bool = True
     unsafe: bool = False
+    trust_model: bool = False
     seed: int = 0
-    num_threads: int = 2
+    num_threads: int = BATCH_THREADS
 
     def __post_init__(self) -> None:
         if self.to is not None and self.to not in TARGETS:
@@ -70,8 +74,7 @@ class ConvertOptions:
             raise OptionsError(f"unknown colour {self.color!r}: expected one of {', '.join(COLORS)}")
         if self.input_scale is not None and (self.input_scale == 0 or self.input_scale != self.input_scale):
             raise OptionsError(f"input_scale must be a non-zero number, got {self.input_scale}")
-        if self.num_threads < 1:
-            raise OptionsError(f"num_threads must be >= 1, got {self.num_threads}")
+        check_threads("num_threads", self.num_threads)
         if self.calibration is None and self.verify is None:
             raise OptionsError("conversion is always verified on real faces: pass --calibration DIR "
                                "(folder-per-class crops) or --verify DIR")

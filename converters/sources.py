@@ -19,6 +19,7 @@ from edge_fer.errors import ConversionError, ModelError
 from edge_fer.fileio import file_sha256
 from edge_fer.metadata import ModelMeta, read_model_meta, resolve_model_meta
 
+from .op_scan import check_savedmodel_ops
 from .options import ConvertOptions
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -175,6 +176,8 @@ class SavedModelSource(_TfSource):
     def __init__(self, path: Path, options: ConvertOptions) -> None:
         import tensorflow as tf
 
+        if not options.trust_model:  # loading runs its restore/init functions: read it as data first
+            check_savedmodel_ops(path)
         try:
             self.loaded = tf.saved_model.load(str(path))
         except Exception as exc:

@@ -1,4 +1,6 @@
-"""Default settings of the live pipeline, in one place (options dataclasses and CLI use them).
+"""Default settings of the live pipeline, in one place: the options dataclasses
+(DetectorOptions, ClassifierOptions, BackendOptions, PipelineOptions, IouTracker, bench's
+BenchOptions) and the CLI options (run, bench) all read them from here.
 
 Chosen from measurements on a 2-core x86 box (benchmarks/RESULTS.md): Haar at 256 px wide with
 scale step 1.2 finds the face in 99.6% of woman2.mp4's frames at ~9 ms CPU (23 ms at 320 px
@@ -13,3 +15,23 @@ DETECT_EVERY = 2
 CLASSIFIER_THREADS = 1
 OPENCV_THREADS = 1
 SMOOTH = 0.5
+#: Workstation jobs (convert's verification, eval) batch hundreds of faces: two threads.
+BATCH_THREADS = 2
+#: Thread counts above this many per logical core are refused (a typo such as 100000 threads
+#: otherwise crashes LiteRT and hangs ONNX Runtime).
+MAX_THREADS_PER_CORE = 4
+
+
+def max_threads() -> int:
+    import os
+
+    return MAX_THREADS_PER_CORE * (os.cpu_count() or 1)
+
+
+def check_threads(name: str, value: int, minimum: int = 1) -> None:
+    """OptionsError unless ``minimum <= value <= 4 x cores`` (``name`` is the option's name)."""
+    from .errors import OptionsError
+
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= max_threads():
+        raise OptionsError(f"{name} must be >= {minimum} and <= {max_threads()} ({MAX_THREADS_PER_CORE} x "
+                           f"{max_threads() // MAX_THREADS_PER_CORE} logical cores), got {value!r}")

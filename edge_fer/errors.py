@@ -28,3 +28,14 @@ class OptionsError(EdgeFerError):
 
 class ConversionError(EdgeFerError):
     """A conversion that failed or did not pass verification."""
+
+
+class OutputError(EdgeFerError):
+    """An output (video, image folder, report, model file) that cannot be written in full:
+    a missing or read-only folder, a full disk."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's text (at most ``limit`` characters), else its type name."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__

@@ -1,16 +1,23 @@
-"""Atomic file writes: a temp file beside the target, renamed over it only on success.
+"""Atomic file writes: a temp file beside the target, synced to disk, renamed over it only on success.
 
-A failed or interrupted write leaves the target as it was and no temp file behind.
+A failed or interrupted write leaves the target as it was and no temp file behind; a write the
+file system refuses (a full disk, a read-only or missing folder) raises OutputError, one line.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from .errors import OutputError
+
+#: errno values that mean "the output cannot be written", whatever the writer was doing.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 
 
 def _umask() -> int:
@@ -19,20 +26,86 @@ def _umask() -> int:
     return mask
 
 
+def output_error(path: str | Path, exc: OSError) -> OutputError:
+    """The one-line error for an OSError while writing ``path``."""
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason += " (the disk is full)"
+    return OutputError(f"cannot write {path}: {reason}")
+
+
+def check_writable_folder(folder: str | Path, what: str = "output") -> Path:
+    """``folder`` exists and a file can be created in it (a real probe: permission bits do not
+    stop root, a read-only mount does); OutputError naming it otherwise."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise OutputError(f"{what} folder does not exist: {folder}")
+    try:
+        fd, name = tempfile.mkstemp(prefix=".edge-fer-probe-", dir=folder)
+    except OSError as exc:
+        raise OutputError(f"cannot write into {what} folder {folder}: {exc.strerror}") from None
+    os.close(fd)
+    os.unlink(name)
+    return folder
+
+
+def sync_file(path: str | Path) -> None:
+    """Flush a written file's data to the disk (``fsync``); OutputError when that fails."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise output_error(path, exc) from None
+
+
+def commit_file(tmp: str | Path, path: str | Path) -> Path:
+    """Sync ``tmp``, give it a plain file's mode and rename it to ``path`` (then sync the folder)."""
+    tmp, path = Path(tmp), Path(path)
+    if tmp.is_file():
+        sync_file(tmp)
+        tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise output_error(path, exc) from None
+    try:  # the rename itself, on disk
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass  # some file systems cannot sync a folder; the data itself is synced
+    return path
+
+
 @contextmanager
 def atomic_path(path: str | Path, suffix: str = ".tmp", make_parent: bool = False) -> Iterator[Path]:
     """Yield a temp path beside ``path`` (ending in ``suffix``, for writers that look at it);
-    when the block ends without error it gets a plain file's mode and is renamed to ``path``."""
+    when the block ends without error it is synced, gets a plain file's mode and is renamed to
+    ``path``. An OSError writing it (disk full, read-only folder) becomes OutputError."""
     path = Path(path)
-    if make_parent:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    try:
+        if make_parent:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    except FileNotFoundError:
+        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist") from None
+    except OSError as exc:
+        raise output_error(path, exc) from None
     os.close(fd)
     tmp = Path(name)
     try:
-        yield tmp
-        tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600
-        os.replace(tmp, path)
+        try:
+            yield tmp
+        except OSError as exc:
+            if exc.errno in _WRITE_ERRNOS or (exc.filename and Path(exc.filename) == tmp):
+                raise output_error(path, exc) from None
+            raise
+        commit_file(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -46,6 +119,13 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
 def write_json_atomic(path: str | Path, data, indent: int = 1) -> Path:
     with atomic_path(path, make_parent=True) as tmp:
         tmp.write_text(json.dumps(data, indent=indent) + "\n", encoding="utf-8")
+    return Path(path)
+
+
+def write_with_atomic(path: str | Path, write, suffix: str = ".tmp") -> Path:
+    """Call ``write(binary_handle)`` on a temp file beside ``path``, then commit it there."""
+    with atomic_path(path, suffix) as tmp, tmp.open("wb") as handle:
+        write(handle)
     return Path(path)
 
 

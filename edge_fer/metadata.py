@@ -8,6 +8,7 @@ of the flatbuffer's ``metadata`` list (beside any standard TFLite metadata), in 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
@@ -93,8 +94,9 @@ class ModelMeta:
             raise ModelError(f"color must be one of {COLORS}, got {self.color!r}")
         if self.quantization not in QUANTIZATIONS:
             raise ModelError(f"quantization must be one of {QUANTIZATIONS}, got {self.quantization!r}")
-        if not self.scale or self.scale != self.scale:
-            raise ModelError(f"scale must be a non-zero number, got {self.scale}")
+        if not self.scale or not math.isfinite(self.scale) or not math.isfinite(self.offset):
+            raise ModelError(f"scale must be a finite non-zero number and offset a finite one, got "
+                             f"scale {self.scale}, offset {self.offset}")
         if not 0.0 <= self.crop_margin <= 1.0:
             raise ModelError(f"crop_margin must be in [0, 1], got {self.crop_margin}")
 

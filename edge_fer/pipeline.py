@@ -41,8 +41,7 @@ class PipelineOptions:
             raise OptionsError(f"detect_every must be >= 1, got {self.detect_every}")
         if not 0.0 <= self.smooth < 1.0:
             raise OptionsError(f"smooth must be in [0, 1), got {self.smooth}")
-        if self.opencv_threads < 0:
-            raise OptionsError(f"opencv_threads must be >= 0, got {self.opencv_threads}")
+        defaults.check_threads("opencv_threads", self.opencv_threads, minimum=0)  # 0: OpenCV's default
 
 
 class FerPipeline:

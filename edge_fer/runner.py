@@ -24,9 +24,11 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from .backends import quiet_native_stderr
 from .capture import FrameSource, SourceOptions, open_source
 from .draw import DisplayUnavailable, draw_result, open_window
-from .errors import OptionsError
+from .errors import OptionsError, OutputError
+from .fileio import check_writable_folder, commit_file, output_error, write_bytes_atomic
 from .pipeline import FerPipeline, PipelineOptions
 from .types import FrameResult
 
@@ -179,6 +181,7 @@ class VideoSink:
     def __init__(self, path: str | Path, fps: float) -> None:
         self.path = Path(path)
         _check_parent(self.path)
+        check_writable_folder(self.path.parent, "--save-video")
         self.fourcc = VIDEO_CODECS[self.path.suffix.lower()]
         self.fps = fps
         self.written = 0
@@ -195,7 +198,8 @@ class VideoSink:
                 raise OptionsError(f"cannot write video {self.path} ({self.fourcc} codec unavailable)")
         if (image_bgr.shape[1], image_bgr.shape[0]) != self._size_wh:
             image_bgr = cv2.resize(image_bgr, self._size_wh)
-        self._writer.write(image_bgr)
+        with quiet_native_stderr():  # "Failed to write frame" per frame on a full disk: close() says it once
+            self._writer.write(image_bgr)
         self.written += 1
 
     def close(self, keep: bool = True) -> None:
@@ -203,10 +207,32 @@ class VideoSink:
             self._writer.release()
             self._writer = None
         if keep and self.written and self._tmp.exists():
-            os.replace(self._tmp, self.path)
+            try:
+                self._check_written()
+                commit_file(self._tmp, self.path)
+            except BaseException:
+                self.written = 0
+                self._tmp.unlink(missing_ok=True)
+                raise
         else:
             self.written = 0
             self._tmp.unlink(missing_ok=True)
+
+    def _check_written(self) -> None:
+        """cv2.VideoWriter reports no write errors (a full disk included): reopen the file and
+        count its frames before it takes the output's name."""
+        with quiet_native_stderr():  # FFmpeg's "moov atom not found" for a truncated file
+            capture = cv2.VideoCapture(str(self._tmp))
+        try:
+            frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if capture.isOpened() else 0
+            if capture.isOpened() and frames <= 0:  # no count in the container: read them
+                while capture.grab():
+                    frames += 1
+        finally:
+            capture.release()
+        if frames != self.written:
+            raise OutputError(f"cannot write video {self.path}: the file reopens with {frames} of the "
+                              f"{self.written} frames written (is the disk full?); nothing saved")
 
     def __enter__(self) -> "VideoSink":
         return self
@@ -225,7 +251,11 @@ class ImageFolderSink:
         _check_parent(self.path)
         if self.path.resolve() in input_folders:
             raise OptionsError(f"--save-video {folder} would overwrite the input images: choose another folder")
-        self.path.mkdir(exist_ok=True)
+        try:
+            self.path.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise output_error(self.path, exc) from None
+        check_writable_folder(self.path, "--save-video")
         self.written = 0
 
     def write(self, image_bgr: np.ndarray, name: str) -> None:
@@ -233,12 +263,7 @@ class ImageFolderSink:
         ok, data = cv2.imencode(target.suffix, image_bgr)
         if not ok:
             raise OptionsError(f"cannot encode {target.name} as {target.suffix}")
-        tmp = target.with_name(f".{target.stem}.partial-{os.getpid()}{target.suffix}")
-        try:
-            tmp.write_bytes(data.tobytes())
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_bytes_atomic(target, data.tobytes())
         self.written += 1
 
     def close(self) -> None:

@@ -5,6 +5,7 @@ import stat
 
 import pytest
 
+from edge_fer.errors import OutputError
 from edge_fer.fileio import atomic_path, write_bytes_atomic, write_json_atomic
 
 
@@ -33,5 +34,5 @@ def test_suffix_and_missing_folder(tmp_path):
         assert tmp.suffix == ".keras" and tmp.parent == tmp_path / "a"
         tmp.write_bytes(b"x")
     assert (tmp_path / "a" / "m.keras").read_bytes() == b"x"
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(OutputError, match=r"folder .*missing does not exist"):
         write_bytes_atomic(tmp_path / "missing" / "m.onnx", b"x")

@@ -16,6 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
+from .. import defaults
 from ..errors import ModelError, OptionsError
 
 SUFFIXES = (".tflite", ".onnx")
@@ -27,12 +28,11 @@ class BackendOptions:
     """``num_threads``: the runtime's CPU threads (OpenCV's are set apart).
     ``device``: ONNX Runtime providers: auto = TensorRT > CUDA > CPU, whichever are present."""
 
-    num_threads: int = 2
+    num_threads: int = defaults.CLASSIFIER_THREADS
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.num_threads < 1:
-            raise OptionsError(f"num_threads must be >= 1, got {self.num_threads}")
+        defaults.check_threads("num_threads", self.num_threads)
         if self.device not in DEVICES:
             raise OptionsError(f"device must be one of {DEVICES}, got {self.device!r}")
 

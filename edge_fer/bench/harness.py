@@ -57,15 +57,13 @@ class RowConfig:
     """One row of the table."""
 
     model_path: str
-    detector: str = "haar"
-    threads: int = 2
-    cv_threads: int = 1
+    detector: str = defaults.DETECTOR
+    threads: int = defaults.CLASSIFIER_THREADS
+    cv_threads: int = defaults.OPENCV_THREADS
 
     def __post_init__(self) -> None:
-        if self.threads < 1:
-            raise OptionsError(f"--threads must be >= 1, got {self.threads}")
-        if self.cv_threads < 0:
-            raise OptionsError(f"--cv-threads must be >= 0 (0 = OpenCV's default), got {self.cv_threads}")
+        defaults.check_threads("--threads", self.threads)
+        defaults.check_threads("--cv-threads", self.cv_threads, minimum=0)  # 0: OpenCV's default
 
 
 @dataclass(frozen=True)
@@ -73,9 +71,9 @@ class BenchOptions:
     """Everything ``edge-fer bench`` was asked; rows are the product of the four sweeps."""
 
     models: tuple[str, ...]
-    detectors: tuple[str, ...] = ("haar",)
-    threads: tuple[int, ...] = (2,)
-    cv_threads: tuple[int, ...] = (1,)
+    detectors: tuple[str, ...] = (defaults.DETECTOR,)
+    threads: tuple[int, ...] = (defaults.CLASSIFIER_THREADS,)
+    cv_threads: tuple[int, ...] = (defaults.OPENCV_THREADS,)
     source: SourceSpec = field(default_factory=SourceSpec)
     frames: int = MIN_FRAMES
     warmup: int = 30
@@ -102,10 +100,12 @@ class BenchOptions:
         bad = [d for d in self.detectors if d not in DETECTORS]
         if bad or not self.detectors:
             raise OptionsError(f"unknown detector {bad[0] if bad else '(none)'!r}; expected one of {', '.join(DETECTORS)}")
-        if not self.threads or min(self.threads) < 1:
-            raise OptionsError(f"--threads must be >= 1, got {list(self.threads)}")
-        if not self.cv_threads or min(self.cv_threads) < 0:
-            raise OptionsError(f"--cv-threads must be >= 0 (0 = OpenCV's default), got {list(self.cv_threads)}")
+        if not self.threads or not self.cv_threads:
+            raise OptionsError("give at least one --threads and one --cv-threads value")
+        for threads in self.threads:
+            defaults.check_threads("--threads", threads)
+        for threads in self.cv_threads:
+            defaults.check_threads("--cv-threads", threads, minimum=0)  # 0: OpenCV's default
         if self.frames < 2:
             raise OptionsError(f"--frames must be >= 2 (FPS needs two frames), got {self.frames}")
         if self.warmup < 1:

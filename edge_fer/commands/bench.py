@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from . import finite_float
+
 from .. import defaults
 
 
@@ -44,8 +46,8 @@ def _ints(values: tuple[str, ...], name: str, default: int) -> tuple[int, ...]:
 @click.option("--classifier-only", is_flag=True, help="Time preprocess + classify alone, on real face crops.")
 @click.option("--data", type=click.Path(file_okay=False), help="Folder-per-class faces: adds each model's accuracy.")
 @click.option("--labels", help="For models without metadata: 'fer2013' or comma-separated names.")
-@click.option("--input-scale", type=float, help="For models without metadata: input = pixel*scale + offset.")
-@click.option("--input-offset", type=float, help="For models without metadata (see --input-scale).")
+@click.option("--input-scale", type=float, callback=finite_float, help="For models without metadata: input = pixel*scale + offset.")
+@click.option("--input-offset", type=float, callback=finite_float, help="For models without metadata (see --input-scale).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, tensorrt (ONNX models).")
 @click.option("--detector-model", type=click.Path(), help="Detector file, or a folder holding detectors' files.")
 @click.option("--detect-width", default=defaults.DETECT_WIDTH, show_default=True, help="Frames wider than this are downscaled for detection.")

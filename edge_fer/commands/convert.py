@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from . import finite_float
+
 
 @click.command("convert")
 @click.argument("model_path", metavar="MODEL", type=click.Path())
@@ -25,12 +27,14 @@ import click
               help="Least top-1 agreement with the source, a fraction "
                    "(default 0.995 float32/fp16, 0.97 dynamic, 0.95 int8).")
 @click.option("--labels", help="For models without metadata: 'fer2013' or 'a,b,c' in output order.")
-@click.option("--input-scale", type=float, help="Model input = pixel * scale + offset (pixel 0..255).")
-@click.option("--input-offset", type=float)
+@click.option("--input-scale", type=float, callback=finite_float, help="Model input = pixel * scale + offset (pixel 0..255).")
+@click.option("--input-offset", type=float, callback=finite_float)
 @click.option("--color", help="gray, rgb or bgr (default: gray for 1 channel, rgb for 3).")
 @click.option("--int8-io/--float-io", default=True, show_default=True,
               help="Full-int8 TFLite: int8 input/output tensors, or float ones.")
 @click.option("--unsafe", is_flag=True, help="Allow Keras Lambda layers (runs code from the file).")
+@click.option("--trust-model", is_flag=True,
+              help="Convert a SavedModel even if its graph has side-effecting ops (file, Python, network).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--threads", "num_threads", default=2, show_default=True, type=int)
 def convert_command(all_formats: bool, quantize: str | None, **kwargs) -> None:

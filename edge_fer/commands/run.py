@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from . import finite_float
+
 from .. import defaults
 
 
@@ -15,8 +17,8 @@ from .. import defaults
 @click.option("--model", "model_path",
               help="Classifier .tflite (LiteRT) or .onnx (ONNX Runtime); default: the bundled model.")
 @click.option("--labels", help="For a model without edge-fer metadata: 'fer2013' or 'a,b,c,...'.")
-@click.option("--input-scale", type=float, help="Model input = pixel * scale + offset (overrides metadata).")
-@click.option("--input-offset", type=float, help="See --input-scale.")
+@click.option("--input-scale", type=float, callback=finite_float, help="Model input = pixel * scale + offset (overrides metadata).")
+@click.option("--input-offset", type=float, callback=finite_float, help="See --input-scale.")
 @click.option("--input-color", help="gray, rgb or bgr (overrides metadata).")
 @click.option("--detector", default="haar", show_default=True, help="haar, ssd, yunet, blazeface or rfb.")
 @click.option("--detector-model", help="The detector's file, or a folder holding its files.")

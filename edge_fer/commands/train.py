@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from . import finite_float
+
 #: edge_fer.detectors.DETECTORS, spelled out so that this module imports only click.
 CROP_DETECTORS = click.Choice(["haar", "ssd", "yunet", "blazeface", "rfb"])
 
@@ -54,8 +56,8 @@ def train_command(**kwargs) -> None:
 @click.option("--dedup-against", type=click.Path(),
               help="Training set: also report accuracy without images that have a pixel-identical twin there.")
 @click.option("--labels", help="For a model without edge-fer metadata: 'fer2013', 'pyfer', 'ckplus' or 'a,b,c'.")
-@click.option("--input-scale", type=float, help="Model input = pixel * scale + offset (overrides metadata).")
-@click.option("--input-offset", type=float)
+@click.option("--input-scale", type=float, callback=finite_float, help="Model input = pixel * scale + offset (overrides metadata).")
+@click.option("--input-offset", type=float, callback=finite_float)
 @click.option("--color", help="gray, rgb or bgr (default: gray for 1 channel, rgb for 3).")
 @click.option("--crop-faces", type=CROP_DETECTORS, help="Cut faces out of full frames with this detector.")
 def eval_command(model_path, data, as_json, out, limit_per_class, dedup_against, labels,

@@ -59,8 +59,7 @@ class DetectorOptions:
             raise OptionsError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
         if self.max_faces < 1:
             raise OptionsError(f"max_faces must be >= 1, got {self.max_faces}")
-        if self.num_threads < 1:
-            raise OptionsError(f"num_threads must be >= 1, got {self.num_threads}")
+        defaults.check_threads("num_threads", self.num_threads)
 
 
 class FaceDetector(Protocol):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..backends import quiet_native_stderr
 from ..types import Face
 from . import DetectorOptions, _Closeable, downscale, find_detector_files, load_error, to_bgr, to_faces
 
@@ -24,6 +25,8 @@ class YuNetDetector(_Closeable):
         try:
             self._net = cv2.FaceDetectorYN.create(str(path), "", self._input_size, self.min_confidence,
                                                   NMS_IOU, TOP_K)
+            with quiet_native_stderr():  # another ONNX file (RFB-320) loads, then fails here
+                self._net.detect(np.zeros((*self._input_size[::-1], 3), np.uint8))
         except cv2.error as exc:
             raise load_error("yunet", path, exc) from None
 

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import defaults
 from ..classifier import ClassifierOptions, ExpressionClassifier, preprocess_crops
 from ..errors import InputError, ModelError, OptionsError
-from ..fileio import atomic_path
+from ..fileio import check_writable_folder, output_error, write_with_atomic
 from ..metadata import resolve_model_meta
 from .datasets import FaceDataset, LoadOptions, dedup_against, load_dataset, resolve_classes
 
@@ -44,7 +45,7 @@ class EvalOptions:
     dedup_against: str | None = None
     crop_faces: str | None = None
     batch_size: int = 256
-    num_threads: int = 2
+    num_threads: int = defaults.BATCH_THREADS
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -55,6 +56,7 @@ class EvalOptions:
         object.__setattr__(self, "labels", resolve_classes(self.labels))
         if self.limit_per_class is not None and self.limit_per_class < 1:
             raise OptionsError(f"limit per class must be >= 1, got {self.limit_per_class}")
+        defaults.check_threads("num_threads", self.num_threads)
         if self.batch_size < 1:
             raise OptionsError(f"batch size must be >= 1, got {self.batch_size}")
         if self.input_scale is not None and not self.input_scale:
@@ -166,6 +168,8 @@ def predict(runner, images: np.ndarray, batch_size: int) -> np.ndarray:
 def evaluate(options: EvalOptions) -> EvalReport:
     """Run the model over the dataset; write confusion.json/.png into ``options.out`` if set."""
     started = time.time()
+    if options.out:  # a folder that cannot be written fails now, not after the evaluation
+        prepare_out_folder(Path(options.out))
     with open_runner(options) as runner:
         meta = runner.meta
         load = LoadOptions(size_hw=meta.input_size_hw, limit_per_class=options.limit_per_class,
@@ -215,18 +219,21 @@ def _no_face(report: EvalReport) -> str:
 
 def write_outputs(report: EvalReport, out: Path) -> tuple[Path, Path]:
     """``confusion.json`` (the report) and ``confusion.png``, each written atomically."""
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_out_folder(out)
     json_path, png_path = out / "confusion.json", out / "confusion.png"
-    write_atomic(json_path, lambda handle: handle.write(json.dumps(report.to_dict(), indent=2).encode()))
+    write_with_atomic(json_path, lambda handle: handle.write(json.dumps(report.to_dict(), indent=2).encode()))
     figure = confusion_figure(report)
-    write_atomic(png_path, lambda handle: figure.savefig(handle, format="png", dpi=120))
+    write_with_atomic(png_path, lambda handle: figure.savefig(handle, format="png", dpi=120))
     return json_path, png_path
 
 
-def write_atomic(path: Path, write) -> None:
-    """Call ``write(binary_handle)`` on a temp file beside ``path``, then rename it into place."""
-    with atomic_path(path) as tmp, tmp.open("wb") as handle:
-        write(handle)
+def prepare_out_folder(out: Path) -> Path:
+    """``out`` created if missing and checked writable (OutputError, one line, otherwise)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(out, exc) from None
+    return check_writable_folder(out, "--out")
 
 
 def confusion_figure(report: EvalReport):
