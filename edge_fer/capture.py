@@ -13,6 +13,13 @@
   delivering is reopened with backoff for ``retry_seconds``, then iteration raises InputError.
 * ``time_ms``: the frame's position in a video file; ms since the source opened for a live
   source; 0 for still images.
+* ``loop`` (files only): at the end, a video file starts again from its first frame and an
+  image list from its first image; frame indexes and a video's ``time_ms`` keep growing across
+  passes, so every frame of a run stays distinct. Iteration then ends only when the consumer
+  stops (``max_frames``, Ctrl-C).
+* ``realtime`` (files only): frames are released at the video's own frame rate, like a player
+  (still images at one per :data:`STILL_SECONDS`), instead of as fast as they decode; a consumer
+  slower than that gets every frame late rather than a burst to catch up (:class:`Pacer`).
 
 Every source is a context manager: leaving the ``with`` block releases the capture and joins
 the reader thread, on every exit path.
@@ -30,12 +37,15 @@ from typing import Callable, Iterator, NamedTuple
 import cv2
 import numpy as np
 
+from . import defaults
 from .backends import quiet_native_stderr
 from .errors import InputError, OptionsError
+from .images import DEMO_IMAGE, IMAGE_SUFFIXES, decode_image, list_images, read_image  # noqa: F401 (re-exported)
 
-DEMO_IMAGE = Path(__file__).parent / "assets" / "astronaut.jpg"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
 DEFAULT_CAMERA = 0
+#: With ``realtime``, how long each still image is shown; a video without a frame rate plays at 30.
+STILL_SECONDS = 1.0
+FALLBACK_FPS = 30.0
 
 
 class Frame(NamedTuple):
@@ -54,6 +64,11 @@ class SourceOptions:
     ``image``: an image file or a folder of images (read in sorted name order).
     ``demo``: the built-in image :data:`DEMO_IMAGE`.
     ``retry_seconds``: how long a live source that stops delivering is retried.
+    ``open_timeout_s``: a stream URL that sends nothing for this long, while opening or
+    between frames, fails (OpenCV's FFmpeg open and read timeouts).
+    ``loop``: repeat a video file or the images from the start when they end (files only).
+    ``realtime``: release file frames at their own frame rate, like a player (files only;
+    ``edge-fer run --serve`` turns it on for files).
     """
 
     camera: int | None = None
@@ -61,6 +76,9 @@ class SourceOptions:
     image: str | None = None
     demo: bool = False
     retry_seconds: float = 3.0
+    open_timeout_s: float = defaults.STREAM_TIMEOUT_S
+    loop: bool = False
+    realtime: bool = False
 
     def __post_init__(self) -> None:
         given = [name for name, value in (("--camera", self.camera), ("--video", self.video),
@@ -72,6 +90,21 @@ class SourceOptions:
             raise OptionsError(f"camera index must be >= 0, got {self.camera}")
         if self.retry_seconds < 0:
             raise OptionsError(f"retry_seconds must be >= 0, got {self.retry_seconds}")
+        if not 0 < self.open_timeout_s < 86400:
+            raise OptionsError(f"open timeout must be > 0 and < 86400 s, got {self.open_timeout_s}")
+        if self.loop and self.live:
+            raise OptionsError(f"--loop repeats a video file or images; {self.describe()} is live")
+
+    @property
+    def live(self) -> bool:
+        """A camera or a stream URL (read by the latest-frame reader; never looped or paced)."""
+        return self.kind == "camera" or (self.kind == "video" and (is_url(self.video) or is_gstreamer_pipeline(self.video)))
+
+    def describe(self) -> str:
+        """The source as the user named it: ``camera 0``, the path or URL, ``demo``."""
+        if self.kind == "camera":
+            return f"camera {DEFAULT_CAMERA if self.camera is None else self.camera}"
+        return "demo" if self.kind == "demo" else str(getattr(self, self.kind))
 
     @property
     def kind(self) -> str:
@@ -116,14 +149,22 @@ class FrameSource:
 def open_source(options: SourceOptions = SourceOptions()) -> FrameSource:
     """The source ``options`` names; raises InputError (one line) when it cannot be opened."""
     kind = options.kind
+    files = {"loop": options.loop, "realtime": options.realtime}
     if kind == "demo":
-        return ImageSource(DEMO_IMAGE, name="demo")
+        return ImageSource(DEMO_IMAGE, name="demo", **files)
     if kind == "image":
-        return ImageSource(options.image)
+        return ImageSource(options.image, **files)
     if kind == "video":
+        if is_gstreamer_pipeline(options.video):  # e.g. a Jetson CSI camera (nvarguscamerasrc)
+            return LiveSource(options.video, "GStreamer pipeline", retry_seconds=options.retry_seconds,
+                              capture_factory=open_gstreamer, open_error=gstreamer_open_error())
         if is_url(options.video):
-            return LiveSource(options.video, options.video, retry_seconds=options.retry_seconds)
-        return VideoSource(options.video)
+            timeout_s = options.open_timeout_s
+            return LiveSource(options.video, options.video, retry_seconds=options.retry_seconds,
+                              capture_factory=lambda url: open_stream(url, timeout_s),
+                              open_error=f"cannot open stream {options.video}: refused, not a video, or "
+                                         f"nothing received within {timeout_s:g} s (--open-timeout)")
+        return VideoSource(options.video, **files)
     index = DEFAULT_CAMERA if options.camera is None else options.camera
     hint = f"camera index {index} did not open (no such device, or it is in use); try --demo"
     try:
@@ -134,11 +175,29 @@ def open_source(options: SourceOptions = SourceOptions()) -> FrameSource:
     # No source named and no camera here (a server, CI): say so and run the built-in sample.
     sys.stderr.write(f"edge-fer: camera {index} did not open and no source was given: running the "
                      f"built-in sample ({DEMO_IMAGE.name}); pass --video, --image or --camera N\n")
-    return ImageSource(DEMO_IMAGE, name="demo")
+    return ImageSource(DEMO_IMAGE, name="demo", **files)
 
 
 def is_url(target: str) -> bool:
     return "://" in str(target)
+
+
+def is_gstreamer_pipeline(target: str) -> bool:
+    """A GStreamer pipeline string: elements joined by ``!``, ending in an ``appsink``."""
+    return " ! " in str(target) and "appsink" in str(target).rsplit("!", 1)[-1]
+
+
+def open_gstreamer(pipeline: str) -> cv2.VideoCapture:
+    """``cv2.VideoCapture`` on OpenCV's GStreamer backend (unopened where it has none)."""
+    with quiet_native_stderr():
+        return cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)
+
+
+def gstreamer_open_error() -> str:
+    if not cv2.videoio_registry.hasBackend(cv2.CAP_GSTREAMER):
+        return (f"cannot open the GStreamer pipeline: this OpenCV {cv2.__version__} has no GStreamer "
+                "backend (the PyPI wheels have none; on a Jetson use JetPack's OpenCV)")
+    return "cannot open the GStreamer pipeline (a missing element, or no such camera)"
 
 
 def open_capture(target: int | str) -> cv2.VideoCapture:
@@ -148,80 +207,148 @@ def open_capture(target: int | str) -> cv2.VideoCapture:
         return cv2.VideoCapture(target)
 
 
+def open_stream(url: str, timeout_s: float = defaults.STREAM_TIMEOUT_S) -> cv2.VideoCapture:
+    """:func:`open_capture` for a URL, with FFmpeg's open and read timeouts: a server that
+    accepts the connection and then sends nothing no longer blocks until it hangs up."""
+    ms = int(timeout_s * 1000)
+    with quiet_native_stderr():
+        return cv2.VideoCapture(url, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms,
+                                                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+
+
+class Pacer:
+    """A player's clock: ``wait()`` before each frame sleeps until that frame is due, frame n
+    at ``start + n * period_s``. A consumer more than one period late restarts the clock at now
+    (no burst of catch-up frames). ``clock``/``sleep`` are injectable for tests."""
+
+    def __init__(self, period_s: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if not period_s > 0:
+            raise OptionsError(f"pacing period must be > 0 s, got {period_s}")
+        self.period_s = period_s
+        self._clock, self._sleep = clock, sleep
+        self._due: float | None = None
+
+    def wait(self) -> None:
+        now = self._clock()
+        if self._due is None or now - self._due > self.period_s:
+            self._due = now
+        elif self._due > now:
+            self._sleep(self._due - now)
+        self._due += self.period_s
+
+
 # still images ----------------------------------------------------------------------------------
 class ImageSource(FrameSource):
     """An image file or a folder of images; ``paths[frame_index]`` is each frame's file.
 
     In a folder, a file that does not decode is skipped and counted; a single file that does
-    not decode, or a folder where none does, raises InputError.
+    not decode, or a folder where none does, raises InputError. With ``loop`` the list repeats
+    (frame indexes keep growing: :meth:`image_path` maps one back to its file).
     """
 
     stills = True
 
-    def __init__(self, path: str | Path, name: str | None = None) -> None:
+    def __init__(self, path: str | Path, name: str | None = None, loop: bool = False,
+                 realtime: bool = False, pacer: Pacer | None = None) -> None:
         path = Path(path)
         if not path.exists():
             raise InputError(f"image not found: {path}")
         if path.is_dir():
-            self.paths = sorted(p for p in path.iterdir()
-                                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            self.paths = list_images(path)  # regular files only
             if not self.paths:
                 raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
+        elif not path.is_file():  # a FIFO or a device would block the read forever
+            raise InputError(f"cannot read image {path}: not a regular file")
         else:
             self.paths = [path]
         self.path = path
         self.name = name or str(path)
         self.decode_failures = 0
+        self.loop = loop
+        self.pacer = pacer or (Pacer(STILL_SECONDS) if realtime else None)
+
+    def image_path(self, frame_index: int) -> Path:
+        """The file a frame came from (looped runs included)."""
+        return self.paths[frame_index % len(self.paths)]
 
     def __iter__(self) -> Iterator[Frame]:
-        yielded = 0
-        for index, path in enumerate(self.paths):
-            image = read_image(path)
-            if image is None:
-                if not self.path.is_dir():
-                    raise InputError(f"cannot read image {path}: not an image or an unsupported format")
-                self.decode_failures += 1
-                continue
-            yielded += 1
-            yield Frame(index, 0.0, image)
-        if yielded == 0:
-            raise InputError(f"none of the {len(self.paths)} images in {self.path} could be read")
-
-
-def read_image(path: Path) -> np.ndarray | None:
-    """A BGR image, or None when the file cannot be read or decoded (any path encoding)."""
-    try:
-        data = np.fromfile(str(path), np.uint8)
-    except OSError:
-        return None
-    if data.size == 0:
-        return None
-    return cv2.imdecode(data, cv2.IMREAD_COLOR)
+        yielded, base = 0, 0
+        while True:
+            for offset, path in enumerate(self.paths):
+                image, why = decode_image(path)
+                if image is None:
+                    if not self.path.is_dir():
+                        raise InputError(f"cannot read image {path}: {why}")
+                    self.decode_failures += 1
+                    continue
+                yielded += 1
+                if self.pacer is not None:
+                    self.pacer.wait()
+                yield Frame(base + offset, 0.0, image)
+            if yielded == 0:
+                raise InputError(f"none of the {len(self.paths)} images in {self.path} could be read")
+            if not self.loop:
+                return
+            base += len(self.paths)
 
 
 # video files -------------------------------------------------------------------------------------
 class VideoSource(FrameSource):
-    """A video file read in order. ``max_gap``: consecutive failed reads taken as the end."""
+    """A video file read in order. ``max_gap``: consecutive failed reads taken as the end.
+    ``loop``: reopen at the end and read again (``passes`` counts the completed ones);
+    ``realtime`` or an explicit ``pacer``: release frames at the file's frame rate."""
 
     def __init__(self, path: str | Path, capture_factory: Callable | None = None,
-                 max_gap: int = 30) -> None:
-        path = Path(path)
-        if path.is_dir():
+                 max_gap: int = 30, loop: bool = False, realtime: bool = False,
+                 pacer: Pacer | None = None) -> None:
+        url = is_url(str(path))  # a recording at a URL (edge-fer analyze): read in order, like a file
+        path = str(path) if url else Path(path)
+        if not url and path.is_dir():
             raise InputError(f"{path} is a folder, not a video: use --image for a folder of images")
-        if not path.is_file():
+        if not url and not path.is_file():
             raise InputError(f"video file not found: {path}")
         self.name = str(path)
         self.max_gap = max_gap
         self.decode_failures = 0
-        self._capture = (capture_factory or open_capture)(str(path))
+        self.loop = loop
+        self.passes = 0
+        self._open = capture_factory or open_capture
+        self._capture = self._open(str(path))
         if not self._capture.isOpened():
             self.close()
             raise InputError(f"cannot open video {path}: not a video or an unsupported codec")
         self.fps = self._capture.get(cv2.CAP_PROP_FPS) or None
         self.frame_count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.pacer = pacer or (Pacer(1.0 / (self.fps or FALLBACK_FPS)) if realtime else None)
 
     def __iter__(self) -> Iterator[Frame]:
-        index = yielded = failed_in_row = 0
+        base_index, base_ms, yielded = 0, 0.0, 0
+        period_ms = 1000.0 / (self.fps or FALLBACK_FPS)
+        while self._capture is not None:
+            last_ms = -period_ms
+            for index, time_ms, frame in self._one_pass():
+                yielded += 1
+                last_ms = time_ms
+                if self.pacer is not None:
+                    self.pacer.wait()
+                yield Frame(base_index + index, base_ms + time_ms, frame)
+            if yielded == 0:
+                raise InputError(f"video {self.name} has no frames that decode")
+            if not self.loop or self._capture is None:
+                return
+            self.passes += 1
+            base_index += self._pass_length
+            base_ms += last_ms + period_ms
+            self._capture.release()
+            self._capture = self._open(self.name)
+            if not self._capture.isOpened():
+                self.close()
+                raise InputError(f"cannot reopen video {self.name} to loop it")
+
+    def _one_pass(self) -> Iterator[Frame]:
+        """The file once, from where the capture stands; ``_pass_length``: positions read."""
+        index = failed_in_row = self._pass_length = 0
         while self._capture is not None:
             ok, frame = self._capture.read()
             if ok and frame is not None:
@@ -230,15 +357,13 @@ class VideoSource(FrameSource):
                 time_ms = self._capture.get(cv2.CAP_PROP_POS_MSEC)
                 if time_ms <= 0 and index and self.fps:
                     time_ms = index * 1000.0 / self.fps
-                yielded += 1
+                self._pass_length = index + 1
                 yield Frame(index, float(time_ms), frame)
             else:  # a frame that does not decode, or the end: only a later good frame tells
                 failed_in_row += 1
                 if failed_in_row > self.max_gap or (self.frame_count and index + 1 >= self.frame_count):
                     break
             index += 1
-        if yielded == 0:
-            raise InputError(f"video {self.name} has no frames that decode")
 
     def close(self) -> None:
         if self._capture is not None:

@@ -8,18 +8,27 @@ Per processed frame: ``on_result(result)`` is called; with ``json`` one line of
 run ends normally, by ``max_frames``, by the window's q key or by Ctrl-C (the frames so far are
 a valid video); removed when the run fails. For image sources it names a folder that receives
 each annotated image under its own file name. Every handle is released on every exit path.
+
+``serve``: a :class:`~edge_fer.serve.ServeOptions`; the run then feeds a live browser view
+(:mod:`edge_fer.serve`) with each result, its frame and its ``--json`` object (the same text),
+and a video file plays at its own frame rate (``SourceOptions.realtime``); ``on_serving(server)``
+is called once it listens (the CLI prints its URL). SIGTERM stops any run as Ctrl-C does (the
+exception is :class:`Terminated`, a KeyboardInterrupt: the video is kept, the CLI exits 143).
+For image sources each ``--json`` object names its file (``"source"``, the path as given).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 import time
-from contextlib import ExitStack
-from dataclasses import dataclass, field
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import cv2
 import numpy as np
@@ -31,6 +40,9 @@ from .errors import OptionsError, OutputError
 from .fileio import check_writable_folder, commit_file, output_error, write_bytes_atomic
 from .pipeline import FerPipeline, PipelineOptions
 from .types import FrameResult
+
+if TYPE_CHECKING:
+    from .serve import FerServer, ServeOptions
 
 #: --save-video suffix -> FourCC that this OpenCV (FFmpeg backend) writes.
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "XVID"}
@@ -46,6 +58,7 @@ class RunOptions:
     json: bool = False
     save_video: str | None = None
     max_frames: int | None = None
+    serve: ServeOptions | None = None
 
     def __post_init__(self) -> None:
         if self.max_frames is not None and self.max_frames < 1:
@@ -77,16 +90,22 @@ class RunSummary:
         return line + (f"; saved {self.saved}" if self.saved else "")
 
 
-def run(options: RunOptions, on_result: Callable[[FrameResult], None] | None = None) -> RunSummary:
+def run(options: RunOptions, on_result: Callable[[FrameResult], None] | None = None,
+        on_serving: Callable[[FerServer], None] | None = None) -> RunSummary:
     """Process every frame of ``options.source`` (or ``max_frames`` of them)."""
     out = sys.stdout
     frames = faces = with_faces = 0
     fps = None
+    source_options = options.source
+    if options.serve is not None and not source_options.live:
+        source_options = replace(source_options, realtime=True)  # a player's pace, not a decoder's
     with ExitStack() as stack:
-        source = stack.enter_context(open_source(options.source))
+        stack.enter_context(sigterm_as_interrupt())
+        server = _start_server(stack, options, on_serving) if options.serve is not None else None
+        source = stack.enter_context(open_source(source_options))
         pipeline = stack.enter_context(FerPipeline.create_from_options(options.pipeline))
         sink = stack.enter_context(open_sink(options.save_video, source)) if options.save_video else None
-        window = None if options.headless else _try_window(stack)
+        window = None if options.headless else _try_window(stack, serving=server is not None)
         start = last = time.perf_counter()
         for index, time_ms, frame_bgr in source:
             if source.stills:
@@ -98,9 +117,14 @@ def run(options: RunOptions, on_result: Callable[[FrameResult], None] | None = N
             now = time.perf_counter()
             fps = _ema_fps(fps, now - last)
             last = now
-            name = source.paths[index].name if source.stills else f"frame {index}"
+            path = source.image_path(index) if source.stills else None
+            name = path.name if path is not None else f"frame {index}"
+            event = result.to_json()
+            if path is not None:  # join results to files: the path as given (the demo: its name)
+                event["source"] = str(path) if source_options.kind == "image" else path.name
+            event_json = json.dumps(event) if options.json or server is not None else None
             if options.json:
-                line = json.dumps(result.to_json())
+                line = event_json
             else:
                 line = None if window is not None else describe(name, result)
             if not _print(out, line):
@@ -109,6 +133,9 @@ def run(options: RunOptions, on_result: Callable[[FrameResult], None] | None = N
                          if sink is not None or window is not None else None)
             if sink is not None:
                 sink.write(annotated, name)
+            if server is not None:  # drawn and encoded there only if someone watches
+                server.publish(result, frame_bgr, annotated_bgr=annotated,
+                               fps=None if source.stills else fps, event_json=event_json)
             if on_result is not None:
                 on_result(result)
             if window is not None and not window.show(annotated, 0 if source.stills else 1):
@@ -116,6 +143,8 @@ def run(options: RunOptions, on_result: Callable[[FrameResult], None] | None = N
             if options.max_frames and frames >= options.max_frames:
                 break
         seconds = time.perf_counter() - start
+        if server is not None:
+            server.set_source_state("ended")
     return RunSummary(frames, source.dropped, source.decode_failures, faces, with_faces,
                       frames / seconds if frames and seconds > 0 else 0.0, seconds,
                       str(sink.path) if sink is not None and sink.written else None)
@@ -150,13 +179,51 @@ def _print(out, line: str | None) -> bool:
         return False
 
 
-def _try_window(stack: ExitStack):
+def _try_window(stack: ExitStack, serving: bool = False):
     try:
         return stack.enter_context(open_window("edge-fer"))
     except DisplayUnavailable as exc:
-        print(f"edge-fer: note: no display ({exc}); running headless (--headless skips this check)",
-              file=sys.stderr)
+        if not serving:  # with --serve the browser is the view: nothing to say
+            print(f"edge-fer: note: no display ({exc}); running headless (--headless skips this check; "
+                  "--serve shows the annotated video in a browser)", file=sys.stderr)
         return None
+
+
+def _start_server(stack: ExitStack, options: RunOptions, on_serving) -> FerServer:
+    from .serve import FerServer
+
+    info = {"source": options.source.describe(),
+            "model": Path(options.pipeline.classifier.model_path).name,
+            "detector": options.pipeline.detector.name}
+    server = stack.enter_context(FerServer.create_from_options(options.serve, info))
+    if on_serving is not None:
+        on_serving(server)
+    return server
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: the run stops as on Ctrl-C (the CLI then exits 143, not 130)."""
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """While inside, the first SIGTERM raises :class:`Terminated` in the main thread (later
+    ones are ignored so the cleanup can finish); elsewhere, and outside, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired = []
+
+    def handler(signum, frame) -> None:
+        if not fired:
+            fired.append(signum)
+            raise Terminated(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 # annotated output --------------------------------------------------------------------------------

@@ -37,9 +37,19 @@ from .. import defaults
 @click.option("--save-video", type=click.Path(), help="Write the annotated video here (.mp4, .avi, .mkv); "
               "with --image/--demo, a folder for the annotated images.")
 @click.option("--max-frames", type=int, help="Stop after this many processed frames.")
+@click.option("--open-timeout", default=defaults.STREAM_TIMEOUT_S, show_default=True, type=float,
+              help="Seconds a stream URL may send nothing (opening, or between frames) before it fails.")
+@click.option("--loop", is_flag=True, help="Repeat a video file (or the images) from the start when it ends.")
+@click.option("--serve", metavar="[HOST:]PORT", is_flag=False, flag_value="127.0.0.1:8080",
+              help="Show the live view in a browser: an HTTP server on HOST:PORT (bare --serve: "
+                   "127.0.0.1:8080; port 0: a free one). Another host than loopback needs a token.")
+@click.option("--token", help="With --serve: the token viewers must give (generated for a non-loopback host).")
+@click.option("--max-clients", default=4, show_default=True, type=int,
+              help="With --serve: the most viewers at once (more get 503).")
 def run_command(camera, video, image, demo, model_path, labels, input_scale, input_offset, input_color,
                 detector, detector_model, detect_width, detect_every, min_face, threads, cv_threads,
-                device, smooth, headless, as_json, save_video, max_frames) -> None:
+                device, smooth, headless, as_json, save_video, max_frames, open_timeout, loop, serve, token,
+                max_clients) -> None:
     """Recognize facial expressions live; q or Esc closes the window, Ctrl-C stops.
 
     With no source, camera 0 is used; where no camera opens, the built-in sample runs instead (a note on stderr says so).
@@ -49,11 +59,16 @@ def run_command(camera, video, image, demo, model_path, labels, input_scale, inp
     from ..classifier import ClassifierOptions, parse_labels
     from ..detectors import DetectorOptions
     from ..pipeline import PipelineOptions
-    from ..runner import RunOptions, run
+    from ..errors import OptionsError
+    from ..runner import RunOptions, Terminated, run
+    from ..serve import ServeOptions
 
+    if serve is None and token is not None:
+        raise OptionsError("--token is for --serve; add --serve [HOST:]PORT")
     model = {"model_path": model_path} if model_path else {}
     options = RunOptions(
-        source=SourceOptions(camera=camera, video=video, image=image, demo=demo),
+        source=SourceOptions(camera=camera, video=video, image=image, demo=demo, loop=loop,
+                             open_timeout_s=open_timeout),
         pipeline=PipelineOptions(
             classifier=ClassifierOptions(**model, num_threads=threads, device=device,
                                          labels=parse_labels(labels), scale=input_scale,
@@ -61,6 +76,18 @@ def run_command(camera, video, image, demo, model_path, labels, input_scale, inp
             detector=DetectorOptions(name=detector, model_path=detector_model, detect_width=detect_width,
                                      min_face_px=min_face),
             detect_every=detect_every, smooth=smooth, opencv_threads=cv_threads),
-        headless=headless, json=as_json, save_video=save_video, max_frames=max_frames)
-    summary = run(options)
+        headless=headless, json=as_json, save_video=save_video, max_frames=max_frames,
+        serve=None if serve is None else ServeOptions.parse(serve, token=token, max_clients=max_clients))
+    try:
+        summary = run(options, on_serving=_announce)
+    except Terminated:
+        click.echo("edge-fer: terminated", err=True)
+        raise click.exceptions.Exit(143) from None
     click.echo(f"edge-fer: {summary.to_line()}", err=True)
+
+
+def _announce(server) -> None:
+    if not server.loopback:
+        click.echo(f"edge-fer: warning: serving on {server.options.host}:{server.port}, reachable from "
+                   "other machines; anyone with the token in the URL can watch", err=True)
+    click.echo(f"edge-fer: serving {server.url}", err=True)

@@ -1,0 +1,219 @@
+"""The HTTP side of :class:`~edge_fer.serve.server.FerServer`: one request per connection.
+
+Every request: GET or HEAD only (others 405, unknown methods 501), no request body (413), the
+token checked when the server has one (401), then the path looked up in the server's route
+table (404 otherwise; no directory listing anywhere). The stdlib bounds the request line
+(64 KiB, else 414) and the header count (100, else 431); the socket timeout bounds every read
+and write, so a client that stops reading is dropped after ``write_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import mimetypes
+import os
+import select
+import socket
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+log = logging.getLogger("edge_fer.serve")
+
+BOUNDARY = "edge-fer-frame"
+#: How often an idle /events stream sends a comment line (finds vanished clients).
+KEEPALIVE_S = 5.0
+GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, socket.timeout, OSError)
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "edge-fer"
+    sys_version = ""
+    protocol_version = "HTTP/1.0"  # one request per connection, closed after the response
+
+    # set up --------------------------------------------------------------------------------------
+    @property
+    def app(self):
+        """The FerServer this request belongs to."""
+        return self.server.app
+
+    def setup(self) -> None:
+        self.timeout = self.app.options.write_timeout_s
+        super().setup()
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the stdlib's name
+        log.debug("%s %s", self.address_string(), format % args)
+
+    # methods -----------------------------------------------------------------------------------
+    def do_GET(self) -> None:
+        self._dispatch(head=False)
+
+    def do_HEAD(self) -> None:
+        self._dispatch(head=True)
+
+    def _method_not_allowed(self) -> None:
+        self.send_text(HTTPStatus.METHOD_NOT_ALLOWED, "only GET and HEAD\n", {"Allow": "GET, HEAD"})
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _method_not_allowed
+
+    def _dispatch(self, head: bool) -> None:
+        self.head = head
+        if self.headers.get("Transfer-Encoding") or self.headers.get("Content-Length", "0").strip() != "0":
+            self.send_text(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "requests carry no body here\n")
+            return
+        url = urlsplit(self.path)
+        if not self._authorized(url.query):
+            log.info("refused %s %s: missing or wrong token", self.address_string(), url.path)
+            self.send_text(HTTPStatus.UNAUTHORIZED, "token required: open the URL that edge-fer printed "
+                           "(it ends in ?token=...)\n", {"WWW-Authenticate": 'Bearer realm="edge-fer"'})
+            return
+        route = self.app.route(url.path)
+        if route is None:
+            self.send_text(HTTPStatus.NOT_FOUND, f"no such page: {url.path[:200]}\n")
+            return
+        try:
+            route(self)
+        except GONE as exc:
+            log.debug("client %s gone: %s", self.address_string(), exc)
+
+    def _authorized(self, query: str) -> bool:
+        expected = self.app.token
+        if expected is None:
+            return True
+        given = parse_qs(query).get("token", [""])[0]
+        auth = self.headers.get("Authorization", "")
+        if not given and auth.lower().startswith("bearer "):
+            given = auth[7:].strip()
+        return hmac.compare_digest(given.encode(), expected.encode())
+
+    # responses ---------------------------------------------------------------------------------
+    def send_head(self, status: int, content_type: str, length: int | None = None,
+                  extra: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        if length is not None:
+            self.send_header("Content-Length", str(length))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+
+    def send_bytes(self, status: int, content_type: str, body: bytes, extra: dict[str, str] | None = None) -> None:
+        self.send_head(status, content_type, len(body), extra)
+        if not self.head:
+            self.wfile.write(body)
+
+    def send_text(self, status: int, text: str, extra: dict[str, str] | None = None) -> None:
+        self.head = getattr(self, "head", self.command == "HEAD")
+        self.send_bytes(status, "text/plain; charset=utf-8", text.encode(), extra)
+
+    def send_json(self, status: int, value) -> None:
+        self.send_bytes(status, "application/json", json.dumps(value).encode())
+
+    def client_gone(self) -> bool:
+        """True once the client closed its end (it sends nothing after its one request, so
+        a readable socket means EOF or a reset): lets a viewer's slot go before its next write."""
+        try:
+            if not select.select([self.connection], [], [], 0)[0]:
+                return False
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
+    def refuse_busy(self) -> None:
+        limit = self.app.options.max_clients
+        log.warning("refused viewer %s: %d of %d already watching (--max-clients)",
+                    self.address_string(), limit, limit)
+        self.send_text(HTTPStatus.SERVICE_UNAVAILABLE, f"too many viewers: {limit} already watching "
+                       "(edge-fer run --max-clients)\n", {"Retry-After": "5"})
+
+
+# routes: each takes the handler -------------------------------------------------------------
+def page(h: Handler) -> None:
+    h.send_bytes(HTTPStatus.OK, "text/html; charset=utf-8", h.app.page_html,
+                 {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+                  "style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'"})
+
+
+def healthz(h: Handler) -> None:
+    h.send_json(HTTPStatus.OK, h.app.health())
+
+
+def snapshot(h: Handler) -> None:
+    frame = h.app.broadcast.latest
+    data = h.app.broadcast.jpeg(frame) if frame is not None else None
+    if data is None:
+        h.send_text(HTTPStatus.SERVICE_UNAVAILABLE, "no frame yet\n", {"Retry-After": "1"})
+        return
+    h.send_bytes(HTTPStatus.OK, "image/jpeg", data)
+
+
+def stream_mjpeg(h: Handler) -> None:
+    """Annotated frames as multipart/x-mixed-replace: the newest one each time, never a queue."""
+    if not h.app.slots.try_acquire():
+        h.refuse_busy()
+        return
+    try:
+        h.send_head(HTTPStatus.OK, f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+        seq = 0
+        while not h.head and not h.client_gone():
+            frame = h.app.broadcast.wait_frame(seq, KEEPALIVE_S)
+            if frame is None:
+                if h.app.broadcast.closed:
+                    return
+                continue
+            seq = frame.seq
+            data = h.app.broadcast.jpeg(frame)
+            if data is None:
+                continue
+            h.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"
+                          .encode() + data + b"\r\n")
+            h.wfile.flush()
+    finally:
+        h.app.slots.release()
+
+
+def events(h: Handler) -> None:
+    """Server-Sent Events: ``data: <the frame's --json object>`` per frame."""
+    if not h.app.slots.try_acquire():
+        h.refuse_busy()
+        return
+    try:
+        h.send_head(HTTPStatus.OK, "text/event-stream; charset=utf-8")
+        latest = h.app.broadcast.latest
+        seq = latest.seq - 1 if latest is not None else 0  # start with the current frame
+        while not h.head and not h.client_gone():
+            batch = h.app.broadcast.wait_events(seq, KEEPALIVE_S)
+            if batch is None:
+                return
+            if not batch:
+                h.wfile.write(b": keepalive\n\n")
+            else:
+                seq = batch[-1][0]
+                h.wfile.write("".join(f"id: {s}\ndata: {text}\n\n" for s, text in batch).encode())
+            h.wfile.flush()
+    finally:
+        h.app.slots.release()
+
+
+def static_files(prefix: str, directory: Path):
+    """A route serving the files under ``directory`` at ``prefix`` (``prefix`` + ``/`` gives its
+    index.html); no listing, nothing outside ``directory`` (``..``, links out, NUL all 404)."""
+    root = directory.resolve()
+
+    def route(h: Handler) -> None:
+        rel = unquote(urlsplit(h.path).path)[len(prefix):].lstrip("/") or "index.html"
+        parts = rel.split("/")
+        target = root.joinpath(*parts).resolve() if "\x00" not in rel and "\\" not in rel else None
+        if (target is None or any(p in ("", ".", "..") for p in parts)
+                or os.path.commonpath([str(root), str(target)]) != str(root) or not target.is_file()):
+            h.send_text(HTTPStatus.NOT_FOUND, "no such file\n")
+            return
+        kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        h.send_bytes(HTTPStatus.OK, kind, target.read_bytes())
+
+    return route
