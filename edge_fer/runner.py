@@ -158,9 +158,11 @@ def describe(name: str, result: FrameResult) -> str:
 
 
 def _ema_fps(fps: float | None, dt_s: float) -> float | None:
+    """Frames per second from an average of frame intervals (averaging the rates 1/dt instead
+    overstates uneven loops: a paced video's or a detect-every-2 loop's short gaps dominate)."""
     if dt_s <= 0:
         return fps
-    return 1.0 / dt_s if fps is None else 0.9 * fps + 0.1 / dt_s
+    return 1.0 / dt_s if fps is None else 1.0 / (0.9 / fps + 0.1 * dt_s)
 
 
 def _print(out, line: str | None) -> bool:
