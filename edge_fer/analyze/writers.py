@@ -17,6 +17,7 @@ import csv
 import json
 import logging
 import os
+import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Iterable
@@ -57,10 +58,13 @@ def check_writable(out: str | Path) -> None:
     folder = Path(out).parent
     if not folder.is_dir():
         raise InputError(f"--out {out}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise InputError(f"--out {out}: folder {folder} is not writable")
     if Path(out).is_dir():
         raise InputError(f"--out {out} is a folder; expected a file ending in {', '.join(FORMATS)}")
+    try:  # really try: permission bits do not tell (root, read-only mounts, /proc)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise InputError(f"--out {out}: folder {folder} is not writable ({exc.strerror})") from None
 
 
 def row_columns(labels: Iterable[str], landmark_names: Iterable[str]) -> list[str]:

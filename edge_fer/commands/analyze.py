@@ -11,7 +11,7 @@ from .. import defaults
 
 @click.command("analyze")
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--out", required=True, type=click.Path(dir_okay=False),
+@click.option("--out", required=True,
               help="Rows file: .csv, .jsonl or .parquet (with <stem>_summary.csv, <stem>_failures.csv "
                    "and <stem>_sources.csv beside it).")
 @click.option("--glob", "glob_pattern", help="Keep only files in folders whose name or relative path matches, e.g. '*.mp4'.")
@@ -22,7 +22,7 @@ from .. import defaults
 @click.option("--ray-address", help="With --engine ray: the cluster (host:port or auto); default: $RAY_ADDRESS, "
               "else a local Ray instance.")
 @click.option("--resume", is_flag=True, help="Keep sources already in --out (same path, size and mtime); read the rest.")
-@click.option("--timeline", "timeline_dir", type=click.Path(file_okay=False),
+@click.option("--timeline", "timeline_dir",
               help="Write one PNG per video here: each track's expression probabilities over time.")
 @click.option("--model", "model_path", help="Classifier .tflite or .onnx; default: the bundled model.")
 @click.option("--detector", help="haar, ssd, yunet, blazeface or rfb; default: the library's default detector.")
