@@ -321,7 +321,7 @@ CASES = [
     ("unknown out suffix", lambda m, t: [m, "--out", t / "r.txt"], "unknown suffix '.txt'"),
     ("out folder missing", lambda m, t: [m, "--out", t / "no" / "r.csv"], "does not exist"),
     ("out folder unwritable", lambda m, t: [m, "--out", "/proc/r.csv"], "is not writable"),
-    ("out is a folder", lambda m, t: [m, "--out", t / "empty"], "expected a file"),
+    ("out is a folder", lambda m, t: [m, "--out", (t / "r.csv").mkdir() or t / "r.csv"], "is a folder"),
     ("workers 0", lambda m, t: [m, "--out", t / "r.csv", "--workers", 0], "--workers must be between 1 and"),
     ("workers huge", lambda m, t: [m, "--out", t / "r.csv", "--workers", 100_000], "--workers must be between 1 and"),
     ("ray address without ray", lambda m, t: [m, "--out", t / "r.csv", "--ray-address", "auto"], "needs --engine ray"),
@@ -333,9 +333,11 @@ CASES = [
 @pytest.mark.parametrize("args, message", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line(media_dir, tmp_path, args, message):
     (tmp_path / "empty").mkdir()
-    result = invoke(*args(media_dir, tmp_path))
+    argv = args(media_dir, tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = invoke(*argv)
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("edge-fer: error: ") and message in lines[0], result.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # nothing written
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
