@@ -15,6 +15,7 @@ FER_TRAIN = DATA / "fer2013" / "train"
 FER_VAL = DATA / "fer2013" / "val"
 DETECTOR_DIR = DATA / "detectors"
 PEER_DIR = DATA / "peers" / "fer"
+CKPLUS48 = DATA / "ckplus48"
 
 
 def _need(path: Path) -> Path:
@@ -51,3 +52,8 @@ def detector_dir() -> Path:
 @pytest.fixture(scope="session")
 def peer_dir() -> Path:
     return _need(PEER_DIR)
+
+
+@pytest.fixture(scope="session")
+def ckplus48() -> Path:
+    return _need(CKPLUS48)

@@ -1,5 +1,5 @@
-"""Dataset loaders on real data: FER2013 folders, a FER2013 CSV and a CK+-shaped tree built from
-real images, face cropping with the runtime's detectors, class sets."""
+"""Dataset loaders on real data: FER2013 folders, a FER2013 CSV, CK+48 and a CK+-shaped tree built
+from real images, face cropping with the runtime's detectors, class sets, the module layout."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ import pytest
 from edge_fer.classifier import preprocess_crops
 from edge_fer.errors import InputError, OptionsError
 from edge_fer.metadata import FER2013_LABELS, ModelMeta
-from edge_fer.train.ckplus import load_ckplus
+from edge_fer.train.ckplus import frame_id, frame_ids, load_ckplus
 from edge_fer.train.cropping import FaceCropper, open_cropper
-from edge_fer.train.datasets import (CLASS_SETS, LoadOptions, dataset_kind, dedup_against, fit_size,
-                                     limit_classes, load_dataset, load_fer2013_csv, load_folder,
-                                     resolve_classes, save_folder, select_classes)
+from edge_fer.train.datasets import (CLASS_SETS, dedup_against, fit_size, limit_classes,
+                                     load_fer2013_csv, load_folder, resolve_classes, save_folder,
+                                     select_classes)
+from edge_fer.train.loaders import LoadOptions, dataset_kind, load_dataset
 from edge_fer.detectors import DetectorOptions
 
 
@@ -319,3 +320,77 @@ def test_ckplus_errors(tmp_path):
         load_ckplus(tmp_path / "Emotion")
     with pytest.raises(OptionsError, match="last_k"):
         LoadOptions(last_k=0)
+
+
+# CK+48 (folder-per-class of CK+ frame names) ----------------------------------------------------
+def sequences_on_disk(root: Path) -> dict[str, tuple[str, list[int]]]:
+    """sequence -> (class folder, its frame numbers), straight from the file names."""
+    out: dict[str, tuple[str, list[int]]] = {}
+    for path in sorted(root.glob("*/*.png")):
+        subject, sequence, frame = frame_id(path)
+        out.setdefault(sequence, (path.parent.name, []))[1].append(frame)
+    return out
+
+
+def test_ckplus48_loads_the_last_frames_of_each_sequence(ckplus48):
+    assert dataset_kind(ckplus48) == "ckplus-crops"
+    on_disk = sequences_on_disk(ckplus48)
+    last = load_dataset(ckplus48, LoadOptions(size_hw=(48, 48)))
+    # anger/ and sadness/ load as FER2013's angry and sad; CK+ code order, no neutral
+    assert last.classes == ("angry", "contempt", "disgust", "fear", "happy", "sad", "surprise")
+    assert len(last) == len(on_disk)
+    for path, label in zip(last.paths, last.labels):
+        _, sequence, frame = frame_id(path)
+        folder, frames = on_disk[sequence]
+        assert frame == max(frames)
+        assert {"anger": "angry", "sadness": "sad"}.get(folder, folder) == last.classes[label]
+    every = load_dataset(ckplus48, LoadOptions(size_hw=(48, 48), last_k=3))
+    assert len(every) == sum(len(frames) for _, frames in on_disk.values())
+    np.testing.assert_array_equal(every.images[0], cv2.imread(every.paths[0], cv2.IMREAD_GRAYSCALE))
+
+
+def test_ckplus48_class_sets_and_aliases(ckplus48):
+    six = load_dataset(ckplus48, LoadOptions(size_hw=(64, 64), classes="pyfer"))
+    assert six.classes == CLASS_SETS["pyfer"] and six.images.shape[1:] == (64, 64)
+    assert "contempt" not in {Path(p).parent.name for p in six.paths}
+    spelled = load_dataset(ckplus48, LoadOptions(size_hw=(48, 48), classes="anger,sadness"))
+    assert spelled.classes == ("angry", "sad")
+    assert {Path(p).parent.name for p in spelled.paths} == {"anger", "sadness"}
+    assert len(six) == sum(folder != "contempt" for folder, _ in sequences_on_disk(ckplus48).values())
+
+
+def test_ckplus48_has_no_neutral_first_frame(ckplus48):
+    with pytest.raises(OptionsError, match="drop --first-as-neutral"):
+        load_dataset(ckplus48, LoadOptions(size_hw=(48, 48), first_as_neutral=True))
+
+
+def test_fer_folder_is_not_ckplus48(fer_val, tmp_path):
+    assert dataset_kind(fer_val) == "folder"
+    copy_fer(fer_val, tmp_path, {"happy": 2})
+    shutil.copy(sorted((tmp_path / "happy").iterdir())[0], tmp_path / "happy" / "S005_001_00000001.png")
+    assert dataset_kind(tmp_path) == "folder"  # one CK+ name among others is not CK+48
+    with pytest.raises(InputError, match="not a CK\\+ frame name"):
+        frame_ids(load_folder(tmp_path))
+
+
+def test_alias_and_its_class_in_one_folder_is_an_error(fer_val, tmp_path):
+    copy_fer(fer_val, tmp_path, {"angry": 2, "happy": 2})
+    shutil.copytree(tmp_path / "angry", tmp_path / "anger")
+    with pytest.raises(InputError, match=r"both anger/ and angry/ for class 'angry'"):
+        load_folder(tmp_path)
+
+
+def test_dataset_modules_import_no_cycle():
+    """datasets.py (readers) and ckplus.py import nothing that imports them back: the dispatcher
+    lives in loaders.py, above both."""
+    import ast
+
+    import edge_fer.train as package
+
+    def imports(name: str) -> set[str]:
+        tree = ast.parse((Path(package.__file__).parent / f"{name}.py").read_text())
+        return {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1}
+
+    assert imports("datasets").isdisjoint({"ckplus", "loaders", "cropping"})
+    assert "loaders" not in imports("ckplus")
+    assert {"ckplus", "datasets"} <= imports("loaders")

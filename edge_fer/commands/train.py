@@ -36,14 +36,37 @@ CROP_DETECTORS = click.Choice(["haar", "ssd", "yunet", "blazeface", "rfb"])
 @click.option("--deterministic", is_flag=True, help="Deterministic TensorFlow ops (slower).")
 @click.option("--weights", help="Transfer backbone weights: 'imagenet' (downloads once, needs "
                                 "internet) or a weights file.")
-def train_command(**kwargs) -> None:
+@click.option("--strategy", default="default", show_default=True,
+              type=click.Choice(["default", "mirrored", "multiworker"]),
+              help="tf.distribute: mirrored = every local GPU; multiworker = the machines in "
+                   "TF_CONFIG. --batch-size is per replica.")
+@click.option("--protocol", type=click.Choice(["random", "subject"]),
+              help="Evaluate the recipe by k-fold cross-validation instead (CK+): folds of random "
+                   "images or of subjects; writes OUT/protocol.json.")
+@click.option("--folds", default=10, show_default=True, type=int, help="Folds of --protocol.")
+@click.option("--run-folds", type=int, help="Run only folds 0..N-1 of --protocol (default: all).")
+def train_command(protocol, folds, run_folds, **kwargs) -> None:
     """Train an expression classifier; resumes from --out's checkpoints."""
     from ..train.trainer import TrainOptions, train
 
+    if protocol:
+        from ..train.protocols import ProtocolOptions, run_protocol
+
+        summary = run_protocol(ProtocolOptions(TrainOptions(**kwargs), protocol, folds, run_folds))
+        std = summary["test_accuracy_std"]
+        click.echo(f"{protocol} split, {summary['folds_run']} of {folds} folds, "
+                   f"{len(summary['classes'])} classes: test accuracy {summary['test_accuracy_mean']:.4f}"
+                   f"{'' if std is None else f' +- {std:.4f}'} (mean +- std over folds), "
+                   f"{kwargs['out']}/protocol.json")
+        return
     result = train(TrainOptions(**kwargs))
+    if not result.model_path:
+        click.echo(f"worker done: {result.epochs_run} epochs, {result.seconds:.0f} s (the chief saves the model)")
+        return
     acc = "n/a" if result.val_accuracy is None else f"{result.val_accuracy:.4f}"
     click.echo(f"saved {result.model_path}: {result.epochs_run} epochs, best epoch "
-               f"{result.best_epoch}, val accuracy {acc}, {result.seconds:.0f} s")
+               f"{result.best_epoch}, val accuracy {acc}, {result.seconds:.0f} s, "
+               f"{result.replicas} replica(s) x batch {result.batch_per_replica}")
 
 
 @click.command("eval")

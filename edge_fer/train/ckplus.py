@@ -11,19 +11,29 @@ Emotion codes 0..7 = neutral, anger, contempt, disgust, fear, happiness, sadness
 ~600 sequences carry a label; unlabelled ones are ignored. From each labelled sequence we take
 the last ``last_k`` frames (the most expressive) and, optionally, its first frame as neutral.
 Frames are full 640x490 pictures: pass a cropper to cut out the face as the runtime does.
+
+CK+48, the 48x48 face crops of the last 3 frames of each labelled sequence, comes as a
+folder-per-class folder (``anger/S010_004_00000017.png``; no neutral): :func:`load_ckplus_crops`
+reads it and keeps the last ``last_k`` frames of each sequence. Either way the file name says
+whose face it is (:func:`frame_id`), so splits can keep a subject or a sequence on one side.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import InputError
-from .datasets import CLASS_SETS, IMAGE_SUFFIXES, FaceDataset, read_faces
+from .datasets import CLASS_SETS, IMAGE_SUFFIXES, FaceDataset, load_folder, read_faces
 
 IMAGES_DIR = "cohn-kanade-images"
 EMOTION_DIR = "Emotion"
 CKPLUS_CLASSES = CLASS_SETS["ckplus"]  # index = CK+ emotion code
+#: A CK+ frame's file name: ``S005_001_00000011`` = subject S005, its sequence 001, frame 11.
+FRAME_NAME = re.compile(r"(S\d{3})_(\d{3})_(\d{8})")
 
 
 @dataclass(frozen=True)
@@ -84,3 +94,43 @@ def load_ckplus(root: str | Path, size_hw: tuple[int, int] | None = (48, 48), la
     data = read_faces(items, CKPLUS_CLASSES, size_hw, cropper, f"CK+ folder {root}")
     data.skipped += bad_labels
     return data
+
+
+def frame_id(path: str | Path) -> tuple[str, str, int] | None:
+    """``(subject, sequence, frame)`` from a CK+ file name (``("S005", "S005_001", 11)``), or None."""
+    match = FRAME_NAME.fullmatch(Path(path).stem)
+    return (match[1], f"{match[1]}_{match[2]}", int(match[3])) if match else None
+
+
+def is_ckplus_crops(root: Path) -> bool:
+    """A folder-per-class folder whose every image has a CK+ frame name (CK+48's layout)."""
+    images = (p for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")
+              for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    first = next(images, None)  # a FER2013 folder fails here, on its first file
+    return first is not None and all(frame_id(p) is not None for p in (first, *images))
+
+
+def frame_ids(data: FaceDataset) -> list[tuple[str, str, int]]:
+    """:func:`frame_id` of every image of ``data``; InputError if one has no CK+ file name."""
+    ids = [frame_id(p) for p in data.paths]
+    if len(ids) != len(data) or None in ids:
+        bad = next((p for p, i in zip(data.paths, ids) if i is None), "(no file names)")
+        raise InputError(f"not a CK+ frame name: {bad} (expected S###_###_########.png)")
+    return ids
+
+
+def keep_last_frames(data: FaceDataset, last_k: int) -> FaceDataset:
+    """The last ``last_k`` frames (by frame number) of each sequence in ``data``."""
+    by_sequence: dict[str, list[tuple[int, int]]] = {}
+    for index, (_, sequence, frame) in enumerate(frame_ids(data)):
+        by_sequence.setdefault(sequence, []).append((frame, index))
+    keep = sorted(i for frames in by_sequence.values() for _, i in sorted(frames)[-last_k:])
+    return data.subset(np.asarray(keep, np.int64))
+
+
+def load_ckplus_crops(root: str | Path, size_hw: tuple[int, int] | None = (48, 48),
+                      classes: tuple[str, ...] | None = None, last_k: int = 1,
+                      cropper=None) -> FaceDataset:
+    """Load CK+48 (``<class>/S###_###_########.png``), the last ``last_k`` frames of each sequence.
+    Class folders ``anger``/``sadness`` load as FER2013's ``angry``/``sad``."""
+    return keep_last_frames(load_folder(root, size_hw, classes, cropper=cropper), last_k)

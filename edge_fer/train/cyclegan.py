@@ -322,7 +322,8 @@ class BalanceResult:
 
 
 def balance(options: BalanceOptions, log=print) -> BalanceResult:
-    from .datasets import FaceDataset, LoadOptions, dataset_kind, load_dataset, save_folder
+    from .datasets import FaceDataset, save_folder
+    from .loaders import LoadOptions, dataset_kind, load_dataset
 
     started = time.time()
     out = Path(options.out)

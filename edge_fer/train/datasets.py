@@ -1,9 +1,10 @@
-"""Dataset loaders: folder-per-class (FER2013 layout, or any other), FER2013 CSV and CK+.
+"""Dataset readers: folder-per-class (FER2013 layout, or any other) and FER2013 CSV.
 
-Each loader returns a :class:`FaceDataset`: uint8 images (N, H, W) in grayscale, int labels and
+Each reader returns a :class:`FaceDataset`: uint8 images (N, H, W) in grayscale, int labels and
 the explicit class list. Corrupt images are skipped and counted, never fatal. Datasets of full
 frames (CK+, photos) can be cut to faces with the runtime's own detectors (:mod:`.cropping`).
-:func:`load_dataset` picks the loader from what the path is.
+CK+ lives in :mod:`.ckplus`; :func:`edge_fer.train.loaders.load_dataset` picks the reader from
+what the path is.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ CLASS_SETS = {
     "ckplus": ("neutral", "angry", "contempt", "disgust", "fear", "happy", "sad", "surprise"),
 }
 CSV_USAGES = ("Training", "PublicTest", "PrivateTest")
+#: Other spellings of the FER2013 names (CK+48's folders say ``anger``, ``sadness``): a class
+#: folder so named loads as the FER2013 class, so models agree with the runtime's label names.
+CLASS_ALIASES = {"anger": "angry", "sadness": "sad", "happiness": "happy"}
 
 
 @dataclass
@@ -64,6 +68,8 @@ def resolve_classes(text: str | tuple[str, ...] | list[str] | None) -> tuple[str
         return CLASS_SETS[text]
     else:
         names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if names is not None:
+        names = tuple(CLASS_ALIASES.get(n, n) for n in names)
     if names is not None and (len(names) < 2 or len(set(names)) != len(names)):
         raise OptionsError(f"classes must be a preset {sorted(CLASS_SETS)} or >= 2 distinct "
                            f"comma-separated names, got {text!r}")
@@ -136,9 +142,11 @@ def load_folder(root: str | Path, size_hw: tuple[int, int] | None = None,
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"dataset folder not found: {root}")
-    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not found:
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
         raise InputError(f"dataset folder {root} has no class subfolders (expected {root}/<class>/<image>)")
+    folder_of = class_folders(root, folders)
+    found = sorted(folder_of)
     classes = tuple(classes) if classes else order_classes(found)
     missing = [c for c in classes if c not in found]
     if missing:
@@ -146,11 +154,23 @@ def load_folder(root: str | Path, size_hw: tuple[int, int] | None = None,
     rng = np.random.default_rng(seed)
     items = []
     for index, name in enumerate(classes):
-        files = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in (root / folder_of[name]).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if limit_per_class is not None and len(files) > limit_per_class:
             files = [files[i] for i in sorted(rng.choice(len(files), limit_per_class, replace=False))]
         items += [(path, index) for path in files]
     return read_faces(items, classes, size_hw, cropper, f"dataset folder {root}")
+
+
+def class_folders(root: Path, folders: list[str]) -> dict[str, str]:
+    """Class name -> folder name, with :data:`CLASS_ALIASES` applied (``anger/`` holds angry)."""
+    folder_of = {}
+    for folder in folders:
+        name = CLASS_ALIASES.get(folder, folder)
+        if name in folder_of:
+            raise InputError(f"dataset folder {root} has both {folder_of[name]}/ and {folder}/ "
+                             f"for class {name!r}; keep one")
+        folder_of[name] = folder
+    return folder_of
 
 
 def load_fer2013_csv(path: str | Path, usage: str | None = "Training") -> FaceDataset:
@@ -213,82 +233,6 @@ def limit_classes(dataset: FaceDataset, limit_per_class: int | None, seed: int =
             members = np.sort(rng.choice(members, limit_per_class, replace=False))
         keep.extend(members)
     return dataset.subset(np.asarray(sorted(keep), np.int64))
-
-
-@dataclass(frozen=True)
-class LoadOptions:
-    """How to read any dataset :func:`load_dataset` knows.
-
-    ``size_hw``: resize to this (None keeps the files' size). ``classes``: which classes, in
-    which order (None: all, FER2013's order where the names fit). ``crop_faces``: a runtime
-    detector name (haar, ssd, yunet, ...) to cut the largest face out of full frames;
-    ``detector_model`` its file. ``usage``: the FER2013 CSV rows to keep. ``last_k`` and
-    ``first_as_neutral``: which CK+ frames to take from each labelled sequence.
-    """
-
-    size_hw: tuple[int, int] | None = None
-    classes: tuple[str, ...] | None = None
-    limit_per_class: int | None = None
-    seed: int = 0
-    crop_faces: str | None = None
-    detector_model: str | None = None
-    crop_margin: float = 0.0
-    usage: str | None = "Training"
-    last_k: int = 1
-    first_as_neutral: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "classes", resolve_classes(self.classes))
-        if self.limit_per_class is not None and self.limit_per_class < 1:
-            raise OptionsError(f"limit per class must be >= 1, got {self.limit_per_class}")
-        if self.last_k < 1:
-            raise OptionsError(f"last_k (CK+ frames per sequence) must be >= 1, got {self.last_k}")
-        if self.crop_faces is not None and self.size_hw is None:
-            raise OptionsError("cropping faces needs a size to resize them to")
-
-
-def dataset_kind(path: str | Path) -> str:
-    """``csv`` (FER2013 CSV file), ``ckplus`` (a CK+ tree) or ``folder`` (folder-per-class)."""
-    path = Path(path)
-    if path.is_file() and path.suffix.lower() == ".csv":
-        return "csv"
-    from .ckplus import is_ckplus_root
-
-    if path.is_dir() and is_ckplus_root(path):
-        return "ckplus"
-    if path.is_file():
-        raise InputError(f"dataset {path} is a file but not a FER2013 .csv; expected a .csv, a "
-                         "folder-per-class folder or a CK+ folder")
-    return "folder"
-
-
-def load_dataset(path: str | Path, options: LoadOptions = LoadOptions()) -> FaceDataset:
-    """Load a folder-per-class folder, a FER2013 CSV or a CK+ tree, whichever ``path`` is."""
-    kind = dataset_kind(path)
-    if kind == "csv" and options.crop_faces:
-        raise OptionsError("FER2013 CSV rows are face crops already: drop --crop-faces")
-    cropper = None
-    if options.crop_faces:
-        from .cropping import open_cropper
-
-        cropper = open_cropper(options.crop_faces, options.size_hw, options.crop_margin,
-                               options.detector_model)
-    try:
-        if kind == "folder":
-            return load_folder(path, options.size_hw, options.classes, options.limit_per_class,
-                               options.seed, cropper)
-        if kind == "csv":
-            data = load_fer2013_csv(path, options.usage)
-            data = FaceDataset(np.stack([fit_size(im, options.size_hw) for im in data.images]),
-                               data.labels, data.classes, data.paths, data.skipped)
-        else:
-            from .ckplus import load_ckplus
-
-            data = load_ckplus(path, options.size_hw, options.last_k, options.first_as_neutral, cropper)
-    finally:
-        if cropper is not None:
-            cropper.close()
-    return limit_classes(select_classes(data, options.classes), options.limit_per_class, options.seed)
 
 
 def dedup_against(dataset: FaceDataset, reference: FaceDataset) -> np.ndarray:

@@ -21,7 +21,8 @@ from ..classifier import ClassifierOptions, ExpressionClassifier, preprocess_cro
 from ..errors import InputError, ModelError, OptionsError
 from ..fileio import check_writable_folder, output_error, write_with_atomic
 from ..metadata import resolve_model_meta
-from .datasets import FaceDataset, LoadOptions, dedup_against, load_dataset, resolve_classes
+from .datasets import FaceDataset, dedup_against, resolve_classes
+from .loaders import LoadOptions, load_dataset
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 RUNTIME_SUFFIXES = (".tflite", ".onnx")

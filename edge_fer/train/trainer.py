@@ -2,13 +2,15 @@
 
 Resumable (Keras ``BackupAndRestore`` after every epoch), deterministic with a seed, selects the
 best epoch on a validation folder, and writes a ``.keras`` file that records its classes and
-preprocessing. Uses a GPU when TensorFlow sees one.
+preprocessing. Uses a GPU when TensorFlow sees one; ``strategy`` spreads the steps over several
+GPUs or machines (:mod:`.distribute`). :func:`train_on` fits in-memory sets (the CK+ protocols).
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import os
 import shutil
 import sys
 import time
@@ -18,8 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, OptionsError
+from ..fileio import write_json_atomic
 from ..metadata import ModelMeta
-from .datasets import FaceDataset, LoadOptions, dataset_kind, load_dataset, resolve_classes
+from .datasets import FaceDataset, resolve_classes
+from .distribute import Task, check_strategy, make_strategy, shard_by_data
+from .loaders import CKPLUS_KINDS, LoadOptions, dataset_kind, load_dataset
 from .models import arch_spec, build_model
 
 
@@ -43,6 +48,7 @@ class TrainOptions:
     last_frames: int = 1  # CK+: frames taken from the end of each labelled sequence
     first_as_neutral: bool = False  # CK+: also each sequence's first frame, as neutral
     flip_tta: bool = False  # export the best epoch wrapped in horizontal-flip averaging
+    strategy: str = "default"  # default | mirrored | multiworker (tf.distribute; batch is per replica)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -54,6 +60,9 @@ class TrainOptions:
             raise OptionsError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size is not None and self.batch_size < 1:
             raise OptionsError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.last_frames < 1:
+            raise OptionsError(f"--last-frames must be >= 1, got {self.last_frames}")
+        check_strategy(self.strategy)
 
 
 @dataclass
@@ -65,6 +74,8 @@ class TrainResult:
     train_loss_first: float
     train_loss_last: float
     seconds: float
+    replicas: int = 1
+    batch_per_replica: int = 0
 
 
 def load_training_data(folders, spec, limit_per_class=None, seed=0, classes=None,
@@ -84,6 +95,8 @@ def load_training_data(folders, spec, limit_per_class=None, seed=0, classes=None
 
 
 def make_tf_dataset(data: FaceDataset, color: str, batch_size: int, training: bool, seed: int):
+    """Batches of ``(raw pixels float32 NHWC, one-hot)``; augmented and shuffled for training.
+    Build it outside a strategy's scope (the augmentation's seeds are not to be mirrored)."""
     import keras
     import tensorflow as tf
 
@@ -105,7 +118,7 @@ def make_tf_dataset(data: FaceDataset, color: str, batch_size: int, training: bo
         ds = ds.map(lambda a, b: (augment(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
     if color == "rgb":
         ds = ds.map(lambda a, b: (tf.image.grayscale_to_rgb(a), b))
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return shard_by_data(ds.prefetch(tf.data.AUTOTUNE))
 
 
 def _compile(model, spec, steps_per_epoch: int, epochs: int, lr: float | None):
@@ -130,18 +143,10 @@ def _compile(model, spec, steps_per_epoch: int, epochs: int, lr: float | None):
 
 
 def train(options: TrainOptions) -> TrainResult:
+    """Load ``options.data`` (and ``options.val``) and :func:`train_on` them."""
     spec = arch_spec(options.arch)
-    out = Path(options.out)
-    out.mkdir(parents=True, exist_ok=True)
-    import keras
-
-    keras.utils.set_random_seed(options.seed)
-    if options.deterministic:
-        import tensorflow as tf
-        tf.config.experimental.enable_op_determinism()
-
     ckplus = (options.last_frames, options.first_as_neutral)
-    if ckplus != (1, False) and not any(dataset_kind(p) == "ckplus" for p in options.data):
+    if ckplus != (1, False) and not any(dataset_kind(p) in CKPLUS_KINDS for p in options.data):
         raise OptionsError("--last-frames/--first-as-neutral apply to CK+ folders; no --data is one")
     data = load_training_data(options.data, spec, options.limit_per_class, options.seed, options.classes,
                               options.crop_faces, *ckplus)
@@ -150,36 +155,59 @@ def train(options: TrainOptions) -> TrainResult:
                                                  last_k=options.last_frames,
                                                  first_as_neutral=options.first_as_neutral))
            if options.val else None)
+    return train_on(data, val, options)
+
+
+def train_on(data: FaceDataset, val: FaceDataset | None, options: TrainOptions) -> TrainResult:
+    """Fit ``options.arch`` on ``data``, pick the best epoch on ``val`` (else the lowest training
+    loss), write ``options.out``; resumes from its backup. Only the chief writes ``out``."""
+    spec = arch_spec(options.arch)
+    task = check_strategy(options.strategy)
+    strategy = make_strategy(options.strategy)  # first: multi-worker setup precedes other TF work
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    import keras
+
+    keras.utils.set_random_seed(options.seed)
+    if options.deterministic:
+        import tensorflow as tf
+        tf.config.experimental.enable_op_determinism()
     if len(data.classes) < 2:
         raise InputError(f"training needs >= 2 classes, found {list(data.classes)}")
-    batch = options.batch_size or spec.batch_size
+    per_replica = options.batch_size or spec.batch_size
+    replicas = int(strategy.num_replicas_in_sync)
+    batch = per_replica * replicas
     train_ds = make_tf_dataset(data, spec.color, batch, True, options.seed)
     val_ds = make_tf_dataset(val, spec.color, 256, False, options.seed) if val else None
     steps = int(np.ceil(len(data) / batch))
 
-    backup = out / "backup"
+    files = out if task.is_chief else out / f".{task.type}-{task.index}"  # a worker's private backup
+    backup = files / "backup"
     if options.fresh and backup.exists():
         shutil.rmtree(backup)
-    model = build_model(options.arch, len(data.classes), weights=options.weights)
-    _compile(model, spec, steps, options.epochs, options.learning_rate)
+    with strategy.scope():
+        model = build_model(options.arch, len(data.classes), weights=options.weights)
+        _compile(model, spec, steps, options.epochs, options.learning_rate)
     best_path = out / "best.keras"
     monitor = "val_accuracy" if val_ds is not None else "loss"
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(backup)),
-        keras.callbacks.ModelCheckpoint(str(best_path), monitor=monitor, save_best_only=True,
-                                        mode="max" if val_ds is not None else "min"),
-        keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
-    ]
+    callbacks = [keras.callbacks.BackupAndRestore(str(backup))]
+    if task.is_chief:
+        callbacks += [
+            keras.callbacks.ModelCheckpoint(str(best_path), monitor=monitor, save_best_only=True,
+                                            mode="max" if val_ds is not None else "min"),
+            keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
+        ]
     if spec.optimizer == "adam-transfer":
         callbacks += [keras.callbacks.EarlyStopping(monitor=monitor, patience=10, restore_best_weights=True),
                       keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=5)]
     verbose = options.verbose if options.verbose is not None else (1 if sys.stdout.isatty() else 2)
     print(f"training {options.arch} on {len(data)} images {data.counts()} "
           f"({data.skipped} unreadable skipped, {data.no_face} without a face), {options.epochs} epochs, "
-          f"batch {batch}", flush=True)
+          f"batch {batch} ({per_replica} x {replicas} replicas, strategy {options.strategy})", flush=True)
     started = time.time()
     done = len(_read_history(out / "history.csv").get("loss", []))
-    if options.fresh or done < options.epochs or not best_path.exists():
+    # Every worker of a cluster must step together: only a single process skips a finished run.
+    if options.fresh or done < options.epochs or not best_path.exists() or task.workers > 1:
         model.fit(train_ds, validation_data=val_ds, epochs=options.epochs, callbacks=callbacks,
                   verbose=verbose)
     else:  # an earlier run finished every epoch (its backup is gone): export its best epoch only
@@ -188,6 +216,10 @@ def train(options: TrainOptions) -> TrainResult:
         if earlier.exists():  # keep the training time of the run that did the epochs
             started -= float(json.loads(earlier.read_text()).get("seconds", 0.0))
     seconds = time.time() - started
+    if not task.is_chief:  # the chief exports; a finished worker needs no backup
+        shutil.rmtree(files, ignore_errors=True)
+        return TrainResult("", options.epochs, 0, None, float("nan"), float("nan"), round(seconds, 1),
+                           replicas, per_replica)
 
     log = _read_history(out / "history.csv")
     if best_path.exists():
@@ -204,11 +236,12 @@ def train(options: TrainOptions) -> TrainResult:
     losses = log.get("loss") or [float("nan")]
     result = TrainResult(str(model_path), len(losses), best_epoch,
                          float(max(accs)) if accs else None, float(losses[0]), float(losses[-1]),
-                         round(seconds, 1))
+                         round(seconds, 1), replicas, per_replica)
     summary = {**asdict(result), "options": asdict(options), "classes": list(data.classes),
-               "train_counts": data.counts(), "machine": platform.processor() or platform.machine(),
+               "train_counts": data.counts(), "val_count": len(val) if val else 0,
+               "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                "python": platform.python_version(), "keras": keras.__version__}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json_atomic(out / "summary.json", summary, indent=2)
     return result
 
 

@@ -1,0 +1,101 @@
+"""``edge-fer train --strategy``: where the training steps run, through ``tf.distribute``.
+
+- ``default``: TensorFlow's default device placement (one GPU if it sees one, else the CPU).
+- ``mirrored``: :class:`tf.distribute.MirroredStrategy`, one replica on every local GPU (on a
+  machine without GPUs, one on every logical CPU device: that is how the test runs it).
+- ``multiworker``: :class:`tf.distribute.MultiWorkerMirroredStrategy` across machines, which
+  ``TF_CONFIG`` describes (every machine runs the same command with its own ``task``)::
+
+      TF_CONFIG='{"cluster": {"worker": ["10.0.0.1:12345", "10.0.0.2:12345"]},
+                  "task": {"type": "worker", "index": 0}}'
+
+The batch size is per replica: each step takes ``batch x replicas`` images. Only the chief (task
+``chief``, or ``worker`` 0 in a cluster without one) writes the run's files; the others keep a
+private backup (for resuming) that a finished run removes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+from ..errors import OptionsError
+
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+@dataclass(frozen=True)
+class Task:
+    """This process's place in a cluster: ``type`` (chief, worker) and ``index``."""
+
+    type: str = "chief"
+    index: int = 0
+    workers: int = 1  # chief + workers in the cluster
+    has_chief: bool = False  # the cluster names a "chief" task
+
+    @property
+    def is_chief(self) -> bool:
+        return self.type == "chief" or (self.type == "worker" and self.index == 0 and not self.has_chief)
+
+
+def read_tf_config(text: str | None) -> Task:
+    """The :class:`Task` that a ``TF_CONFIG`` value describes; OptionsError, naming the bad part,
+    for anything malformed. None or empty: a single chief."""
+    if not text:
+        return Task()
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise OptionsError(f"TF_CONFIG is not JSON ({exc.msg} at character {exc.pos})") from None
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    task = config.get("task") if isinstance(config, dict) else None
+    if not isinstance(cluster, dict) or not cluster.get("worker") and not cluster.get("chief"):
+        raise OptionsError(f"TF_CONFIG needs \"cluster\": {{\"worker\": [\"host:port\", ...]}}, got {text!r}")
+    for role, hosts in cluster.items():
+        if not isinstance(hosts, list) or not all(isinstance(h, str) and ":" in h for h in hosts):
+            raise OptionsError(f"TF_CONFIG cluster {role!r} must be a list of \"host:port\", got {hosts!r}")
+    if not isinstance(task, dict) or task.get("type") not in cluster:
+        raise OptionsError(f"TF_CONFIG \"task\" must be {{\"type\": one of {sorted(cluster)}, \"index\": N}}, "
+                           f"got {task!r}")
+    index = task.get("index", 0)
+    if not isinstance(index, int) or not 0 <= index < len(cluster[task["type"]]):
+        raise OptionsError(f"TF_CONFIG task index must be 0..{len(cluster[task['type']]) - 1} for "
+                           f"{task['type']!r}, got {index!r}")
+    workers = sum(len(cluster.get(role, [])) for role in ("chief", "worker"))
+    return Task(task["type"], index, workers, has_chief=bool(cluster.get("chief")))
+
+
+def check_strategy(name: str, environ=os.environ) -> Task:
+    """Validate ``--strategy`` (and ``TF_CONFIG`` for ``multiworker``) before anything loads."""
+    if name not in STRATEGIES:
+        raise OptionsError(f"unknown strategy {name!r}; expected one of {list(STRATEGIES)}")
+    if name != "multiworker":
+        return Task()
+    if not environ.get("TF_CONFIG"):
+        raise OptionsError("--strategy multiworker needs TF_CONFIG describing the cluster, e.g. "
+                           "'{\"cluster\": {\"worker\": [\"host1:12345\", \"host2:12345\"]}, "
+                           "\"task\": {\"type\": \"worker\", \"index\": 0}}'")
+    return read_tf_config(environ["TF_CONFIG"])
+
+
+def make_strategy(name: str):
+    """The ``tf.distribute`` strategy for ``name``; create it before any other TensorFlow work
+    (MultiWorkerMirroredStrategy must come first in the process)."""
+    import tensorflow as tf
+
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy(devices=[d.name for d in devices])
+    return tf.distribute.get_strategy()
+
+
+def shard_by_data(dataset):
+    """Tell a multi-worker run to split the in-memory dataset by element (it has no files)."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
