@@ -379,10 +379,14 @@ class LatestFrameReader:
     counts in ``dropped``. When reads fail, the capture is reopened with ``reopen`` after a
     growing pause (``first_backoff_s`` doubling up to ``max_backoff_s``); after
     ``retry_seconds`` without a frame the thread ends and ``next_frame`` raises InputError.
+    ``clock`` (seconds) and ``wait`` (pause for the backoff; returns True when stopped) are
+    injectable for tests, like :class:`Pacer`'s; ``wait`` defaults to the stop event's.
     """
 
     def __init__(self, capture, reopen: Callable[[], object], name: str, retry_seconds: float = 3.0,
-                 first_backoff_s: float = 0.05, max_backoff_s: float = 1.0) -> None:
+                 first_backoff_s: float = 0.05, max_backoff_s: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic,
+                 wait: Callable[[float], bool] | None = None) -> None:
         self.name = name
         self.retry_seconds = retry_seconds
         self.first_backoff_s = first_backoff_s
@@ -396,7 +400,9 @@ class LatestFrameReader:
         self._done = False
         self._cond = threading.Condition()
         self._stop = threading.Event()
-        self._t0 = time.monotonic()
+        self._clock = clock
+        self._wait = wait or self._stop.wait
+        self._t0 = clock()
         self._thread = threading.Thread(target=self._loop, name=f"edge-fer reader ({name})", daemon=True)
 
     def start(self) -> "LatestFrameReader":
@@ -430,16 +436,16 @@ class LatestFrameReader:
                 failing_since, backoff = None, self.first_backoff_s
                 with self._cond:
                     self.dropped += self._latest is not None
-                    self._latest = Frame(index, (time.monotonic() - self._t0) * 1000.0, frame)
+                    self._latest = Frame(index, (self._clock() - self._t0) * 1000.0, frame)
                     self._cond.notify_all()
                 index += 1
                 continue
-            now = time.monotonic()
+            now = self._clock()
             failing_since = now if failing_since is None else failing_since
             if now - failing_since >= self.retry_seconds:
                 raise InputError(f"{self.name} stopped delivering frames (retried for "
                                  f"{self.retry_seconds:g} s)")
-            if self._stop.wait(backoff):
+            if self._wait(backoff) or self._stop.is_set():
                 break
             backoff = min(2 * backoff, self.max_backoff_s)
             self._reconnect()

@@ -15,6 +15,8 @@ DETECT_EVERY = 2
 CLASSIFIER_THREADS = 1
 OPENCV_THREADS = 1
 SMOOTH = 0.5
+#: Seconds a stream URL may take to open, and to deliver each read, before it counts as failed.
+STREAM_TIMEOUT_S = 10.0
 #: Workstation jobs (convert's verification, eval) batch hundreds of faces: two threads.
 BATCH_THREADS = 2
 #: Thread counts above this many per logical core are refused (a typo such as 100000 threads

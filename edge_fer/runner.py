@@ -264,7 +264,8 @@ class VideoSink:
             self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*self.fourcc),
                                            self.fps, self._size_wh)
             if not self._writer.isOpened():
-                raise OptionsError(f"cannot write video {self.path} ({self.fourcc} codec unavailable)")
+                self._writer = None
+                raise OutputError(f"cannot write video {self.path}: {self._why_not_opened()}")
         if (image_bgr.shape[1], image_bgr.shape[0]) != self._size_wh:
             image_bgr = cv2.resize(image_bgr, self._size_wh)
         with quiet_native_stderr():  # "Failed to write frame" per frame on a full disk: close() says it once
@@ -286,6 +287,17 @@ class VideoSink:
         else:
             self.written = 0
             self._tmp.unlink(missing_ok=True)
+
+    def _why_not_opened(self) -> str:
+        """cv2.VideoWriter says only that it did not open: a full disk, or a missing codec."""
+        try:
+            disk = os.statvfs(self.path.parent)
+            free_bytes = disk.f_bavail * disk.f_frsize
+        except OSError:
+            free_bytes = None
+        if free_bytes is not None and free_bytes < 1 << 20:
+            return f"the disk is full ({free_bytes // 1024} KiB free)"
+        return f"this OpenCV cannot encode {self.fourcc} into {self.path.suffix} (try another suffix)"
 
     def _check_written(self) -> None:
         """cv2.VideoWriter reports no write errors (a full disk included): reopen the file and

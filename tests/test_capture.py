@@ -80,22 +80,38 @@ def test_latest_frame_wins_and_slow_consumer_sees_gaps():
     assert factory.made[0].reader_threads == {source.reader._thread.name}
 
 
+class FakeClock:
+    """The reader's clock and backoff pause: each pause advances the clock by what was asked,
+    without sleeping, and is recorded."""
+
+    def __init__(self) -> None:
+        self.now, self.waits = 100.0, []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def wait(self, seconds: float) -> bool:
+        self.waits.append(round(seconds, 6))
+        self.now += seconds
+        return False
+
+
 def test_failing_camera_is_retried_with_backoff_then_ends_with_input_error():
     factory = Factory(FakeCapture(frames=3))  # every reopen gets a camera that does not open
-    start = time.monotonic()
-    with LiveSource(0, "camera 0", capture_factory=factory, retry_seconds=0.4,
-                    first_backoff_s=0.02, max_backoff_s=0.1) as source:
+    clock = FakeClock()
+    with LiveSource(0, "camera 0", capture_factory=factory, retry_seconds=0.4, first_backoff_s=0.02,
+                    max_backoff_s=0.1, clock=clock, wait=clock.wait) as source:
         got = []
         with pytest.raises(InputError, match=r"camera 0 stopped delivering frames \(retried for 0.4 s\)"):
             for frame in source:
                 got.append(frame.index)
-        elapsed = time.monotonic() - start
+        source.reader._thread.join(5)
         assert not source.reader.alive  # the thread ended by itself
     assert 1 <= len(got) <= 3 and got == sorted(got)
-    assert 0.4 <= elapsed < 3.0
-    reopens = source.reader.reopens
-    assert 3 <= reopens < 20  # backoff 0.02, 0.04, 0.08, 0.1, ... not a busy loop
-    assert len(factory.made) == 1 + reopens and all(c.released for c in factory.made)
+    # backoff doubles up to its cap, and the reader gives up once 0.4 s of its clock have passed
+    assert clock.waits == [0.02, 0.04, 0.08, 0.1, 0.1, 0.1]
+    assert source.reader.reopens == 6
+    assert len(factory.made) == 1 + 6 and all(c.released for c in factory.made)
 
 
 def test_camera_that_comes_back_after_a_reopen_keeps_going():
