@@ -19,6 +19,8 @@ import os
 import queue as queue_module
 import signal
 from collections import deque
+from dataclasses import replace
+from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterator
@@ -164,8 +166,24 @@ class LocalEngine:
 _ray_analyzers: dict = {}
 
 
-def ray_analyze(item: WorkItem, pipeline_options) -> SourceResult:
+def uses_bundled_model(pipeline_options) -> bool:
+    from ..classifier import DEFAULT_MODEL
+
+    return Path(pipeline_options.classifier.model_path).resolve() == DEFAULT_MODEL.resolve()
+
+
+def with_local_bundled_model(pipeline_options):
+    """The options with the bundled model's path as installed on this node (on a cluster,
+    edge-fer lives at another path on each node); other model paths must exist everywhere."""
+    from ..classifier import DEFAULT_MODEL
+
+    return replace(pipeline_options, classifier=replace(pipeline_options.classifier, model_path=DEFAULT_MODEL))
+
+
+def ray_analyze(item: WorkItem, pipeline_options, bundled_model: bool = False) -> SourceResult:
     """A Ray task: the same per-source work, with one pipeline per Ray worker process."""
+    if bundled_model:
+        pipeline_options = with_local_bundled_model(pipeline_options)
     analyzer = _ray_analyzers.get(pipeline_options)
     if analyzer is None:
         for name in THREAD_ENV:
@@ -211,13 +229,14 @@ class RayEngine:
         ray = self.ray
         task = ray.remote(num_cpus=1)(ray_analyze)
         options_ref = ray.put(self.pipeline_options)
+        bundled = uses_bundled_model(self.pipeline_options)
         window = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         pending = deque(items)
         in_flight: deque = deque()
         while pending or in_flight:
             while pending and len(in_flight) < window * AHEAD_PER_WORKER:
                 item = pending.popleft()
-                in_flight.append((item, task.remote(item, options_ref)))
+                in_flight.append((item, task.remote(item, options_ref, bundled)))
             item, ref = in_flight.popleft()
             try:
                 result = ray.get(ref)
