@@ -81,8 +81,10 @@ class ExpressionClassifier:
 
     # preprocess -------------------------------------------------------------------------
     def crop(self, frame_bgr: np.ndarray, face: Face) -> np.ndarray:
-        """The face's pixels (with the model's margin), clipped to the frame."""
-        return crop_face(frame_bgr, face, self.meta.crop_margin)
+        """The face framed as the model's training faces are (see :mod:`edge_fer.align`):
+        aligned on its landmarks, or its calibrated box, at the model's input size; for a model
+        without framing, the box's pixels (with the model's margin), clipped to the frame."""
+        return frame_face(frame_bgr, face, self.meta)
 
     def preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """Crops (BGR HxWx3 or gray HxW, uint8) -> float batch NHWC as the model expects."""
@@ -121,6 +123,17 @@ class ExpressionClassifier:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def frame_face(frame_bgr: np.ndarray, face: Face, meta: ModelMeta) -> np.ndarray:
+    """The crop ``meta`` asks for: aligned or calibrated-box at the input size where the model
+    carries a framing for this face, else :func:`crop_face` with the model's margin."""
+    from .align import face_to_input_transform, warp_to_input
+
+    matrix = face_to_input_transform(face, meta)
+    if matrix is None:
+        return crop_face(frame_bgr, face, meta.crop_margin)
+    return warp_to_input(frame_bgr, matrix, meta.input_size_hw)
 
 
 def crop_face(frame_bgr: np.ndarray, face: Face, margin: float = 0.0) -> np.ndarray:

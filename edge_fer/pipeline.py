@@ -19,7 +19,9 @@ from .errors import InputError, OptionsError
 from .tracking import IouTracker, drop_nested
 from .types import FrameResult, TrackedFace
 
-STAGES = ("detect", "preprocess", "classify", "track", "total")
+#: Per-frame timings in FrameResult.latency_ms: detector, tracker (matching and smoothing),
+#: framing (alignment or box crop), normalization to the model's input, the model, the sum.
+STAGES = ("detect", "track", "align", "preprocess", "classify", "total")
 
 
 @dataclass(frozen=True)
@@ -71,23 +73,24 @@ class FerPipeline:
             raise InputError(f"frame must be a non-empty HxWx3 BGR array, got {getattr(frame_bgr, 'shape', type(frame_bgr))}")
         index = self._frames if frame_index is None else frame_index
         t0 = time.perf_counter()
-        if self._frames % self.options.detect_every == 0 or not self.tracker.live():
-            tracks = self.tracker.update(drop_nested(self.detector.detect(frame_bgr)))
-        else:
-            tracks = self.tracker.live()
+        detect = self._frames % self.options.detect_every == 0 or not self.tracker.live()
+        detections = drop_nested(self.detector.detect(frame_bgr)) if detect else None
         t1 = time.perf_counter()
-        crops = [self.classifier.crop(frame_bgr, t.face) for t in tracks]
-        batch = self.classifier.preprocess(crops) if crops else None
+        tracks = self.tracker.update(detections) if detect else self.tracker.live()
         t2 = time.perf_counter()
-        probs = self.classifier.run_batch(batch) if crops else np.zeros((0, 0), np.float32)
+        crops = [self.classifier.crop(frame_bgr, t.face) for t in tracks]
         t3 = time.perf_counter()
+        batch = self.classifier.preprocess(crops) if crops else None
+        t4 = time.perf_counter()
+        probs = self.classifier.run_batch(batch) if crops else np.zeros((0, 0), np.float32)
+        t5 = time.perf_counter()
         faces = tuple(TrackedFace(t.track_id, t.face,
                                   self.classifier.to_expression(self.tracker.smooth_probs(t, p)))
                       for t, p in zip(tracks, probs))
-        t4 = time.perf_counter()
+        t6 = time.perf_counter()
         self._frames += 1
-        latency = {"detect": t1 - t0, "preprocess": t2 - t1, "classify": t3 - t2, "track": t4 - t3,
-                   "total": t4 - t0}
+        latency = {"detect": t1 - t0, "track": (t2 - t1) + (t6 - t5), "align": t3 - t2,
+                   "preprocess": t4 - t3, "classify": t5 - t4, "total": t6 - t0}
         return FrameResult(index, time.time() * 1000.0 if time_ms is None else time_ms, faces,
                            {k: v * 1000.0 for k, v in latency.items()})
 

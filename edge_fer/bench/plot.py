@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..fileio import atomic_path
 
-PLOT_STAGES = ("decode", "detect", "preprocess", "classify", "track")
+PLOT_STAGES = ("decode", "detect", "track", "align", "preprocess", "classify")
 
 
 class MatplotlibMissing(Exception):

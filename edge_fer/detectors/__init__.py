@@ -91,8 +91,15 @@ def detector_search_dirs() -> list[Path]:
 
 
 def find_detector_files(name: str, model_path: str | None) -> list[Path]:
-    """Paths of the files ``name`` needs, from ``model_path`` (a file or folder) or the caches."""
+    """Paths of the files ``name`` needs: from ``model_path`` (a file or folder), else the
+    file shipped inside the package (yunet, blazeface), else the cache folders."""
     wanted = DETECTOR_FILES[name]
+    if not model_path:
+        from .shipped import shipped_file
+
+        shipped = shipped_file(name)
+        if shipped is not None:
+            return [shipped]
     if model_path:
         given = Path(model_path)
         if given.is_file() and len(wanted) == 1:
@@ -150,17 +157,21 @@ def downscale(frame_bgr: np.ndarray, detect_width: int) -> tuple[np.ndarray, flo
     return cv2.resize(frame_bgr, (detect_width, height), interpolation=cv2.INTER_AREA), factor
 
 
-def to_faces(boxes_xywh, scores, factor: float, frame_shape, options: DetectorOptions) -> list[Face]:
-    """Scale boxes to the full frame, clip them, drop small ones, keep the best ``max_faces``."""
+def to_faces(boxes_xywh, scores, factor: float, frame_shape, options: DetectorOptions, *,
+             detector: str | None = None, landmarks=None) -> list[Face]:
+    """Scale boxes (and each face's ``{name: (x, y)}`` landmarks) to the full frame, clip the
+    boxes, drop small faces, keep the best ``max_faces``; each Face names its ``detector``."""
     H, W = frame_shape[:2]
     faces = []
-    for (x, y, w, h), score in zip(boxes_xywh, scores):
+    points_per_face = landmarks if landmarks is not None else [None] * len(boxes_xywh)
+    for (x, y, w, h), score, points in zip(boxes_xywh, scores, points_per_face):
         x0, y0 = max(0.0, x * factor), max(0.0, y * factor)
         x1, y1 = min(float(W), (x + w) * factor), min(float(H), (y + h) * factor)
         bw, bh = int(round(x1 - x0)), int(round(y1 - y0))
         if min(bw, bh) < options.min_face_px:
             continue
-        faces.append(Face((int(round(x0)), int(round(y0)), bw, bh), float(min(1.0, max(0.0, score)))))
+        full = None if points is None else {k: (px * factor, py * factor) for k, (px, py) in points.items()}
+        faces.append(Face((int(round(x0)), int(round(y0)), bw, bh), float(min(1.0, max(0.0, score))), full, detector))
     faces.sort(key=lambda f: f.score, reverse=True)
     return faces[: options.max_faces]
 

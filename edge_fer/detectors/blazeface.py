@@ -22,6 +22,8 @@ NMS_IOU = 0.3
 # size, 2 anchors per layer and cell; layers with the same stride share one grid.
 STRIDES = (8, 16, 16, 16)
 ANCHOR_OFFSET = 0.5
+#: BlazeFace's 6 keypoints, in its output order (columns 4..15), in the subject's own left/right.
+KEYPOINTS = ("right_eye", "left_eye", "nose", "mouth", "right_ear", "left_ear")
 
 
 def ssd_anchors(input_size: int = INPUT_SIZE, strides=STRIDES, offset: float = ANCHOR_OFFSET) -> np.ndarray:
@@ -52,7 +54,8 @@ def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> tuple[np.ndarray, np.ndarray]:
     """MediaPipe's weighted NMS: each cluster (IoU > ``iou`` with its best box) becomes the
-    score-weighted mean box, with the best box's score."""
+    score-weighted mean box, with the best box's score. ``boxes`` is (N, 4 + k): corner-form
+    boxes, then any k columns (keypoints) averaged with the same weights."""
     order = np.argsort(-scores)
     kept_boxes, kept_scores = [], []
     while len(order):
@@ -62,7 +65,7 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> tuple[np.
         kept_boxes.append((boxes[cluster] * weights).sum(axis=0) / weights.sum())
         kept_scores.append(scores[order[0]])
         order = order[overlap <= iou]
-    return np.array(kept_boxes, np.float32).reshape(-1, 4), np.array(kept_scores, np.float32)
+    return np.array(kept_boxes, np.float32).reshape(-1, boxes.shape[1]), np.array(kept_scores, np.float32)
 
 
 def _interpreter_class():
@@ -113,13 +116,15 @@ class BlazeFaceDetector(_Closeable):
         return (rgb.astype(np.float32) / 127.5 - 1.0)[None], scale, dx, dy
 
     def _decode(self, raw_boxes: np.ndarray, raw_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Corner-form boxes in input pixels and sigmoid scores of the anchors above threshold."""
+        """Corner-form boxes followed by the 6 keypoints (x, y), in input pixels, and sigmoid
+        scores of the anchors above threshold."""
         scores = 1.0 / (1.0 + np.exp(-np.clip(raw_scores, -80.0, 80.0)))  # exp(88) overflows float32
         keep = scores >= self.min_confidence
         raw, anchors = raw_boxes[keep], self._anchors[keep]
         centre = raw[:, :2] + anchors * INPUT_SIZE  # offsets are in input pixels (scale 128)
         half = raw[:, 2:4] / 2.0
-        return np.concatenate([centre - half, centre + half], axis=1), scores[keep]
+        keypoints = raw[:, 4:16] + np.tile(anchors * INPUT_SIZE, 6)
+        return np.concatenate([centre - half, centre + half, keypoints], axis=1), scores[keep]
 
     def detect(self, frame_bgr: np.ndarray) -> list[Face]:
         small, factor = downscale(to_bgr(frame_bgr), self.options.detect_width)
@@ -128,10 +133,12 @@ class BlazeFaceDetector(_Closeable):
         self._interpreter.invoke()
         raw_boxes = self._interpreter.get_tensor(self._boxes_index)[0]
         raw_scores = self._interpreter.get_tensor(self._scores_index)[0, :, 0]
-        corners, scores = weighted_nms(*self._decode(raw_boxes, raw_scores), NMS_IOU)
-        corners = (corners - np.array([dx, dy, dx, dy], np.float32)) / scale  # -> downscaled frame
-        boxes = [(x0, y0, x1 - x0, y1 - y0) for x0, y0, x1, y1 in corners.tolist()]
-        return to_faces(boxes, scores.tolist(), factor, frame_bgr.shape, self.options)
+        rows, scores = weighted_nms(*self._decode(raw_boxes, raw_scores), NMS_IOU)
+        rows = (rows - np.tile(np.array([dx, dy], np.float32), 8)) / scale  # -> downscaled frame
+        boxes = [(x0, y0, x1 - x0, y1 - y0) for x0, y0, x1, y1 in rows[:, :4].tolist()]
+        points = [dict(zip(KEYPOINTS, row[4:].reshape(6, 2).tolist())) for row in rows]
+        return to_faces(boxes, scores.tolist(), factor, frame_bgr.shape, self.options,
+                        detector=self.name, landmarks=points)
 
     def close(self) -> None:
         self._interpreter = None

@@ -40,7 +40,7 @@ class HaarDetector(_Closeable):
                                                minSize=(min_side, min_side))
         # Every box scores 1.0: largest first, so max_faces keeps the largest (to_faces' sort is stable).
         boxes = sorted((tuple(map(float, b)) for b in boxes), key=lambda b: b[2] * b[3], reverse=True)
-        return to_faces(boxes, [1.0] * len(boxes), factor, frame_bgr.shape, self.options)
+        return to_faces(boxes, [1.0] * len(boxes), factor, frame_bgr.shape, self.options, detector=self.name)
 
     def close(self) -> None:
         self._cascade = None

@@ -54,7 +54,8 @@ class RfbDetector(_Closeable):
         boxes = [(x0, y0, x1 - x0, y1 - y0) for x0, y0, x1, y1 in corners.tolist()]
         picked = cv2.dnn.NMSBoxes(boxes, scores.tolist(), self.min_confidence, NMS_IOU) if boxes else []
         picked = np.asarray(picked, int).ravel()
-        return to_faces([boxes[i] for i in picked], scores[picked].tolist(), factor, frame_bgr.shape, self.options)
+        return to_faces([boxes[i] for i in picked], scores[picked].tolist(), factor, frame_bgr.shape, self.options,
+                        detector=self.name)
 
     def close(self) -> None:
         self._session = None

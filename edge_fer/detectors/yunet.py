@@ -12,6 +12,8 @@ from . import DetectorOptions, _Closeable, downscale, find_detector_files, load_
 DEFAULT_CONFIDENCE = 0.6
 NMS_IOU = 0.3
 TOP_K = 5000
+#: YuNet's 5 points, in its output order (columns 4..13), in the subject's own left/right.
+LANDMARKS = ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left")
 
 
 class YuNetDetector(_Closeable):
@@ -39,7 +41,9 @@ class YuNetDetector(_Closeable):
         _, rows = self._net.detect(small)  # None or (N, 15): x, y, w, h, 5 landmarks (x, y), score
         if rows is None:
             return []
-        return to_faces(rows[:, :4].tolist(), rows[:, 14].tolist(), factor, frame_bgr.shape, self.options)
+        points = [dict(zip(LANDMARKS, row[4:14].reshape(5, 2).tolist())) for row in rows]
+        return to_faces(rows[:, :4].tolist(), rows[:, 14].tolist(), factor, frame_bgr.shape, self.options,
+                        detector=self.name, landmarks=points)
 
     def close(self) -> None:
         self._net = None

@@ -1,0 +1,139 @@
+"""Frame each face the way the model's training faces are framed, before classification.
+
+Three ways, chosen per face by :func:`face_to_input_transform`:
+
+1. **Aligned** (the face has landmarks and the model's :class:`~edge_fer.metadata.Framing` has
+   a template for its detector): the similarity transform (rotation, uniform scale, translation;
+   least squares over the landmarks, as ``cv2.estimateAffinePartial2D`` fits without outliers)
+   that puts the landmarks on the template's points in the model's input.
+2. **Calibrated box** (no landmarks, but the framing has a box transform for the detector):
+   the box moved and scaled onto the training frame, then scaled to the input.
+3. **Plain box** (a model without framing): today's crop of the box grown by ``crop_margin``.
+
+1 and 2 are one affine warp from the full frame straight to the model's input size, with area
+pre-shrinking for large faces (no aliasing) and edge replication where the frame ends.
+Coordinates are continuous with pixel *edges* at integers (a box (x, y, w, h) covers exactly
+x..x+w); :func:`warp_to_input` converts to OpenCV's pixel-centre convention.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import cv2
+import numpy as np
+
+from .metadata import Framing, ModelMeta
+from .types import Face
+
+#: Landmarks that take part in alignment (ears are unstable under head turns).
+ALIGN_POINTS = ("right_eye", "left_eye", "nose", "mouth", "mouth_right", "mouth_left")
+
+
+def similarity_transform(src_xy: np.ndarray, dst_xy: np.ndarray) -> np.ndarray:
+    """The 2x3 similarity ``[[a, -b, tx], [b, a, ty]]`` mapping ``src_xy`` (N, 2) onto
+    ``dst_xy`` (N, 2) in the least-squares sense (N >= 2)."""
+    src = np.asarray(src_xy, np.float64)
+    dst = np.asarray(dst_xy, np.float64)
+    n = len(src)
+    rows = np.zeros((2 * n, 4))
+    rows[0::2] = np.column_stack([src[:, 0], -src[:, 1], np.ones(n), np.zeros(n)])
+    rows[1::2] = np.column_stack([src[:, 1], src[:, 0], np.zeros(n), np.ones(n)])
+    (a, b, tx, ty), *_ = np.linalg.lstsq(rows, dst.reshape(-1), rcond=None)
+    return np.array([[a, -b, tx], [b, a, ty]])
+
+
+def template_for(framing: Framing, face: Face) -> Mapping[str, tuple[float, float]] | None:
+    """The template points for this face's detector, or for another detector that shares >= 3
+    of the face's landmarks (a face from an application's own detector), or None."""
+    if face.landmarks_xy is None or not framing.points:
+        return None
+    if face.detector in framing.points:
+        return framing.points[face.detector]
+    for points in framing.points.values():
+        if len(set(points) & set(face.landmarks_xy) & set(ALIGN_POINTS)) >= 3:
+            return points
+    return None
+
+
+def landmark_transform(face: Face, template: Mapping[str, tuple[float, float]],
+                       size_hw: tuple[int, int]) -> np.ndarray | None:
+    """Full frame -> model input, from the face's landmarks onto ``template`` (0..1 of the input)."""
+    names = [n for n in ALIGN_POINTS if n in template and n in face.landmarks_xy]
+    if len(names) < 2:
+        return None
+    h, w = size_hw
+    src = np.array([face.landmarks_xy[n] for n in names])
+    dst = np.array([(template[n][0] * w, template[n][1] * h) for n in names])
+    return similarity_transform(src, dst)
+
+
+def framed_box_xywh(box_xywh, transform: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    """The training frame (x, y, w, h) that a detector box maps onto (see ``Framing.boxes``)."""
+    x, y, w, h = (float(v) for v in box_xywh)
+    dx, dy, sw, sh = transform
+    cx, cy = x + w / 2 + dx * w, y + h / 2 + dy * h
+    fw, fh = sw * w, sh * h
+    return cx - fw / 2, cy - fh / 2, fw, fh
+
+
+def box_transform(box_xywh, size_hw: tuple[int, int]) -> np.ndarray:
+    """Full frame -> model input for an axis-aligned frame ``box_xywh`` (x, y, w, h)."""
+    x, y, w, h = box_xywh
+    out_h, out_w = size_hw
+    sx, sy = out_w / w, out_h / h
+    return np.array([[sx, 0.0, -x * sx], [0.0, sy, -y * sy]])
+
+
+def face_to_input_transform(face: Face, meta: ModelMeta) -> np.ndarray | None:
+    """The 2x3 full frame -> input transform for ``face`` (aligned, else calibrated box), or
+    None when the model has no framing for it (then the plain box crop applies)."""
+    framing = meta.framing
+    if framing is None:
+        return None
+    template = template_for(framing, face)
+    if template is not None:
+        matrix = landmark_transform(face, template, meta.input_size_hw)
+        if matrix is not None:
+            return matrix
+    transform = framing.boxes.get(face.detector or "")
+    if transform is None:
+        return None
+    return box_transform(framed_box_xywh(face.box_xywh, transform), meta.input_size_hw)
+
+
+def warp_to_input(frame_bgr: np.ndarray, matrix: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """``frame_bgr`` through the 2x3 ``matrix`` into an image of ``size_hw``. Large faces are
+    first shrunk with area averaging (a plain bilinear warp would alias), and pixels beyond the
+    frame replicate its edge."""
+    out_h, out_w = size_hw
+    scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))  # input px per frame px
+    if scale >= 0.5:
+        return cv2.warpAffine(frame_bgr, _centred(matrix), (out_w, out_h), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE)
+    # The frame region the output sees, plus a margin, shrunk by ``scale`` with INTER_AREA.
+    inverse = cv2.invertAffineTransform(matrix)
+    corners = np.array([[0, 0, 1], [out_w, 0, 1], [0, out_h, 1], [out_w, out_h, 1]], np.float64) @ inverse.T
+    H, W = frame_bgr.shape[:2]
+    x0, y0 = np.floor(corners.min(axis=0)).astype(int) - 2
+    x1, y1 = np.ceil(corners.max(axis=0)).astype(int) + 2
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(W, x1), min(H, y1)
+    if x1 - x0 < 2 or y1 - y0 < 2:  # the face lies (almost) outside the frame
+        return cv2.warpAffine(frame_bgr, _centred(matrix), (out_w, out_h), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE)
+    roi = frame_bgr[y0:y1, x0:x1]
+    small_w, small_h = max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))
+    small = cv2.resize(roi, (small_w, small_h), interpolation=cv2.INTER_AREA)
+    # small px -> frame px: x = x0 + u * (roi_w / small_w); then the original matrix.
+    fx, fy = (x1 - x0) / small_w, (y1 - y0) / small_h
+    to_frame = np.array([[fx, 0.0, x0], [0.0, fy, y0], [0.0, 0.0, 1.0]])
+    return cv2.warpAffine(small, _centred(matrix @ to_frame), (out_w, out_h), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def _centred(matrix: np.ndarray) -> np.ndarray:
+    """An edge-convention 2x3 transform in OpenCV's pixel-centre convention:
+    q_c = A (p_c + 0.5) + t - 0.5."""
+    out = np.array(matrix, np.float64)
+    out[:, 2] += out[:, :2] @ np.array([0.5, 0.5]) - 0.5
+    return out
