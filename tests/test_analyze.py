@@ -234,17 +234,24 @@ def test_parquet_same_rows_typed(batch, small_inputs, tmp_path):
     assert read_csv(tmp_path / "r_failures.csv")[0]["source"] == str(small_inputs[-1])
 
 
-def test_ray_engine_same_rows(batch, small_inputs, tmp_path):
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray instance with 2 CPUs (slow to start: once per module)."""
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        out = tmp_path / "r.jsonl"
-        result = invoke(*small_inputs, "--out", out, "--engine", "ray", "--no-progress")
-        assert result.exit_code == 0, result.output
-        assert ray.is_initialized()  # it used the instance this test started, and left it running
+        yield ray
     finally:
         ray.shutdown()
+
+
+def test_ray_engine_same_rows(batch, small_inputs, local_ray, tmp_path):
     import json
+
+    out = tmp_path / "r.jsonl"
+    result = invoke(*small_inputs, "--out", out, "--engine", "ray", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert local_ray.is_initialized()  # it used the instance the fixture started, and left it running
 
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert typed(rows) == expected_rows(batch, small_inputs)

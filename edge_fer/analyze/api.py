@@ -179,6 +179,10 @@ class WriteOptions:
 
 
 def _prepare_timeline_dir(folder: str) -> Path:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise OptionsError("--timeline needs matplotlib: pip install matplotlib") from None
     path = Path(folder)
     try:
         path.mkdir(parents=True, exist_ok=True)
