@@ -300,8 +300,13 @@ def test_python_api(media_dir, detector_dir):
     # As a generator: ``summary = yield from analyze(...)``.
     def collect():
         return (yield from edge_fer.analyze([media_dir / "justin.jpg"], options))
-    gen = collect()
-    assert [r.expression for r in gen] == [row.expression]
+    gen, seen = collect(), []
+    with pytest.raises(StopIteration) as stop:
+        while True:
+            seen.append(next(gen).expression)
+    assert seen == [row.expression] and stop.value.value.rows == 1
+    only_summary = edge_fer.analyze([media_dir / "no-faces.jpg"], options).summary  # runs it
+    assert only_summary.sources == 1 and only_summary.frames == 1 and only_summary.tracks[0].frames == 0
     table = edge_fer.analyze([media_dir / "justin.jpg"], options).to_arrow()
     assert table.column("right_eye_x").to_pylist() == [ex] and table.column("frame").to_pylist() == [0]
 

@@ -87,7 +87,7 @@ def _quiet(kind: str, index: int, value: int) -> None:
 
 
 class Analysis:
-    """An iterable of :class:`FaceRow` over every source (read once); ``summary`` when done.
+    """An iterable of :class:`FaceRow` over every source (read once), then ``summary``.
 
     Bad inputs (a missing path, an empty folder, a model that does not load) raise here, before
     any work. ``previous``: results to reuse, keyed by (source, size, mtime_ns) (``--resume``).
@@ -101,7 +101,7 @@ class Analysis:
         self.items = discover(paths, options.glob)
         with SourceAnalyzer(options.pipeline) as probe:  # a model or detector that does not load fails here
             self.labels = probe.labels
-        self.summary = AnalysisSummary(self.labels)
+        self._summary = AnalysisSummary(self.labels)
         self.on_event = on_event or _quiet
         self.previous = previous or {}
         self._started = False
@@ -123,15 +123,23 @@ class Analysis:
             for item in self.items:
                 reused = self._reused(item)
                 result = reused if reused is not None else next(fresh)
-                self.summary.add(result)
-                self.summary.seconds = time.perf_counter() - start
+                self._summary.add(result)
+                self._summary.seconds = time.perf_counter() - start
                 self.on_event("skip" if reused is not None else "done", item.index, result.frames)
                 yield result
+
+    @property
+    def summary(self) -> AnalysisSummary:
+        """The summary: complete once the rows are read (reading it first runs the analysis)."""
+        if not self._started:
+            for _ in self.results():
+                pass
+        return self._summary
 
     def __iter__(self) -> Iterator[FaceRow]:
         for result in self.results():
             yield from result.rows
-        return self.summary
+        return self._summary
 
     def to_arrow(self):
         """Every row as a pyarrow Table with the output's typed columns (needs pyarrow)."""

@@ -94,8 +94,8 @@ def record_row(record: dict, labels, landmark_names) -> FaceRow:
 
     points = {name: (number(f"{name}_x", float), number(f"{name}_y", float)) for name in landmark_names}
     points = {k: v for k, v in points.items() if v[0] is not None}
-    return FaceRow(str(record["source"]), *(number(k, int) for k in ("frame",)), number("time_ms", float),
-                   *(number(k, int) for k in ("track_id", "x", "y", "w", "h")),
+    return FaceRow(str(record["source"]), number("frame", int), number("time_ms", float),
+                   number("track_id", int), number("x", int), number("y", int), number("w", int), number("h", int),
                    str(record["expression"]), number("score", float),
                    {label: number(f"p_{label}", float) for label in labels}, points or None)
 
