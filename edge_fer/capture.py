@@ -27,7 +27,7 @@ the reader thread, on every exit path.
 
 from __future__ import annotations
 
-import sys
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -42,6 +42,7 @@ from .backends import quiet_native_stderr
 from .errors import InputError, OptionsError
 from .images import DEMO_IMAGE, IMAGE_SUFFIXES, decode_image, list_images, read_image  # noqa: F401 (re-exported)
 
+log = logging.getLogger(__name__)
 DEFAULT_CAMERA = 0
 #: With ``realtime``, how long each still image is shown; a video without a frame rate plays at 30.
 STILL_SECONDS = 1.0
@@ -173,8 +174,8 @@ def open_source(options: SourceOptions = SourceOptions()) -> FrameSource:
         if not options.defaulted:  # the user named this camera: never swap in something else
             raise
     # No source named and no camera here (a server, CI): say so and run the built-in sample.
-    sys.stderr.write(f"edge-fer: camera {index} did not open and no source was given: running the "
-                     f"built-in sample ({DEMO_IMAGE.name}); pass --video, --image or --camera N\n")
+    log.info("camera %d did not open and no source was given: running the built-in sample (%s); "
+             "pass --video, --image or --camera N", index, DEMO_IMAGE.name)
     return ImageSource(DEMO_IMAGE, name="demo", **files)
 
 

@@ -4,11 +4,15 @@ Each command parses its arguments, builds one options object and calls one libra
 Commands load lazily (click's documented LazyGroup pattern): ``edge-fer run`` imports only the
 run command's module, so start-up stays fast and TensorFlow stays out of the runtime.
 Any :class:`~edge_fer.errors.EdgeFerError` becomes one line on stderr and a non-zero exit code.
+Library code reports through :mod:`logging` (logger ``edge_fer``); the CLI shows its records on
+stderr as ``edge-fer: ...`` lines: notes by default, debug detail with ``-v``, warnings only
+with ``-q``. Data (results, reports, JSON) goes to stdout; status lines go to stderr.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 
 import click
@@ -51,10 +55,36 @@ class _LazyGroup(click.Group):
             ctx.exit(130)
 
 
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at the time (click's test runner swaps it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 (logging must never raise)
+            self.handleError(record)
+
+
+def configure_logging(verbosity: int) -> None:
+    """``edge_fer`` records on stderr: -1 warnings only, 0 notes (INFO), 1+ debug."""
+    logger = logging.getLogger("edge_fer")
+    for handler in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
+        logger.removeHandler(handler)
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("edge-fer: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG)
+    logger.propagate = False
+
+
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="edge-fer")
-def main() -> None:
+@click.option("-v", "--verbose", count=True, help="More detail on stderr (debug messages).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+def main(verbose: int, quiet: bool) -> None:
     """Facial expression recognition on edge devices: run, bench, convert, train."""
+    configure_logging(-1 if quiet else verbose)
 
 
 if __name__ == "__main__":  # pragma: no cover

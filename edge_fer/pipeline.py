@@ -33,10 +33,10 @@ class PipelineOptions:
     classifier: ClassifierOptions = field(default_factory=ClassifierOptions)
     detector: DetectorOptions = field(default_factory=DetectorOptions)
     detect_every: int = defaults.DETECT_EVERY
-    smooth: float = 0.5
+    smooth: float = defaults.SMOOTH
     iou_threshold: float = 0.3
     max_track_misses: int = 5
-    opencv_threads: int = 1
+    opencv_threads: int = defaults.OPENCV_THREADS
 
     def __post_init__(self) -> None:
         if self.detect_every < 1:

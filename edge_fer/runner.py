@@ -20,6 +20,7 @@ For image sources each ``--json`` object names its file (``"source"``, the path 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -44,6 +45,7 @@ from .types import FrameResult
 if TYPE_CHECKING:
     from .serve import FerServer, ServeOptions
 
+log = logging.getLogger(__name__)
 #: --save-video suffix -> FourCC that this OpenCV (FFmpeg backend) writes.
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "XVID"}
 
@@ -186,8 +188,8 @@ def _try_window(stack: ExitStack, serving: bool = False):
         return stack.enter_context(open_window("edge-fer"))
     except DisplayUnavailable as exc:
         if not serving:  # with --serve the browser is the view: nothing to say
-            print(f"edge-fer: note: no display ({exc}); running headless (--headless skips this check; "
-                  "--serve shows the annotated video in a browser)", file=sys.stderr)
+            log.info("note: no display (%s); running headless (--headless skips this check; "
+                     "--serve shows the annotated video in a browser)", exc)
         return None
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import defaults
 from .errors import OptionsError
 from .types import Face
 
@@ -53,7 +54,7 @@ class IouTracker:
 
     iou_threshold: float = 0.3
     max_misses: int = 5
-    smooth: float = 0.5
+    smooth: float = defaults.SMOOTH
     tracks: list[Track] = field(default_factory=list)
     _next_id: int = 1
 

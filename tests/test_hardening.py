@@ -282,3 +282,17 @@ def test_op_scan_passes_a_plain_keras_savedmodel(tmp_path):
     outputs = keras.layers.Dense(7, activation="softmax")(keras.layers.Flatten()(inputs))
     keras.Model(inputs, outputs).export(str(tmp_path / "saved"), verbose=False)
     assert savedmodel_ops(tmp_path / "saved") == {}
+
+
+def test_cli_value_sets_match_the_library():
+    """The commands spell the choices out (they import only click); they must not drift."""
+    from converters.options import QUANTIZATIONS, TARGETS
+    from edge_fer import commands
+    from edge_fer.backends import DEVICES
+    from edge_fer.detectors import DETECTORS
+    from edge_fer.metadata import COLORS
+    from edge_fer.train.models import ARCHS
+
+    assert commands.DETECTOR_NAMES == DETECTORS and commands.DEVICE_NAMES == DEVICES
+    assert commands.COLOR_NAMES == COLORS and set(commands.ARCH_NAMES) == set(ARCHS)
+    assert commands.TARGET_NAMES == TARGETS and commands.QUANTIZATION_NAMES == QUANTIZATIONS

@@ -161,7 +161,7 @@ CASES = [
     ("detector files not installed", lambda m, p, d, t: ["--demo", "--detector", "rfb"], 2,
      r"detector 'rfb' needs ultralight_rfb_320\.onnx: put them in .*--detector-model"),
     ("bad smooth", lambda m, p, d, t: ["--demo", "--smooth", "1.5"], 2, r"smooth must be in \[0, 1\), got 1\.5"),
-    ("bad device", lambda m, p, d, t: ["--demo", "--device", "gpu"], 2, r"device must be one of .*got 'gpu'"),
+    ("bad device", lambda m, p, d, t: ["--demo", "--device", "gpu"], 2, r"unknown device 'gpu'; expected one of auto, cpu, cuda, tensorrt"),
     ("bad labels", lambda m, p, d, t: ["--demo", "--labels", "happy"], 2, r"labels must be a preset"),
     ("bad max frames", lambda m, p, d, t: ["--demo", "--max-frames", "0"], 2, r"max_frames must be >= 1, got 0"),
     ("bad video suffix", lambda m, p, d, t: ["--video", m / "test.mp4", "--save-video", t / "o.gif"], 2,

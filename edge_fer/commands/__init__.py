@@ -7,6 +7,38 @@ from __future__ import annotations
 
 import math
 
+import click
+
+# The library's value sets, spelled out so that command modules import only click
+# (tests/test_hardening.py checks that they match the library's).
+DETECTOR_NAMES = ("haar", "ssd", "yunet", "blazeface", "rfb")     # edge_fer.detectors.DETECTORS
+DEVICE_NAMES = ("auto", "cpu", "cuda", "tensorrt")                 # edge_fer.backends.DEVICES
+COLOR_NAMES = ("gray", "rgb", "bgr")                               # edge_fer.metadata.COLORS
+ARCH_NAMES = ("edgenet", "pyfer", "transfer")                      # edge_fer.train.models.ARCHS
+TARGET_NAMES = ("tflite", "onnx")                                  # converters.options.TARGETS
+QUANTIZATION_NAMES = ("none", "fp16", "dynamic", "int8")           # converters.options.QUANTIZATIONS
+
+
+class Choice(click.Choice):
+    """``click.Choice`` (help and shell completion list the values) whose error is the
+    library's one line: ``edge-fer: error: unknown detector 'x'; expected one of ...``."""
+
+    def __init__(self, choices, what: str) -> None:
+        super().__init__(list(choices))
+        self.what = what
+
+    def convert(self, value, param, ctx):
+        if value in self.choices:
+            return value
+        from ..errors import OptionsError
+
+        raise OptionsError(f"unknown {self.what} {value!r}; expected one of {', '.join(self.choices)}")
+
+
+DETECTOR = Choice(DETECTOR_NAMES, "detector")
+DEVICE = Choice(DEVICE_NAMES, "device")
+COLOR = Choice(COLOR_NAMES, "colour")
+
 
 def finite_float(ctx, param, value: float | None) -> float | None:
     """click callback: refuse inf and nan (``--input-scale inf`` made every score NaN)."""

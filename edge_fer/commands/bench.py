@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from . import finite_float
+from . import DETECTOR_NAMES, DEVICE, finite_float
 
 from .. import defaults
 
@@ -30,7 +30,7 @@ def _ints(values: tuple[str, ...], name: str, default: int) -> tuple[int, ...]:
 @click.option("--model", "models", multiple=True, metavar="PATH[,PATH]",
               help="Model file(s), .tflite or .onnx; comma-separated or repeated. Default: the packaged model.")
 @click.option("--detector", "detectors", multiple=True, metavar="NAME[,NAME]",
-              help="haar, ssd, yunet, blazeface, rfb; comma-separated or repeated.  [default: haar]")
+              help=f"{', '.join(DETECTOR_NAMES)}; comma-separated or repeated.  [default: {defaults.DETECTOR}]")
 @click.option("--video", type=click.Path(dir_okay=False), help="Video file (looped when shorter than needed).")
 @click.option("--images", type=click.Path(), help="An image file or a folder of images (cycled).")
 @click.option("--camera", type=int, help="Camera index.")
@@ -48,7 +48,8 @@ def _ints(values: tuple[str, ...], name: str, default: int) -> tuple[int, ...]:
 @click.option("--labels", help="For models without metadata: 'fer2013' or comma-separated names.")
 @click.option("--input-scale", type=float, callback=finite_float, help="For models without metadata: input = pixel*scale + offset.")
 @click.option("--input-offset", type=float, callback=finite_float, help="For models without metadata (see --input-scale).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, tensorrt (ONNX models).")
+@click.option("--device", default="auto", show_default=True, type=DEVICE,
+              help="ONNX Runtime providers (ONNX models).")
 @click.option("--detector-model", type=click.Path(), help="Detector file, or a folder holding detectors' files.")
 @click.option("--detect-width", default=defaults.DETECT_WIDTH, show_default=True, help="Frames wider than this are downscaled for detection.")
 @click.option("--detect-every", default=defaults.DETECT_EVERY, show_default=True, help="Run the detector every Nth frame.")
@@ -74,7 +75,7 @@ def bench_command(ctx: click.Context, models, detectors, video, images, camera, 
               if images is not None else SourceSpec("camera", camera=camera) if camera is not None else SourceSpec())
     options = BenchOptions(
         models=tuple(_split(models)) or (str(DEFAULT_MODEL),),
-        detectors=tuple(_split(detectors)) or ("haar",),
+        detectors=tuple(_split(detectors)) or (defaults.DETECTOR,),
         threads=_ints(threads, "--threads", ClassifierOptions().num_threads),
         cv_threads=_ints(cv_threads, "--cv-threads", PipelineOptions().opencv_threads),
         source=source, labels=parse_labels(labels), scale=input_scale, offset=input_offset, **kwargs)
@@ -83,12 +84,12 @@ def bench_command(ctx: click.Context, models, detectors, video, images, camera, 
     report = run_bench(options, command, progress=lambda message: click.echo(message, err=True))
     click.echo(format_report(report))
     if json_path:
-        click.echo(f"wrote {write_json_atomic(json_path, report)}")
+        click.echo(f"edge-fer: wrote {write_json_atomic(json_path, report)}", err=True)
     if plot_path:
         from ..bench.plot import MatplotlibMissing, write_plot
 
         try:
-            click.echo(f"wrote {write_plot(report, plot_path)}")
+            click.echo(f"edge-fer: wrote {write_plot(report, plot_path)}", err=True)
         except MatplotlibMissing as exc:
             click.echo(f"edge-fer: {exc}", err=True)
     ctx.exit(exit_code(report))

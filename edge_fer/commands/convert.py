@@ -6,13 +6,14 @@ from pathlib import Path
 
 import click
 
-from . import finite_float
+from . import COLOR, QUANTIZATION_NAMES, TARGET_NAMES, Choice, finite_float
 
 
 @click.command("convert")
 @click.argument("model_path", metavar="MODEL", type=click.Path())
-@click.option("--to", help="tflite or onnx (default: from --out's suffix).")
-@click.option("--quantize", help="none (float32), fp16, dynamic or int8 (full int8)  [default: none]")
+@click.option("--to", type=Choice(TARGET_NAMES, "target"), help="Output format (default: from --out's suffix).")
+@click.option("--quantize", type=Choice(QUANTIZATION_NAMES, "quantization"),
+              help="none (float32), fp16, dynamic or int8 (full int8)  [default: none]")
 @click.option("--out", required=True, type=click.Path(),
               help="Output file; with --all, the output folder.")
 @click.option("--all", "all_formats", is_flag=True,
@@ -29,7 +30,7 @@ from . import finite_float
 @click.option("--labels", help="For models without metadata: 'fer2013' or 'a,b,c' in output order.")
 @click.option("--input-scale", type=float, callback=finite_float, help="Model input = pixel * scale + offset (pixel 0..255).")
 @click.option("--input-offset", type=float, callback=finite_float)
-@click.option("--color", help="gray, rgb or bgr (default: gray for 1 channel, rgb for 3).")
+@click.option("--color", type=COLOR, help="Input colour (default: gray for 1 channel, rgb for 3).")
 @click.option("--int8-io/--float-io", default=True, show_default=True,
               help="Full-int8 TFLite: int8 input/output tensors, or float ones.")
 @click.option("--unsafe", is_flag=True, help="Allow Keras Lambda layers (runs code from the file).")
@@ -50,7 +51,7 @@ def convert_command(all_formats: bool, quantize: str | None, **kwargs) -> None:
         return
     reports = convert_all(options)
     click.echo(format_summary(reports))
-    click.echo(f"summary: {Path(options.out) / 'summary.json'}")
+    click.echo(f"edge-fer: wrote {Path(options.out) / 'summary.json'}", err=True)
     failed = [f"{r.format} {r.quantization}" for r in reports if not r.ok]
     if failed:
         raise ConversionError(f"{len(failed)} of {len(reports)} variants failed ({', '.join(failed)}); "

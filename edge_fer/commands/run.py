@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import finite_float
+from . import COLOR, DETECTOR, DEVICE, finite_float
 
 from .. import defaults
 
@@ -19,8 +19,8 @@ from .. import defaults
 @click.option("--labels", help="For a model without edge-fer metadata: 'fer2013' or 'a,b,c,...'.")
 @click.option("--input-scale", type=float, callback=finite_float, help="Model input = pixel * scale + offset (overrides metadata).")
 @click.option("--input-offset", type=float, callback=finite_float, help="See --input-scale.")
-@click.option("--input-color", help="gray, rgb or bgr (overrides metadata).")
-@click.option("--detector", default="haar", show_default=True, help="haar, ssd, yunet, blazeface or rfb.")
+@click.option("--input-color", type=COLOR, help="Input colour (overrides metadata).")
+@click.option("--detector", default=defaults.DETECTOR, show_default=True, type=DETECTOR, help="Face detector.")
 @click.option("--detector-model", help="The detector's file, or a folder holding its files.")
 @click.option("--detect-width", default=defaults.DETECT_WIDTH, show_default=True, type=int,
               help="Downscale frames to this width for detection (0: full size).")
@@ -28,9 +28,10 @@ from .. import defaults
               help="Detect every Nth frame; tracked boxes are carried between.")
 @click.option("--min-face", default=defaults.MIN_FACE_PX, show_default=True, type=int, help="Smallest face side in pixels.")
 @click.option("--threads", default=defaults.CLASSIFIER_THREADS, show_default=True, type=int, help="Classifier CPU threads.")
-@click.option("--cv-threads", default=1, show_default=True, type=int, help="OpenCV threads.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or tensorrt (ONNX models).")
-@click.option("--smooth", default=0.5, show_default=True, type=float,
+@click.option("--cv-threads", default=defaults.OPENCV_THREADS, show_default=True, type=int, help="OpenCV threads.")
+@click.option("--device", default="auto", show_default=True, type=DEVICE,
+              help="ONNX Runtime providers: auto = TensorRT > CUDA > CPU, whichever are present.")
+@click.option("--smooth", default=defaults.SMOOTH, show_default=True, type=float,
               help="Weight of the past in each face's expression average, 0 <= s < 1 (0: off).")
 @click.option("--headless", is_flag=True, help="No window.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per processed frame on stdout.")

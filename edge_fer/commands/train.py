@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import click
 
-from . import finite_float
+from . import ARCH_NAMES, COLOR, DETECTOR, Choice, finite_float
 
-#: edge_fer.detectors.DETECTORS, spelled out so that this module imports only click.
-CROP_DETECTORS = click.Choice(["haar", "ssd", "yunet", "blazeface", "rfb"])
+CROP_DETECTORS = DETECTOR
 
 
 @click.command("train")
 @click.option("--data", "data", multiple=True, required=True, type=click.Path(),
               help="Training set: a folder-per-class folder, a FER2013 CSV or a CK+ folder "
                    "(repeat to add more, e.g. generated images).")
-@click.option("--arch", default="edgenet", show_default=True,
-              help="Architecture: pyfer, transfer or edgenet.")
+@click.option("--arch", default="edgenet", show_default=True, type=Choice(ARCH_NAMES, "architecture"),
+              help="Architecture.")
 @click.option("--epochs", default=40, show_default=True, type=int)
 @click.option("--out", required=True, type=click.Path(), help="Output folder (checkpoints, model.keras).")
 @click.option("--val", type=click.Path(), help="Validation set used to select the best epoch.")
@@ -81,7 +80,7 @@ def train_command(protocol, folds, run_folds, **kwargs) -> None:
 @click.option("--labels", help="For a model without edge-fer metadata: 'fer2013', 'pyfer', 'ckplus' or 'a,b,c'.")
 @click.option("--input-scale", type=float, callback=finite_float, help="Model input = pixel * scale + offset (overrides metadata).")
 @click.option("--input-offset", type=float, callback=finite_float)
-@click.option("--color", help="gray, rgb or bgr (default: gray for 1 channel, rgb for 3).")
+@click.option("--color", type=COLOR, help="Input colour (default: gray for 1 channel, rgb for 3).")
 @click.option("--crop-faces", type=CROP_DETECTORS, help="Cut faces out of full frames with this detector.")
 def eval_command(model_path, data, as_json, out, limit_per_class, dedup_against, labels,
                  input_scale, input_offset, color, crop_faces) -> None:

@@ -40,7 +40,7 @@ class DetectorOptions:
     ``num_threads``: CPU threads of blazeface (LiteRT) and rfb (ONNX Runtime); haar, ssd and
     yunet run in OpenCV's own pool (``cv2.setNumThreads``, set by the pipeline)."""
 
-    name: str = "haar"
+    name: str = defaults.DETECTOR
     model_path: str | None = None
     detect_width: int = defaults.DETECT_WIDTH
     min_face_px: int = defaults.MIN_FACE_PX

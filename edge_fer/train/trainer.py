@@ -9,6 +9,7 @@ GPUs or machines (:mod:`.distribute`). :func:`train_on` fits in-memory sets (the
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import os
 import shutil
@@ -26,6 +27,8 @@ from .datasets import FaceDataset, resolve_classes
 from .distribute import Task, check_strategy, make_strategy, shard_by_data
 from .loaders import CKPLUS_KINDS, LoadOptions, dataset_kind, load_dataset
 from .models import arch_spec, build_model
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -201,9 +204,9 @@ def train_on(data: FaceDataset, val: FaceDataset | None, options: TrainOptions) 
         callbacks += [keras.callbacks.EarlyStopping(monitor=monitor, patience=10, restore_best_weights=True),
                       keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=5)]
     verbose = options.verbose if options.verbose is not None else (1 if sys.stdout.isatty() else 2)
-    print(f"training {options.arch} on {len(data)} images {data.counts()} "
-          f"({data.skipped} unreadable skipped, {data.no_face} without a face), {options.epochs} epochs, "
-          f"batch {batch} ({per_replica} x {replicas} replicas, strategy {options.strategy})", flush=True)
+    log.info(f"training {options.arch} on {len(data)} images {data.counts()} "
+             f"({data.skipped} unreadable skipped, {data.no_face} without a face), {options.epochs} epochs, "
+             f"batch {batch} ({per_replica} x {replicas} replicas, strategy {options.strategy})")
     started = time.time()
     done = len(_read_history(out / "history.csv").get("loss", []))
     # Every worker of a cluster must step together: only a single process skips a finished run.
@@ -211,7 +214,7 @@ def train_on(data: FaceDataset, val: FaceDataset | None, options: TrainOptions) 
         model.fit(train_ds, validation_data=val_ds, epochs=options.epochs, callbacks=callbacks,
                   verbose=verbose)
     else:  # an earlier run finished every epoch (its backup is gone): export its best epoch only
-        print(f"{out} already holds all {done} epochs: exporting its best epoch", flush=True)
+        log.info(f"{out} already holds all {done} epochs: exporting its best epoch")
         earlier = out / "summary.json"
         if earlier.exists():  # keep the training time of the run that did the epochs
             started -= float(json.loads(earlier.read_text()).get("seconds", 0.0))
