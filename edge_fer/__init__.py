@@ -39,6 +39,8 @@ _EXPORTS = {
     "RunOptions": "runner",
     "RunSummary": "runner",
     "run": "runner",
+    "FerServer": "serve",
+    "ServeOptions": "serve",
     "draw_result": "draw",
     "EdgeFerError": "errors",
     "InputError": "errors",

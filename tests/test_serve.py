@@ -157,6 +157,47 @@ def test_sigterm_stops_a_served_run_keeps_the_video_and_exits_143(media_dir, tmp
     cap.release()
 
 
+def test_stopping_a_served_camera_run_releases_camera_and_port(media_dir, monkeypatch):
+    from edge_fer import capture
+    from edge_fer.runner import RunOptions, Terminated, run
+
+    frame = cv2.imread(str(media_dir / "justin.jpg"))
+    camera = FakeCamera(frame)
+    monkeypatch.setattr(capture, "open_capture", lambda target: camera)
+    servers, seen = [], []
+
+    def stop_after_three(result) -> None:
+        seen.append(result)
+        if len(seen) == 3:
+            raise Terminated("signal 15")  # what SIGTERM raises in the main thread
+
+    options = RunOptions(SourceOptions(camera=0), headless=True, serve=ServeOptions(port=0))
+    with pytest.raises(Terminated):
+        run(options, on_result=stop_after_three, on_serving=servers.append)
+    assert camera.released and port_is_closed(servers[0].port)
+    assert all(len(r.faces) == 1 for r in seen) and servers[0].broadcast.published == 3
+
+
+class FakeCamera:
+    """A camera (there is none here) that shows one real photo at about 100 fps."""
+
+    def __init__(self, frame) -> None:
+        self.frame, self.released = frame, False
+
+    def isOpened(self) -> bool:
+        return not self.released
+
+    def read(self):
+        time.sleep(0.01)
+        return (not self.released), (self.frame.copy() if not self.released else None)
+
+    def get(self, prop) -> float:
+        return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def release(self) -> None:
+        self.released = True
+
+
 # the server object, fed by hand ---------------------------------------------------------------
 @pytest.fixture(scope="module")
 def woman2_results(media_dir):
@@ -243,7 +284,7 @@ def test_slow_and_vanished_viewers_never_stall_the_loop_or_grow_memory(woman2_re
         assert done.wait(60), "publish blocked"  # a timeout, not a speed check
         thread.join()
         tracemalloc.stop()
-        assert server.broadcast.published == 1000 + 0 and server.broadcast.encodes <= 1000
+        assert server.broadcast.published == 1000 and server.broadcast.encodes <= 1000
         print(f"traced memory at frame 200 and 1000: {sizes}, {server.broadcast.encodes} encodes")
         assert sizes[1] - sizes[0] < 2_000_000, sizes  # flat: one frame and one JPEG held, not a queue
         assert wait_until(lambda: server.slots.active == 0)  # the stuck client was dropped
