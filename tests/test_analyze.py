@@ -279,6 +279,11 @@ def test_resume_skips_unchanged_sources(media_dir, tmp_path):
     assert [Path(r["source"]).name for r in rows] == ["again.jpg", "justin.jpg"]
     assert {k: v for k, v in rows[0].items() if k != "source"} == {k: v for k, v in rows[1].items() if k != "source"}
     assert first.decode().splitlines()[1] == out.read_text().splitlines()[2]  # justin's kept row, as written
+    second = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    events.clear()
+    write_analysis([folder], options, lambda kind, index, value: events.append((kind, index)))
+    assert sorted(e for e in events if e[0] in ("done", "skip")) == [("skip", 0), ("skip", 1), ("skip", 2)]
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == second
 
 
 def test_python_api(media_dir, detector_dir):

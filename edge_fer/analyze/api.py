@@ -14,6 +14,7 @@ import logging
 import os
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
@@ -118,8 +119,8 @@ class Analysis:
         start = time.perf_counter()
         todo = [item for item in self.items if self._reused(item) is None]
         self.on_event("start", -1, len(self.items))
-        with create_engine(self.options, len(todo), self.labels) as engine:
-            fresh = engine.run(todo, self.on_event)
+        with create_engine(self.options, len(todo), self.labels) if todo else nullcontext() as engine:
+            fresh = engine.run(todo, self.on_event) if todo else iter(())
             for item in self.items:
                 reused = self._reused(item)
                 result = reused if reused is not None else next(fresh)
@@ -145,13 +146,11 @@ class Analysis:
         """Every row as a pyarrow Table with the output's typed columns (needs pyarrow)."""
         import pyarrow as pa
 
-        from .writers import INT_COLUMNS, LANDMARK_NAMES, row_columns, row_record
+        from .writers import LANDMARK_NAMES, arrow_schema, row_columns, row_record
 
         rows = list(self)
         names = tuple(n for n in LANDMARK_NAMES if rows and n in (rows[0].landmarks_xy or {}))
-        columns = row_columns(self.labels, names)
-        types = {c: pa.int64() for c in INT_COLUMNS} | {"source": pa.string(), "expression": pa.string()}
-        schema = pa.schema([(c, types.get(c, pa.float64())) for c in columns])
+        schema = arrow_schema(row_columns(self.labels, names))
         return pa.Table.from_pylist([row_record(r, self.labels, names) for r in rows], schema)
 
     def to_pandas(self):

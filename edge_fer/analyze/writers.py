@@ -73,6 +73,14 @@ def row_columns(labels: Iterable[str], landmark_names: Iterable[str]) -> list[st
             + ["expression", "score"] + [f"p_{label}" for label in labels])
 
 
+def arrow_schema(columns: list[str]):
+    """The typed Parquet/Arrow schema of ``columns``: int64 ids and boxes, strings, float64 rest."""
+    import pyarrow as pa
+
+    types = {c: pa.int64() for c in INT_COLUMNS} | {"source": pa.string(), "expression": pa.string()}
+    return pa.schema([(c, types.get(c, pa.float64())) for c in columns])
+
+
 def row_record(row: FaceRow, labels, landmark_names) -> dict:
     record = {"source": row.source, "frame": row.frame, "time_ms": row.time_ms, "track_id": row.track_id,
               "x": row.x, "y": row.y, "w": row.w, "h": row.h}
@@ -121,11 +129,9 @@ class RowWriter:
         self.landmark_names = tuple(name for name in LANDMARK_NAMES if name in given)
         self.columns = row_columns(self.labels, self.landmark_names)
         if self.fmt == "parquet":
-            import pyarrow as pa
             import pyarrow.parquet as pq
 
-            types = {c: pa.int64() for c in INT_COLUMNS} | {"source": pa.string(), "expression": pa.string()}
-            self.schema = pa.schema([(c, types.get(c, pa.float64())) for c in self.columns])
+            self.schema = arrow_schema(self.columns)
             self._parquet = pq.ParquetWriter(self.tmp, self.schema)
             return
         self._handle = self.tmp.open("w", encoding="utf-8", newline="")
