@@ -32,8 +32,11 @@ from .worker import SourceAnalyzer, SourceResult
 log = logging.getLogger(__name__)
 
 ENGINES = ("local", "ray")
-#: Work items handed out ahead of the one being collected, per worker.
+#: Sources queued or running per worker (so none idles between files).
 AHEAD_PER_WORKER = 2
+#: Finished results held per worker while an earlier, longer source is still running (results
+#: are handed out in source order); past this the workers wait.
+BUFFERED_PER_WORKER = 32
 #: Thread pools that native libraries size from the environment: one thread per worker.
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -70,9 +73,20 @@ _worker_analyzer: SourceAnalyzer | None = None
 _worker_events = None
 
 
+def _die_with_parent() -> None:
+    """Linux: this worker gets SIGTERM when its parent dies (killed by a scheduler, OOM)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux/glibc: workers end at their next task instead
+        pass
+
+
 def _init_worker(pipeline_options, events) -> None:
     global _worker_analyzer, _worker_events
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and ends the pool
+    _die_with_parent()
     for name in THREAD_ENV:
         os.environ.setdefault(name, "1")
     _worker_events = events
@@ -122,13 +136,21 @@ class LocalEngine:
         executor = self._start()
         pending = deque(items)
         in_flight: deque = deque()
-        while pending or in_flight:
-            while pending and len(in_flight) < self.workers * AHEAD_PER_WORKER:
+
+        def top_up() -> None:
+            running = sum(not f.done() for _, f in in_flight)
+            while (pending and running < self.workers * AHEAD_PER_WORKER
+                   and len(in_flight) < self.workers * BUFFERED_PER_WORKER):
                 item = pending.popleft()
                 in_flight.append((item, executor.submit(_pool_analyze, item)))
+                running += 1
+
+        while pending or in_flight:
+            top_up()
             item, future = in_flight.popleft()
             while not wait([future], timeout=0.1).done:
                 self._drain(on_event)
+                top_up()
             self._drain(on_event)
             try:
                 yield future.result()
@@ -233,11 +255,22 @@ class RayEngine:
         window = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         pending = deque(items)
         in_flight: deque = deque()
-        while pending or in_flight:
-            while pending and len(in_flight) < window * AHEAD_PER_WORKER:
+
+        def top_up() -> None:
+            refs = [r for _, r in in_flight]
+            done, _ = ray.wait(refs, num_returns=len(refs), timeout=0) if refs else ([], [])
+            running = len(refs) - len(done)
+            while (pending and running < window * AHEAD_PER_WORKER
+                   and len(in_flight) < window * BUFFERED_PER_WORKER):
                 item = pending.popleft()
                 in_flight.append((item, task.remote(item, options_ref, bundled)))
+                running += 1
+
+        while pending or in_flight:
+            top_up()
             item, ref = in_flight.popleft()
+            while not ray.wait([ref], timeout=0.5)[0]:
+                top_up()
             try:
                 result = ray.get(ref)
             except Exception as exc:  # the task's process died, or Ray lost it

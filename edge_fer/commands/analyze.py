@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import click
 
 from .. import defaults
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    """SIGTERM ends the run like Ctrl-C: workers stopped, temp files removed, outputs untouched."""
+    raise SystemExit(128 + signum)
 
 
 @click.command("analyze")
@@ -62,9 +68,11 @@ def analyze_command(paths, out, glob_pattern, workers, engine, ray_address, resu
                 detect_every=detect_every, smooth=smooth, opencv_threads=cv_threads),
             workers=workers, engine=engine, ray_address=ray_address, glob=glob_pattern))
     bar = None if no_progress else ProgressBar(sys.stderr)
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)  # a scheduler's kill cleans up too
     try:
         summary = write_analysis(paths, options, bar.on_event if bar is not None else None)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if bar is not None:
             bar.close()
     click.echo(f"edge-fer: {summary.to_line()}; wrote {out}", err=True)
