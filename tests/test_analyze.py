@@ -358,3 +358,14 @@ def test_bad_input_is_one_line(media_dir, tmp_path, args, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("edge-fer: error: ") and message in lines[0], result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+@pytest.mark.parametrize("values, window", [([1.0, 2.0], 25), ([1.0, 2.0, 3.0, 4.0], 3), ([], 5), ([0.5], 1)])
+def test_timeline_smoothing_keeps_length(values, window):
+    import numpy as np
+
+    from edge_fer.analyze.timeline import smooth
+
+    out = smooth(np.array(values), window)
+    assert out.shape == (len(values),)
+    assert all(min(values) - 1e-9 <= v <= max(values) + 1e-9 for v in out)

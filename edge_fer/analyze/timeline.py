@@ -32,7 +32,8 @@ def timeline_names(items) -> dict[int, str]:
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:
     """Centred moving average over ``window`` samples (shorter at the ends)."""
-    if window <= 1 or values.size == 0:
+    window = min(window, values.size)  # np.convolve's "same" is as long as the longer input
+    if window <= 1:
         return values
     kernel = np.ones(window)
     return np.convolve(values, kernel, "same") / np.convolve(np.ones_like(values), kernel, "same")
