@@ -1,0 +1,222 @@
+"""The phone page as a static folder: ``edge-fer export-web DIR`` (and ``/device/`` of ``--serve``).
+
+The folder holds the page (``index.html``, ``app.js``, ``fer.js``, ``sw.js``), the vendored
+MediaPipe Tasks for Web runtime (``vendor/``, see ``vendor/MANIFEST.json`` and
+``tools/vendor_web.sh``), the BlazeFace detector and the classifier (``models/``), and
+``edge-fer.json``: the labels, input size, colour, scaling and framing template read from the
+classifier's own metadata (:func:`edge_fer.metadata.read_model_meta`) plus the pipeline's
+defaults. The page fetches nothing from anywhere else; its service worker caches every file on
+the first load so it also opens offline.
+
+Why MediaPipe Tasks for Web and not ONNX Runtime Web: measured side by side in headless
+Chromium on woman2.mp4's frames (docs/phone.md), MediaPipe's BlazeFace + ImageClassifier on
+edge-fer's phone TFLite ran 2-3x faster per frame than ONNX Runtime Web's WASM backend on YuNet
++ the same network as ONNX, and it needs one 13 MB WebAssembly file (ONNX Runtime Web: 14 MB for
+WASM alone, 28 MB with WebGPU).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import __version__ as EDGE_FER_VERSION
+from .. import defaults
+from ..errors import ModelError, OptionsError, OutputError
+from ..fileio import sync_file
+from ..metadata import read_model_meta, tflite_metadata_entries
+
+WEB_DIR = Path(__file__).parent
+STATIC_DIR = WEB_DIR / "static"
+VENDOR_DIR = WEB_DIR / "vendor"
+PHONE_MODEL = WEB_DIR.parent / "models" / "edgenet_fer2013_phone.tflite"
+STATIC_FILES = ("index.html", "app.js", "fer.js")
+SW_FILE = "sw.js"
+CONFIG_FILE = "edge-fer.json"
+DETECTOR = "blazeface"  # MediaPipe's FaceDetector runs BlazeFace short-range
+DELEGATES = ("cpu", "gpu")
+STANDARD_METADATA_KEY = "TFLITE_METADATA"  # what MediaPipe's ImageClassifier reads
+
+
+@dataclass(frozen=True)
+class WebExportOptions:
+    """``model_path``: a TFLite classifier with RGB input, edge-fer metadata and the standard
+    TFLite metadata (the shipped phone file has all three). ``detector_model``: BlazeFace
+    short-range (None: the file edge-fer ships). ``delegate``: MediaPipe's default delegate in
+    the page (``gpu``: WebGL2; the page falls back to ``cpu``, WASM, where it fails)."""
+
+    model_path: str | Path = PHONE_MODEL
+    detector_model: str | Path | None = None
+    delegate: str = "cpu"
+    detect_every: int = defaults.DETECT_EVERY
+    smooth: float = defaults.SMOOTH
+
+    def __post_init__(self) -> None:
+        if self.delegate not in DELEGATES:
+            raise OptionsError(f"delegate must be one of {', '.join(DELEGATES)}, got {self.delegate!r}")
+        if self.detect_every < 1:
+            raise OptionsError(f"detect_every must be >= 1, got {self.detect_every}")
+        if not 0.0 <= self.smooth < 1.0:
+            raise OptionsError(f"smooth must be in [0, 1), got {self.smooth}")
+
+
+@dataclass(frozen=True)
+class WebExport:
+    """What :func:`export_web` wrote: the folder and each file's size in bytes."""
+
+    folder: Path
+    sizes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.sizes.values())
+
+
+def check_web_model(path: str | Path):
+    """The classifier's edge-fer metadata, after checking that MediaPipe's ImageClassifier can
+    run the file as the Python runtime does; ModelError naming what is missing otherwise."""
+    from ..backends import check_model_file
+
+    path = check_model_file(path)
+    if path.suffix.lower() != ".tflite":
+        raise ModelError(f"the web page runs the classifier in MediaPipe's ImageClassifier, which reads "
+                         f".tflite files; got {path.name!r} (the shipped one: {PHONE_MODEL.name})")
+    meta = read_model_meta(path)
+    if meta is None:
+        raise ModelError(f"{path.name} carries no edge-fer metadata (labels, input size, framing): "
+                         f"convert it with `edge-fer convert`, or use {PHONE_MODEL.name}")
+    if meta.color != "rgb":
+        raise ModelError(f"{path.name} takes {meta.color} input but MediaPipe's ImageClassifier feeds RGB: "
+                         f"use its phone variant (RGB in, grayscale inside the graph), e.g. {PHONE_MODEL.name}")
+    if STANDARD_METADATA_KEY not in tflite_metadata_entries(path.read_bytes()):
+        raise ModelError(f"{path.name} has no standard TFLite metadata ({STANDARD_METADATA_KEY}), which "
+                         f"MediaPipe's ImageClassifier needs: write it with converters.mediapipe_meta")
+    return meta
+
+
+def check_detector_file(path: str | Path | None) -> Path:
+    from ..detectors import find_detector_files
+
+    (found,) = find_detector_files(DETECTOR, None if path is None else str(path))
+    if found.read_bytes()[4:8] != b"TFL3":
+        raise ModelError(f"{found}: not a TFLite file (expected BlazeFace short-range, {DETECTOR})")
+    return found
+
+
+def page_config(options: WebExportOptions, model_name: str, detector_name: str) -> dict:
+    """``edge-fer.json``: what the page needs, from the model's metadata and the defaults."""
+    from ..detectors import DetectorOptions
+    from ..detectors.blazeface import ANCHOR_OFFSET, DEFAULT_CONFIDENCE, INPUT_SIZE, KEYPOINTS, NMS_IOU, STRIDES
+    from ..pipeline import PipelineOptions
+
+    meta = check_web_model(options.model_path)
+    detector, pipeline = DetectorOptions(name=DETECTOR), PipelineOptions()
+    return {
+        "schema": 1,
+        "edge_fer_version": EDGE_FER_VERSION,
+        "model": {"file": f"models/{model_name}", "name": meta.name, "labels": list(meta.labels),
+                  "input_size_hw": list(meta.input_size_hw), "color": meta.color, "scale": meta.scale,
+                  "offset": meta.offset, "crop_margin": meta.crop_margin,
+                  "framing": meta.framing.to_dict() if meta.framing is not None else None,
+                  "scaling_note": "scale/offset are applied by MediaPipe from the file's standard TFLite metadata"},
+        "detector": {"name": DETECTOR, "file": f"models/{detector_name}", "input_size": INPUT_SIZE,
+                     "anchor_strides": list(STRIDES), "anchor_offset": ANCHOR_OFFSET, "keypoints": list(KEYPOINTS),
+                     "detect_width": detector.detect_width, "min_confidence": DEFAULT_CONFIDENCE,
+                     "nms_iou": NMS_IOU, "min_face_px": detector.min_face_px, "max_faces": detector.max_faces},
+        "pipeline": {"detect_every": options.detect_every, "smooth": options.smooth,
+                     "iou_threshold": pipeline.iou_threshold, "max_track_misses": pipeline.max_track_misses},
+        "runtime": {**runtime_info(), "delegate": options.delegate.upper()},
+    }
+
+
+def runtime_info() -> dict:
+    """The vendored runtime's name and version (from vendor/MANIFEST.json)."""
+    try:
+        package = json.loads((VENDOR_DIR / "MANIFEST.json").read_text())["packages"][0]
+    except (OSError, ValueError, KeyError, IndexError) as exc:
+        raise OutputError(f"the vendored web runtime is missing ({VENDOR_DIR / 'MANIFEST.json'}: {exc}); "
+                          "run tools/vendor_web.sh or reinstall edge-fer") from None
+    return {"name": package["name"], "version": package["version"]}
+
+
+def web_files(options: WebExportOptions = WebExportOptions()) -> dict[str, Path | bytes]:
+    """Every file of the page: relative path -> a file to copy or the bytes to write."""
+    model = Path(options.model_path)
+    detector = check_detector_file(options.detector_model)
+    files: dict[str, Path | bytes] = {name: STATIC_DIR / name for name in STATIC_FILES}
+    for path in sorted(VENDOR_DIR.rglob("*")):
+        if path.is_file():
+            files[path.relative_to(WEB_DIR).as_posix()] = path
+    files[f"models/{model.name}"] = model
+    files[f"models/{detector.name}"] = detector
+    config = page_config(options, model.name, detector.name)
+    files[CONFIG_FILE] = (json.dumps(config, indent=1) + "\n").encode("utf-8")
+    files[SW_FILE] = service_worker(files)
+    return files
+
+
+def service_worker(files: dict[str, Path | bytes]) -> bytes:
+    """``sw.js`` with the list of files to cache and a cache name that changes with their content."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        data = files[name]
+        digest.update(name.encode() + b"\0" + (data if isinstance(data, bytes) else data.read_bytes()))
+    cached = ["./"] + sorted(files)
+    text = (STATIC_DIR / SW_FILE).read_text()
+    text = text.replace("__CACHE_VERSION__", digest.hexdigest()[:16]).replace("__FILES__", json.dumps(cached))
+    return text.encode("utf-8")
+
+
+def export_web(out_dir: str | Path, options: WebExportOptions = WebExportOptions(), *,
+               force: bool = False) -> WebExport:
+    """Write the page's folder to ``out_dir``: built beside it, renamed into place when complete.
+    An existing non-empty ``out_dir`` is an error unless ``force`` (then it is replaced)."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise OutputError(f"{out} exists and is not empty (pass --force to replace it)")
+    files = web_files(options)  # every check before anything is written
+    parent = out.resolve().parent
+    if not parent.is_dir():
+        raise OutputError(f"output folder's parent does not exist: {parent}")
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    except OSError as exc:
+        raise OutputError(f"cannot write into {parent}: {exc.strerror}") from None
+    try:
+        sizes = {}
+        for name, data in files.items():
+            target = tmp / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(data, bytes):
+                target.write_bytes(data)
+            else:
+                shutil.copyfile(data, target)
+            sync_file(target)
+            sizes[name] = target.stat().st_size
+        tmp.chmod(0o755)
+        _replace_folder(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return WebExport(out, sizes)
+
+
+def _replace_folder(new: Path, out: Path) -> None:
+    """Put the complete folder ``new`` at ``out``, removing what was there only afterwards."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    os.replace(new, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

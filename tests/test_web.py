@@ -1,0 +1,299 @@
+"""The phone page (edge-fer export-web) in a real browser: Debian's Chromium, headless, driven
+by Playwright, on woman2.mp4 (as a fixed frame sequence and as the fake camera), compared frame
+by frame with edge-fer's Python runtime on the same frames and the same model files.
+
+Set EDGE_FER_WEB_REPORT=path.json to keep the measured figures (docs/phone.md quotes them).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import json
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edge_fer.cli import main
+from edge_fer.web import WebExportOptions, export_web
+from edge_fer.web.export import PHONE_MODEL, VENDOR_DIR
+
+CHROMIUM = Path(os.environ.get("EDGE_FER_CHROMIUM", "/usr/bin/chromium"))
+FRAME_STEP = 3  # every 3rd frame of woman2.mp4: 155 frames, the whole clip's range of expressions
+CAMERA_FRAMES = 40  # results to collect from the fake camera
+INT8_MODEL = PHONE_MODEL.parent / "edgenet_fer2013_int8.tflite"
+ONNX_MODEL = PHONE_MODEL.parent / "edgenet_fer2013.onnx"
+
+
+def _cli(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+# -- the export, no browser --------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, detector_dir) -> Path:
+    out = tmp_path_factory.mktemp("web") / "site"
+    result = _cli("export-web", str(out), "--detector-model", str(detector_dir / "blazeface_short_range.tflite"))
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_export_holds_page_runtime_models_and_config_from_metadata(exported):
+    from edge_fer.metadata import read_model_meta
+
+    config = json.loads((exported / "edge-fer.json").read_text())
+    meta = read_model_meta(PHONE_MODEL)
+    assert config["model"]["labels"] == list(meta.labels)
+    assert config["model"]["input_size_hw"] == list(meta.input_size_hw)
+    assert config["model"]["framing"] == (meta.framing.to_dict() if meta.framing else None)
+    for key in ("file",):
+        assert (exported / config["model"][key]).read_bytes() == PHONE_MODEL.read_bytes()
+        assert (exported / config["detector"][key]).read_bytes()[4:8] == b"TFL3"
+    manifest = json.loads((exported / "vendor" / "MANIFEST.json").read_text())
+    package = manifest["packages"][0]
+    assert package["license"] and (exported / "vendor" / package["folder"] / "LICENSE").stat().st_size > 1000
+    for name, entry in package["files"].items():
+        data = (exported / "vendor" / package["folder"] / name).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"], name
+    sw = (exported / "sw.js").read_text()
+    listed = json.loads(sw.split("const FILES = ", 1)[1].split(";\n", 1)[0])
+    on_disk = {p.relative_to(exported).as_posix() for p in exported.rglob("*") if p.is_file()} - {"sw.js"}
+    assert set(listed) == on_disk | {"./"}
+    html = (exported / "index.html").read_text()
+    assert "connect-src 'self'" in html and "http" not in html.split("<body>", 1)[1]
+
+
+def test_vendored_runtime_matches_its_manifest():
+    manifest = json.loads((VENDOR_DIR / "MANIFEST.json").read_text())
+    for package in manifest["packages"]:
+        folder = VENDOR_DIR / package["folder"]
+        assert sorted(p.name for p in folder.iterdir()) == sorted(package["files"])
+        for name, entry in package["files"].items():
+            assert (folder / name).stat().st_size == entry["bytes"], name
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", str(INT8_MODEL)], "takes gray input"),
+    (["--model", str(ONNX_MODEL)], "reads .tflite files"),
+    (["--model", "missing.tflite"], "not found"),
+    (["--delegate", "webgpu"], "Invalid value for '--delegate'"),
+    (["--detect-every", "0"], "detect_every must be >= 1"),
+    (["--smooth", "1.5"], "smooth must be in [0, 1)"),
+    (["--detector-model", "MODEL_AS_DETECTOR"], "not a TFLite file"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
+    bogus = tmp_path / "bogus.tflite"
+    bogus.write_bytes(b"<html>not a model</html>")
+    args = [str(bogus) if a == "MODEL_AS_DETECTOR" else a for a in args]
+    out = tmp_path / "site"
+    result = _cli("export-web", str(out), *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["bogus.tflite"]
+
+
+def test_non_empty_folder_needs_force(tmp_path, detector_dir):
+    out = tmp_path / "site"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    options = WebExportOptions(detector_model=detector_dir / "blazeface_short_range.tflite")
+    from edge_fer.errors import OutputError
+
+    with pytest.raises(OutputError, match="not empty"):
+        export_web(out, options)
+    assert (out / "keep.txt").read_text() == "mine"
+    export_web(out, options, force=True)
+    assert not (out / "keep.txt").exists() and (out / "index.html").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["site"]  # no temp or old folder left
+
+
+# -- the browser -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def chromium_path() -> str:
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (or set EDGE_FER_CHROMIUM)")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    return str(CHROMIUM)
+
+
+@pytest.fixture(scope="module")
+def frames_dir(tmp_path_factory, media_dir) -> Path:
+    """Every FRAME_STEP-th frame of woman2.mp4 as lossless PNG, and the list the page reads."""
+    out = tmp_path_factory.mktemp("frames")
+    capture = cv2.VideoCapture(str(media_dir / "woman2.mp4"))
+    names, index = [], 0
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        if index % FRAME_STEP == 0:
+            names.append(f"{index:04d}.png")
+            cv2.imwrite(str(out / names[-1]), frame)
+        index += 1
+    capture.release()
+    assert len(names) > 100
+    (out / "list.json").write_text(json.dumps({"frames": names}))
+    return out
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """/app/ -> the exported folder, /frames/ -> the test's frames; everything else 404."""
+
+    roots: dict[str, Path] = {}
+    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
+                      ".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm",
+                      ".json": "application/json", ".tflite": "application/octet-stream"}
+
+    def translate_path(self, path: str) -> str:
+        prefix, _, rest = path.split("?", 1)[0].lstrip("/").partition("/")
+        root = self.roots.get(prefix)
+        if root is None:
+            return "/nonexistent"
+        return str(root / (rest or "index.html"))
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def server(exported, frames_dir):
+    handler = type("Handler", (_Handler,), {"roots": {"app": exported, "frames": frames_dir}})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _launch(playwright, chromium_path: str, *extra: str):
+    return playwright.chromium.launch(executable_path=chromium_path, args=[
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", *extra])
+
+
+def _wait_results(page, count: int | None = None, timeout_ms: int = 60000) -> list[dict]:
+    # Function expressions, not bare strings: Playwright would eval() those, which the CSP forbids.
+    condition = ("() => window.edgeFerDone || window.edgeFerError" if count is None else
+                 f"() => window.edgeFerError || (window.edgeFerResults && window.edgeFerResults.length >= {count})")
+    page.wait_for_function(condition, timeout=timeout_ms)
+    error = page.evaluate("() => window.edgeFerError || null")
+    assert error is None, error
+    return page.evaluate("() => window.edgeFerResults")
+
+
+def _python_results(frames_dir: Path, detector_dir: Path) -> list[dict]:
+    """edge-fer's Python runtime on the same frames: BlazeFace (the detector MediaPipe runs),
+    the same phone TFLite, detection on every frame, no smoothing."""
+    from edge_fer.classifier import ClassifierOptions
+    from edge_fer.detectors import DetectorOptions
+    from edge_fer.pipeline import FerPipeline, PipelineOptions
+
+    options = PipelineOptions(classifier=ClassifierOptions(model_path=PHONE_MODEL),
+                              detector=DetectorOptions(name="blazeface",
+                                                       model_path=str(detector_dir / "blazeface_short_range.tflite")),
+                              detect_every=1, smooth=0.0)
+    names = json.loads((frames_dir / "list.json").read_text())["frames"]
+    with FerPipeline.create_from_options(options) as pipeline:
+        return [pipeline.process(cv2.imread(str(frames_dir / n)), i).to_json() for i, n in enumerate(names)]
+
+
+def _latency(results: list[dict]) -> dict:
+    out = {}
+    for stage in ("detect", "align", "classify", "total"):
+        values = [r["latency_ms"][stage] for r in results]
+        out[stage] = {"p50": round(float(np.percentile(values, 50)), 2), "p95": round(float(np.percentile(values, 95)), 2)}
+    return out
+
+
+def _iou(a, b) -> float:
+    from edge_fer.tracking import iou_xywh
+
+    return iou_xywh(tuple(a), tuple(b))
+
+
+def test_page_matches_python_runtime_frame_by_frame(chromium_path, server, frames_dir, detector_dir, exported):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = _launch(p, chromium_path)
+        try:
+            page = browser.new_page()
+            page.goto(f"{server}/app/index.html?frames=/frames/list.json&detect_every=1&smooth=0")
+            web = _wait_results(page, timeout_ms=90000)
+            backend = web[0]["backend"]
+            status = page.text_content("#edge-fer-status")
+            last = json.loads(page.text_content("#edge-fer-result"))
+        finally:
+            browser.close()
+    py = _python_results(frames_dir, detector_dir)
+    assert len(web) == len(py)
+    assert "WASM" in backend and "backend" in status and last["frame"] == len(web) - 1
+    one_face = [len(r["faces"]) == 1 for r in web]
+    both = [(w["faces"][0], q["faces"][0]) for w, q in zip(web, py) if len(w["faces"]) == 1 and len(q["faces"]) == 1]
+    agree = [w["expression"] == q["expression"] for w, q in both]
+    ious = [_iou(w["box_xywh"], q["box_xywh"]) for w, q in both]
+    report = {"frames": len(web), "one_face_rate": sum(one_face) / len(web),
+              "python_one_face_rate": sum(len(q["faces"]) == 1 for q in py) / len(py),
+              "compared": len(both), "top1_agreement": sum(agree) / len(both),
+              "box_iou_median": float(np.median(ious)), "backend": backend,
+              "browser_latency_ms": _latency(web), "python_latency_ms": _latency(py),
+              "export_bytes": sum(f.stat().st_size for f in exported.rglob("*") if f.is_file())}
+    if os.environ.get("EDGE_FER_WEB_REPORT"):
+        Path(os.environ["EDGE_FER_WEB_REPORT"]).write_text(json.dumps(report, indent=1))
+    print(json.dumps(report))
+    assert report["one_face_rate"] >= 0.95, report
+    assert len(both) >= 0.95 * len(web), report
+    assert report["top1_agreement"] >= 0.95, report
+    assert report["box_iou_median"] >= 0.8, report
+
+
+def test_page_on_fake_camera_then_offline(chromium_path, server, media_dir, tmp_path):
+    """The camera path (getUserMedia on Chromium's fake device playing woman2 as MJPEG), then the
+    same page reloaded with the network cut: served by its service worker alone."""
+    from playwright.sync_api import sync_playwright
+
+    mjpeg = tmp_path / "woman2.mjpeg"
+    capture = cv2.VideoCapture(str(media_dir / "woman2.mp4"))
+    writer = cv2.VideoWriter(str(mjpeg), cv2.VideoWriter_fourcc(*"MJPG"), 30,
+                             (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))))
+    for _ in range(150):
+        ok, frame = capture.read()
+        if not ok:
+            break
+        writer.write(frame)
+    writer.release()
+    capture.release()
+    with sync_playwright() as p:
+        browser = _launch(p, chromium_path, f"--use-file-for-fake-video-capture={mjpeg}")
+        try:
+            context = browser.new_context()
+            page = context.new_page()
+            foreign = []
+            page.on("request", lambda r: None if r.url.startswith(server) else foreign.append(r.url))
+            page.goto(f"{server}/app/")
+            online = _wait_results(page, CAMERA_FRAMES)
+            assert page.evaluate("() => navigator.serviceWorker.ready.then(r => !!r.active)")
+            page.wait_for_function("() => navigator.serviceWorker.controller !== null", timeout=20000)
+            context.set_offline(True)
+            page.reload()
+            offline = _wait_results(page, CAMERA_FRAMES)
+            served_by_worker = page.evaluate("() => navigator.serviceWorker.controller !== null")
+        finally:
+            browser.close()
+    for results in (online, offline):
+        faces = [len(r["faces"]) for r in results[:CAMERA_FRAMES]]
+        assert sum(n == 1 for n in faces) >= 0.95 * len(faces), faces
+        assert all(f["expression"] in f["scores"] for r in results for f in r["faces"])
+    assert served_by_worker
+    assert foreign == []  # nothing but the page's own server, not even MediaPipe's metrics
