@@ -25,7 +25,8 @@ import _common
 from _common import DETECTOR_DIR, MEDIA, RESULTS, ROOT, available_models, default_model, markdown_table, overrides_for
 
 from edge_fer.bench.harness import BenchOptions, SourceSpec
-from edge_fer.bench.machine import file_sha256, machine_info
+from edge_fer.bench.machine import machine_info
+from edge_fer.fileio import file_sha256
 from edge_fer.bench.report import write_json_atomic
 from edge_fer.bench.stats import median
 from edge_fer.bench.suite import model_format, run_worker

@@ -21,7 +21,8 @@ import _common
 from _common import MEDIA, RESULTS, default_model, markdown_table, overrides_for
 
 from edge_fer.bench.harness import SourceSpec, open_frames
-from edge_fer.bench.machine import file_sha256, machine_info
+from edge_fer.bench.machine import machine_info
+from edge_fer.fileio import file_sha256
 from edge_fer.bench.report import write_json_atomic
 from edge_fer.bench.stats import fps_from_end_times, percentile, summarize
 from edge_fer.classifier import ClassifierOptions

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from edge_fer.errors import InputError
-from edge_fer.train.datasets import IMAGE_SUFFIXES
+from edge_fer.images import IMAGE_SUFFIXES, list_images, read_image
 
 
 @dataclass
@@ -39,7 +39,7 @@ def list_faces(root: str | Path, what: str) -> dict[str, list[Path]]:
         raise InputError(f"{what} folder not found: {root}")
 
     def images(folder: Path) -> list[Path]:
-        return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        return list_images(folder)
 
     classes = {p.name: images(p) for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
     classes = {name: files for name, files in classes.items() if files}
@@ -103,9 +103,7 @@ def sample_faces(root: str | Path, counts: Sequence[int], labels: Sequence[str],
 
 def read_crop(path: Path, color: str) -> np.ndarray | None:
     """A face crop as a camera frame gives it to the runtime: gray for gray models, else BGR."""
-    flag = cv2.IMREAD_GRAYSCALE if color == "gray" else cv2.IMREAD_COLOR
-    image = cv2.imread(str(path), flag)
-    return None if image is None or image.size == 0 else image
+    return read_image(path, cv2.IMREAD_GRAYSCALE if color == "gray" else cv2.IMREAD_COLOR)
 
 
 def accuracy(probs: np.ndarray, truth: np.ndarray | None) -> float | None:

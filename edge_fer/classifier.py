@@ -16,10 +16,9 @@ import numpy as np
 from . import defaults
 from .backends import BackendOptions, check_model_file, open_backend
 from .errors import ModelError, OptionsError
-from .metadata import FER2013_LABELS, ModelMeta, read_model_meta, resolve_model_meta
+from .metadata import LABEL_PRESETS, ModelMeta, read_model_meta, resolve_model_meta
 from .types import Expression, Face
 
-LABEL_PRESETS = {"fer2013": FER2013_LABELS}
 DEFAULT_MODEL = Path(__file__).parent / "models" / "edgenet_fer2013_int8.tflite"
 
 

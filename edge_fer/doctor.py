@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from .errors import EdgeFerError, OptionsError
+from .errors import EdgeFerError, OptionsError, first_line
+from .images import DEMO_IMAGE
 
 MODELS_DIR = Path(__file__).parent / "models"
-DEMO_IMAGE = Path(__file__).parent / "assets" / "astronaut.jpg"
 #: Packages whose versions the report lists (distribution names; absent ones are left out).
 PACKAGES = ("edge-fer", "numpy", "opencv-python-headless", "opencv-python", "opencv-contrib-python",
             "ai-edge-litert", "tflite-runtime", "onnxruntime", "onnxruntime-gpu", "click", "psutil",
@@ -124,7 +124,7 @@ def _litert(models: list[Path]) -> dict:
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as exc:
-        return {"available": False, "error": str(exc).splitlines()[0]}
+        return {"available": False, "error": first_line(exc)}
     info = {"available": True, "version": _version("ai-edge-litert"), "xnnpack": None}
     probe = next((p for p in models if p.suffix == ".tflite"), None)
     if probe is None:
@@ -138,7 +138,7 @@ def _litert(models: list[Path]) -> dict:
             interpreter.allocate_tensors()
         ops = [op["op_name"] for op in interpreter._get_ops_details()]  # no public API for the plan
     except Exception as exc:  # LiteRT's errors are untyped
-        info["xnnpack_note"] = f"{probe.name} did not load: {str(exc).splitlines()[0][:160]}"
+        info["xnnpack_note"] = f"{probe.name} did not load: {first_line(exc, 160)}"
         return info
     info["xnnpack"] = "DELEGATE" in ops
     info["xnnpack_note"] = f"checked by loading {probe.name}"
@@ -155,7 +155,7 @@ def _onnxruntime() -> dict:
     try:
         import onnxruntime as ort
     except ImportError as exc:
-        return {"available": False, "error": str(exc).splitlines()[0]}
+        return {"available": False, "error": first_line(exc)}
     from .backends.onnx import choose_providers
 
     available = ort.get_available_providers()

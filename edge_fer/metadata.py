@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
-from .errors import ModelError
+from .errors import ModelError, first_line
 
 METADATA_KEY = "edge_fer"
 SCHEMA_VERSION = 1
@@ -22,6 +22,13 @@ QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
 
 #: FER2013's class order (its CSV's ``emotion`` column 0..6).
 FER2013_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+#: Named class sets (``--labels``/``--classes`` take these names): FER2013's order is its CSV's
+#: emotion codes 0..6, PyFER's its 6 classes, CK+'s its emotion codes 0..7.
+LABEL_PRESETS = {
+    "fer2013": FER2013_LABELS,
+    "pyfer": ("angry", "disgust", "fear", "happy", "sad", "surprise"),
+    "ckplus": ("neutral", "angry", "contempt", "disgust", "fear", "happy", "sad", "surprise"),
+}
 
 
 @dataclass(frozen=True)
@@ -198,13 +205,8 @@ def onnx_metadata_props(path: Path) -> dict[str, str]:
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors
-        raise ModelError(f"{path.name}: not a loadable ONNX model ({_first_line(exc)})") from None
+        raise ModelError(f"{path.name}: not a loadable ONNX model ({first_line(exc)})") from None
     return dict(session.get_modelmeta().custom_metadata_map)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
 
 
 #: Public models without metadata of their own, recognized by the sha256 of the file, so they

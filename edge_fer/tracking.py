@@ -11,13 +11,26 @@ from .errors import OptionsError
 from .types import Face
 
 
+def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one corner-form box (x0, y0, x1, y1) against (N, 4) of them: the one IoU of
+    edge-fer (the tracker here, BlazeFace's and SSD's NMS)."""
+    x0, y0 = np.maximum(box[0], boxes[:, 0]), np.maximum(box[1], boxes[:, 1])
+    x1, y1 = np.minimum(box[2], boxes[:, 2]), np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+def corners(boxes_xywh) -> np.ndarray:
+    """(N, 4) corner-form boxes from (x, y, w, h) ones."""
+    boxes = np.asarray(boxes_xywh, np.float64).reshape(-1, 4)
+    return np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
+
+
 def iou_xywh(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
-    iw = max(0, min(ax1, bx1) - max(a[0], b[0]))
-    ih = max(0, min(ay1, by1) - max(a[1], b[1]))
-    inter = iw * ih
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
+    """IoU of two (x, y, w, h) boxes."""
+    return float(iou_one_to_many(corners(a)[0], corners(b))[0])
 
 
 def drop_nested(faces: list[Face]) -> list[Face]:
@@ -68,8 +81,10 @@ class IouTracker:
 
     def update(self, faces: list[Face]) -> list[Track]:
         """Assign faces to tracks; returns the tracks seen in this detection, in face order."""
-        pairs = sorted(((iou_xywh(t.face.box_xywh, f.box_xywh), ti, fi)
-                        for ti, t in enumerate(self.tracks) for fi, f in enumerate(faces)), reverse=True)
+        face_boxes = corners([f.box_xywh for f in faces])
+        pairs = sorted(((float(iou), ti, fi) for ti, t in enumerate(self.tracks) if faces
+                        for fi, iou in enumerate(iou_one_to_many(corners(t.face.box_xywh)[0], face_boxes))),
+                       reverse=True)
         matched: dict[int, Track] = {}
         used_tracks: set[int] = set()
         for iou, ti, fi in pairs:

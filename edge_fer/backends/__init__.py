@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from .. import defaults
-from ..errors import ModelError, OptionsError
+from ..errors import ModelError, OptionsError, first_line  # noqa: F401 (backends import it from here)
 
 SUFFIXES = (".tflite", ".onnx")
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
@@ -98,26 +98,31 @@ def to_probabilities(scores: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:200] if lines else type(exc).__name__
-
-
 @contextmanager
-def quiet_native_stderr():
-    """Hide what native code prints on fd 2 meanwhile (LiteRT's "INFO: Created TensorFlow Lite
-    XNNPACK delegate" line on every model load); Python exceptions are unaffected."""
+def quiet_native_fds(fds: tuple[int, ...] = (2,)):
+    """Send what native code writes to these file descriptors (2: stderr, 1: stdout) to
+    /dev/null meanwhile; Python exceptions are unaffected. The one fd-level silencer:
+    :func:`quiet_native_stderr` and ``converters.quiet`` use it."""
     try:
-        sys.stderr.flush()
-        saved = os.dup(2)
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        saved = [os.dup(fd) for fd in fds]
     except (OSError, ValueError, AttributeError):
         yield
         return
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(devnull, 2)
+        for fd in fds:
+            os.dup2(devnull, fd)
         yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        for fd, copy in zip(fds, saved):
+            os.dup2(copy, fd)
+            os.close(copy)
         os.close(devnull)
+
+
+def quiet_native_stderr():
+    """Hide what native code prints on fd 2 meanwhile (LiteRT's "INFO: Created TensorFlow Lite
+    XNNPACK delegate" line on every model load)."""
+    return quiet_native_fds((2,))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
@@ -50,13 +49,6 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
-
-
-@lru_cache(maxsize=64)
-def file_sha256(path: str) -> str:
-    from ..fileio import file_sha256 as sha256
-
-    return sha256(path)
 
 
 def machine_info() -> dict:

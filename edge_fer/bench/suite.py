@@ -23,8 +23,10 @@ import numpy as np
 
 from .. import errors
 from ..errors import EdgeFerError, InputError
-from .harness import IMAGE_SUFFIXES, BenchOptions, RowConfig, classifier_options
-from .machine import file_sha256, machine_info
+from ..images import list_images
+from .harness import BenchOptions, RowConfig, classifier_options
+from ..fileio import file_sha256
+from .machine import machine_info
 from .stats import median, median_of_summaries
 
 SCHEMA = "edge-fer-bench/1"
@@ -191,7 +193,7 @@ def folder_accuracy(options: BenchOptions, model_path: str, batch: int = 64) -> 
         flag = cv2.IMREAD_GRAYSCALE if clf.meta.color == "gray" else cv2.IMREAD_COLOR
         correct = total = skipped = 0
         for folder in folders:
-            files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            files = list_images(folder)
             for start in range(0, len(files), batch):
                 images = [cv2.imread(str(p), flag) for p in files[start:start + batch]]
                 good = [im for im in images if im is not None and im.size]

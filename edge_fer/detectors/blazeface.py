@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from ..errors import DetectorError
+from ..tracking import iou_one_to_many  # noqa: F401 (ssd imports it from here too)
 from ..types import Face
 from . import DetectorOptions, _Closeable, downscale, find_detector_files, load_error, to_bgr, to_faces
 
@@ -40,16 +41,6 @@ def ssd_anchors(input_size: int = INPUT_SIZE, strides=STRIDES, offset: float = A
         cells = np.stack([(xs.ravel() + offset) / grid, (ys.ravel() + offset) / grid], axis=1)
         centres.append(np.repeat(cells, per_cell, axis=0))
     return np.concatenate(centres).astype(np.float32)
-
-
-def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one corner-form box (x0, y0, x1, y1) against (N, 4) of them."""
-    x0, y0 = np.maximum(box[0], boxes[:, 0]), np.maximum(box[1], boxes[:, 1])
-    x1, y1 = np.minimum(box[2], boxes[:, 2]), np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
 
 
 def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> tuple[np.ndarray, np.ndarray]:

@@ -1,22 +1,20 @@
 """Detector files: where each comes from, its pinned size and sha256, and a verified fetch.
 
 :func:`fetch_detectors` downloads them (on a machine with internet) or copies them from a folder
-(``source_dir``, the offline path), checks every file against its pins and writes it atomically
-(a temp file in the destination folder, then ``os.replace``): a wrong, truncated or HTML file is
-never saved. Nothing else in edge-fer downloads anything.
+(``source_dir``, the offline path), checks every file against its pins and writes it with
+edge_fer.fileio's atomic write (a temp file in the destination folder, synced, renamed): a
+wrong, truncated or HTML file is never saved. Nothing else in edge-fer downloads anything.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import DetectorError, OptionsError
+from ..errors import DetectorError, OptionsError, OutputError
+from ..fileio import atomic_path, file_sha256
 from . import DETECTOR_FILES, detector_search_dirs
 
 CHUNK_BYTES = 1 << 16
@@ -103,12 +101,7 @@ class FetchedFile:
 
 def file_digest(path: Path) -> tuple[int, str]:
     """(size_bytes, sha256) of a file."""
-    digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK_BYTES), b""):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
+    return path.stat().st_size, file_sha256(path)
 
 
 def _read_file(path: Path) -> Iterator[bytes]:
@@ -132,34 +125,25 @@ def _read_url(url: str, timeout_s: float) -> Iterator[bytes]:
 
 
 def _save_verified(chunks: Iterator[bytes], remote: RemoteFile, dest_dir: Path, origin: str) -> tuple[int, str]:
-    """Write ``chunks`` to ``dest_dir/remote.name`` if they match a pin; else leave nothing."""
+    """Write ``chunks`` to ``dest_dir/remote.name`` if they match a pin; else leave nothing
+    (fileio's atomic write: a temp file beside it, synced, renamed only when verified)."""
     max_bytes = max(size for size, _ in remote.pins)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{remote.name}.", suffix=".part", dir=dest_dir)
-    except OSError as exc:
-        raise DetectorError(f"cannot write into {dest_dir}: {exc.strerror}") from None
-    try:
-        digest, size = hashlib.sha256(), 0
-        with os.fdopen(fd, "wb") as out:
+        with atomic_path(dest_dir / remote.name, ".part") as tmp, tmp.open("wb") as out:
+            digest, size = hashlib.sha256(), 0
             for chunk in chunks:
                 size += len(chunk)
                 if size > max_bytes:
                     raise DetectorError(f"{origin}: larger than the pinned {remote.name} ({max_bytes} bytes); not saved")
-                digest.update(chunk)
+                digest.update(chunk)  # hashed as it streams: the download is read once
                 out.write(chunk)
-        if (size, digest.hexdigest()) not in remote.pins:
-            want = " or ".join(f"{s} bytes, sha256 {h[:16]}..." for s, h in remote.pins)
-            raise DetectorError(f"{origin}: {size} bytes, sha256 {digest.hexdigest()[:16]}... is not the pinned "
-                                f"{remote.name} ({want}); not saved")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest_dir / remote.name)
-        return size, digest.hexdigest()
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):  # reading errors are DetectorErrors already: this is writing
-            raise DetectorError(f"cannot write {dest_dir / remote.name}: {exc.strerror}") from None
-        raise
+            if (size, digest.hexdigest()) not in remote.pins:
+                want = " or ".join(f"{s} bytes, sha256 {h[:16]}..." for s, h in remote.pins)
+                raise DetectorError(f"{origin}: {size} bytes, sha256 {digest.hexdigest()[:16]}... is not the pinned "
+                                    f"{remote.name} ({want}); not saved")
+    except OutputError as exc:  # writing (not reading: those are DetectorErrors already)
+        raise DetectorError(str(exc)) from None
+    return size, digest.hexdigest()
 
 
 def fetch_detectors(options: FetchOptions = FetchOptions()) -> list[FetchedFile]:

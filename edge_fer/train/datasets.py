@@ -19,16 +19,11 @@ import numpy as np
 
 from ..classifier import resize_to
 from ..errors import InputError, OptionsError
-from ..metadata import FER2013_LABELS
+from ..images import IMAGE_SUFFIXES  # noqa: F401 (ckplus and callers import it from here)
+from ..metadata import LABEL_PRESETS
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-
-#: Explicit class sets. FER2013's order is its CSV's emotion codes 0..6.
-CLASS_SETS = {
-    "fer2013": FER2013_LABELS,
-    "pyfer": ("angry", "disgust", "fear", "happy", "sad", "surprise"),
-    "ckplus": ("neutral", "angry", "contempt", "disgust", "fear", "happy", "sad", "surprise"),
-}
+#: Explicit class sets (one definition: edge_fer.metadata.LABEL_PRESETS).
+CLASS_SETS = LABEL_PRESETS
 CSV_USAGES = ("Training", "PublicTest", "PrivateTest")
 #: Other spellings of the FER2013 names (CK+48's folders say ``anger``, ``sadness``): a class
 #: folder so named loads as the FER2013 class, so models agree with the runtime's label names.
