@@ -185,7 +185,8 @@ def _opencv() -> dict:
             "threads": cv2.getNumThreads(), "parallel_framework": build_field("Parallel framework"),
             "gui": gui, "highgui": gui.upper() != "NONE", "haar_data": haar.is_file(),
             "video_backends": list(dict.fromkeys(cv2.videoio_registry.getBackendName(b)
-                                                 for b in cv2.videoio_registry.getBackends()))}
+                                                 for b in cv2.videoio_registry.getBackends()
+                                                 if cv2.videoio_registry.hasBackend(b)))}  # not unloaded plugins
 
 
 def _cameras(count: int, timeout_s: float) -> list[dict]:

@@ -9,15 +9,18 @@ import json
 import shutil
 import sys
 
+import cv2
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from edge_fer.bench import stats
-from edge_fer.bench.harness import BenchOptions, SourceSpec, VideoFrames
+from edge_fer.bench.harness import BenchOptions, SourceSpec, open_frames
 from edge_fer.bench.machine import INTERESTING_FLAGS, machine_info
 from edge_fer.bench.plot import MatplotlibMissing, write_plot
 from edge_fer.bench.report import exit_code, format_report, write_json_atomic
-from edge_fer.classifier import DEFAULT_MODEL
+from edge_fer.classifier import DEFAULT_MODEL, ClassifierOptions, ExpressionClassifier
+from edge_fer.metadata import FER2013_LABELS
 from edge_fer.cli import main
 from edge_fer.errors import InputError, OptionsError
 
@@ -178,12 +181,15 @@ def test_release_raises_frames_and_seconds_and_rows_multiply():
 
 
 def test_video_source_loops_past_its_end(media_dir):
-    frames = VideoFrames(SourceSpec("video", str(media_dir / "test.mp4")))  # 115 frames
+    frames = open_frames(SourceSpec("video", str(media_dir / "test.mp4")))  # 115 frames
     try:
-        shapes = {frames.read()[0].shape for _ in range(130)}
+        reads = [frames.read() for _ in range(130)]
+        passes = frames._source.passes
     finally:
         frames.close()
-    assert shapes == {(336, 596, 3)}
+    assert {frame.shape for frame, _ in reads} == {(336, 596, 3)}
+    assert passes == 1 and all(ms >= 0 for _, ms in reads)
+    assert (reads[0][0] == reads[115][0]).all()  # the second pass starts again at the first frame
 
 
 def test_missing_video_is_an_input_error():
@@ -264,11 +270,11 @@ def test_real_run_on_the_builtin_image_writes_json_and_plot(peer_dir, tmp_path):
     out, png = tmp_path / "bench.json", tmp_path / "bench.png"
     result = _bench(["--model", str(peer_dir / "emotion_model_quantized.tflite"), *PEER_FLAGS,
                      "--frames", "30", "--warmup", "3", "--repeat", "2", "--threads", "1", "--cv-threads", "1",
-                     "--target-ms", "100000", "--json", str(out), "--plot", str(png)])
-    assert result.exit_code == 0, result.output
+                     "--json", str(out), "--plot", str(png)])
     report = json.loads(out.read_text())
     _check_schema(report)
     row, = report["rows"]
+    assert result.exit_code == (0 if row["pass"] else 1), result.output  # pass: p95 within 20 ms
     assert row["faces_per_frame"] == 1.0  # the astronaut photo holds one face
     assert len(row["repeats"]) == 2 and len(row["raw_total_ms"]) == 2
     assert row["threads"] == 1 and row["repeats"][0]["opencv_threads_effective"] == 1
@@ -299,13 +305,22 @@ def test_real_classifier_only_run_with_accuracy(fer_val, media_dir, peer_dir, tm
     out = tmp_path / "clf.json"
     result = _bench(["--classifier-only", "--images", str(media_dir / "justin.jpg"), "--data", str(data),
                      "--model", str(peer_dir / "emotion_model_quantized.tflite"), *PEER_FLAGS,
-                     "--frames", "30", "--warmup", "3", "--target-ms", "100000", "--json", str(out)])
-    assert result.exit_code == 0, result.output
+                     "--frames", "30", "--warmup", "3", "--json", str(out)])
     report = json.loads(out.read_text())
     _check_schema(report, stages=("preprocess", "classify", "total", "cpu"))
     row, = report["rows"]
+    assert result.exit_code == (0 if row["pass"] else 1), result.output
     assert "detect" not in row["latency_ms"] and row["mode"] == "classifier-only"
-    assert row["accuracy"]["images"] == 24 and 0.0 <= row["accuracy"]["top1"] <= 1.0
+    # the accuracy is the classifier's own on these 24 faces, computed here independently
+    options = ClassifierOptions(peer_dir / "emotion_model_quantized.tflite", num_threads=1,
+                                labels=FER2013_LABELS, scale=0.00784313725, offset=-1.0)
+    correct = []
+    with ExpressionClassifier.create_from_options(options) as classifier:
+        for folder in sorted(data.iterdir()):  # one batch per class folder, as bench feeds them
+            crops = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted(folder.iterdir())]
+            correct += list(classifier.predict_proba(crops).argmax(1) == FER2013_LABELS.index(folder.name))
+    assert row["accuracy"]["images"] == 24
+    assert row["accuracy"]["top1"] == pytest.approx(float(np.mean(correct)))
 
 
 @pytest.mark.parametrize("args, message", [
@@ -348,6 +363,6 @@ def test_data_with_unknown_classes_fails_before_timing(peer_dir, tmp_path):
 
 @pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="the packaged default model is not there yet")
 def test_bench_alone_runs_on_the_builtin_input():
-    result = _bench(["--frames", "10", "--warmup", "2", "--target-ms", "100000"])
-    assert result.exit_code == 0, result.output
+    result = _bench(["--frames", "10", "--warmup", "2"])
+    assert result.exit_code in (0, 1), result.output  # 1: p95 over 20 ms on a busy machine
     assert DEFAULT_MODEL.name in result.output and "built-in image" in result.output

@@ -18,11 +18,10 @@ import numpy as np
 
 from .. import defaults
 from ..errors import InputError, OptionsError
+from ..images import DEMO_IMAGE
 from .stats import MIN_FRAMES, RELEASE_FRAMES, RELEASE_SECONDS, Pacer, deadline_misses, fps_from_end_times, \
     measure_loop, summarize
 
-BUILTIN_IMAGE = Path(__file__).resolve().parents[1] / "assets" / "astronaut.jpg"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm")
 SOURCE_KINDS = ("builtin", "video", "images", "camera")
 PIPELINE_STAGES = ("decode", "detect", "preprocess", "classify", "track", "total", "cpu")
 CLASSIFIER_STAGES = ("preprocess", "classify", "total", "cpu")
@@ -48,7 +47,7 @@ class SourceSpec:
 
     def describe(self) -> str:
         if self.kind == "builtin":
-            return f"built-in image {BUILTIN_IMAGE.name} (repeated)"
+            return f"built-in image {DEMO_IMAGE.name} (repeated)"
         return f"camera {self.camera}" if self.kind == "camera" else f"{self.kind} {self.path}"
 
 
@@ -152,82 +151,44 @@ class BenchOptions:
 
 
 # frame sources ------------------------------------------------------------------------------
-class ImageFrames:
-    """Image files decoded again on every read (decode = read + imdecode), cycling."""
+class TimedFrames:
+    """One of :mod:`edge_fer.capture`'s sources, looped for files, read a frame at a time.
 
-    def __init__(self, paths: list[Path]) -> None:
-        self._paths, self._next = paths, 0
+    ``read()`` returns the frame and the milliseconds its read took ("decode"): a video frame's
+    read and decode (once per pass, the read that reopens the file at its end also pays the
+    reopen), an image file's read and decode (images are decoded again on every read), and for
+    a camera the wait for its reader thread's newest frame."""
 
-    @classmethod
-    def from_path(cls, path: str | Path) -> "ImageFrames":
-        path = Path(path)
-        paths = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
-        if not paths:
-            raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {path}")
-        return cls(paths)
+    def __init__(self, source) -> None:
+        self._source = source
+        self._frames = iter(source)
+        self.describe = source.name
 
     def read(self) -> tuple[np.ndarray, float]:
-        path = self._paths[self._next % len(self._paths)]
-        self._next += 1
         t0 = time.perf_counter()
-        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        frame = next(self._frames, None)
         t1 = time.perf_counter()
         if frame is None:
-            raise InputError(f"cannot decode image {path}")
-        return frame, (t1 - t0) * 1000.0
+            raise InputError(f"{self.describe} gave no frame")
+        return frame.frame_bgr, (t1 - t0) * 1000.0
 
     def close(self) -> None:
-        pass
+        self._source.close()
 
 
-class VideoFrames:
-    """A video file looped (reopened at its end, outside the timing) or a camera.
+def open_frames(spec: SourceSpec) -> TimedFrames:
+    """The source ``spec`` names, through capture (files looped, a camera live)."""
+    from ..capture import SourceOptions, open_source
 
-    Decode is grab + retrieve for a file; for a camera only retrieve, since grab waits for the
-    sensor's next frame."""
-
-    def __init__(self, spec: SourceSpec) -> None:
-        self._spec = spec
-        self._cap = self._open()
-        self._read_since_open = 0
-
-    def _open(self):
-        target = self._spec.camera if self._spec.kind == "camera" else self._spec.path
-        cap = cv2.VideoCapture(target)
-        if not cap.isOpened():
-            raise InputError(f"cannot open {self._spec.describe()}")
-        return cap
-
-    def read(self) -> tuple[np.ndarray, float]:
-        camera = self._spec.kind == "camera"
-        t0 = time.perf_counter()
-        ok = self._cap.grab()
-        if not ok and not camera and self._read_since_open:
-            self._cap.release()
-            self._cap, self._read_since_open = self._open(), 0
-            t0 = time.perf_counter()
-            ok = self._cap.grab()
-        if camera:
-            t0 = time.perf_counter()
-        ok, frame = self._cap.retrieve() if ok else (False, None)
-        t1 = time.perf_counter()
-        if not ok or frame is None:
-            raise InputError(f"{self._spec.describe()} gave no frame")
-        self._read_since_open += 1
-        return frame, (t1 - t0) * 1000.0
-
-    def close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
-
-
-def open_frames(spec: SourceSpec):
     if spec.kind == "builtin":
-        return ImageFrames([BUILTIN_IMAGE])
-    if spec.kind == "images":
-        return ImageFrames.from_path(spec.path)
-    return VideoFrames(spec)
+        options = SourceOptions(demo=True, loop=True)
+    elif spec.kind == "images":
+        options = SourceOptions(image=spec.path, loop=True)
+    elif spec.kind == "video":
+        options = SourceOptions(video=spec.path, loop=True)
+    else:
+        options = SourceOptions(camera=spec.camera)
+    return TimedFrames(open_source(options))
 
 
 # one row, in the worker ----------------------------------------------------------------------

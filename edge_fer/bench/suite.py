@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import errors
 from ..errors import EdgeFerError, InputError
-from ..images import list_images
+from ..images import list_images, read_image
 from .harness import BenchOptions, RowConfig, classifier_options
 from ..fileio import file_sha256
 from .machine import machine_info
@@ -195,8 +195,8 @@ def folder_accuracy(options: BenchOptions, model_path: str, batch: int = 64) -> 
         for folder in folders:
             files = list_images(folder)
             for start in range(0, len(files), batch):
-                images = [cv2.imread(str(p), flag) for p in files[start:start + batch]]
-                good = [im for im in images if im is not None and im.size]
+                images = [read_image(p, flag) for p in files[start:start + batch]]
+                good = [im for im in images if im is not None]
                 skipped += len(images) - len(good)
                 if good:
                     predicted = np.argmax(clf.predict_proba(good), axis=1)
