@@ -240,6 +240,8 @@ def test_server_object_serves_what_it_is_fed(woman2_results):
         assert health["frames"] == 8 and health["source"] == {"name": "by hand", "state": "running"}
         assert health["jpeg_encodes"] == 1 and health["jpeg_encode_ms"] > 0
         assert request(server, "HEAD", "/healthz") == (200, b"")
+        assert request(server, "GET", "/healthz", {"Host": "localhost:1"})[0] == 200
+        assert request(server, "GET", "/healthz", {"Host": "evil.example:8080"})[0] == 403  # DNS rebinding
 
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
         conn.request("GET", "/events")

@@ -1,7 +1,8 @@
 """The HTTP side of :class:`~edge_fer.serve.server.FerServer`: one request per connection.
 
-Every request: GET or HEAD only (others 405, unknown methods 501), no request body (413), the
-token checked when the server has one (401), then the path looked up in the server's route
+Every request: GET or HEAD only (others 405, unknown methods 501), no request body (413), on
+a loopback server a loopback Host header (403: no DNS rebinding), the token checked when the
+server has one (401), then the path looked up in the server's route
 table (404 otherwise; no directory listing anywhere). The stdlib bounds the request line
 (64 KiB, else 414) and the header count (100, else 431); the socket timeout bounds every read
 and write, so a client that stops reading is dropped after ``write_timeout_s``.
@@ -10,6 +11,7 @@ and write, so a client that stops reading is dropped after ``write_timeout_s``.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import logging
 import mimetypes
@@ -65,6 +67,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send_text(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "requests carry no body here\n")
             return
         url = urlsplit(self.path)
+        if self.app.loopback and not self._loopback_host():
+            log.info("refused %s: Host %r on a loopback server", self.address_string(), self.headers.get("Host"))
+            self.send_text(HTTPStatus.FORBIDDEN, "this server answers only to localhost / 127.0.0.1\n")
+            return
         if not self._authorized(url.query):
             log.info("refused %s %s: missing or wrong token", self.address_string(), url.path)
             self.send_text(HTTPStatus.UNAUTHORIZED, "token required: open the URL that edge-fer printed "
@@ -78,6 +84,18 @@ class Handler(BaseHTTPRequestHandler):
             route(self)
         except GONE as exc:
             log.debug("client %s gone: %s", self.address_string(), exc)
+
+    def _loopback_host(self) -> bool:
+        """A loopback server answers only requests addressed to a loopback name: a web page
+        elsewhere cannot read it through DNS rebinding (its Host header would be its own name)."""
+        host = (self.headers.get("Host") or "").strip().lower()
+        name = host[1:host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+        if name in ("localhost", "") or name.endswith(".localhost"):
+            return True
+        try:
+            return ipaddress.ip_address(name).is_loopback
+        except ValueError:
+            return False
 
     def _authorized(self, query: str) -> bool:
         expected = self.app.token
