@@ -200,6 +200,9 @@ def _start_server(stack: ExitStack, options: RunOptions, on_serving) -> FerServe
             "model": Path(options.pipeline.classifier.model_path).name,
             "detector": options.pipeline.detector.name}
     server = stack.enter_context(FerServer.create_from_options(options.serve, info))
+    from .web import mount_device_page
+
+    mount_device_page(server, stack)  # /device/: the phone page
     if on_serving is not None:
         on_serving(server)
     return server

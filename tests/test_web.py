@@ -297,3 +297,79 @@ def test_page_on_fake_camera_then_offline(chromium_path, server, media_dir, tmp_
         assert all(f["expression"] in f["scores"] for r in results for f in r["faces"])
     assert served_by_worker
     assert foreign == []  # nothing but the page's own server, not even MediaPipe's metrics
+
+
+# -- the same page at /device/ of edge-fer run --serve, over HTTPS ------------------------------
+
+@pytest.fixture(scope="module")
+def tls_pair(tmp_path_factory) -> tuple[Path, Path]:
+    """A throwaway self-signed certificate for localhost (docs/phone.md makes a trusted one)."""
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.mark.parametrize("cert, key, message", [
+    ("CERT", None, "go together"),
+    ("missing.pem", "missing.pem", "no such file"),
+    ("KEY", "CERT", "cannot load"),
+])
+def test_bad_tls_options_are_one_line(tls_pair, cert, key, message):
+    from edge_fer.errors import OptionsError
+    from edge_fer.serve import FerServer, ServeOptions
+
+    pick = {"CERT": str(tls_pair[0]), "KEY": str(tls_pair[1])}
+    with pytest.raises(OptionsError, match=message):
+        with FerServer.create_from_options(ServeOptions(port=0, tls_cert=pick.get(cert, cert),
+                                                        tls_key=pick.get(key, key) if key else None)):
+            pass
+
+
+def test_device_page_served_over_https(chromium_path, tls_pair, media_dir, tmp_path):
+    """FerServer with --tls-cert/--tls-key and the page at /device/ (as `edge-fer run --serve`
+    mounts it): HTTPS, the page public while the live view keeps its token, and the page runs."""
+    import ssl
+    import urllib.error
+    import urllib.request
+    from contextlib import ExitStack
+
+    from playwright.sync_api import sync_playwright
+
+    from edge_fer.serve import FerServer, ServeOptions
+    from edge_fer.web import mount_device_page
+
+    mjpeg = tmp_path / "woman2.mjpeg"
+    capture = cv2.VideoCapture(str(media_dir / "woman2.mp4"))
+    writer = cv2.VideoWriter(str(mjpeg), cv2.VideoWriter_fourcc(*"MJPG"), 30, (596, 336))
+    for _ in range(60):
+        writer.write(capture.read()[1])
+    writer.release()
+    capture.release()
+    insecure = ssl.create_default_context()
+    insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
+    with ExitStack() as stack:
+        server = stack.enter_context(FerServer.create_from_options(
+            ServeOptions(port=0, token="test-token-1", tls_cert=str(tls_pair[0]), tls_key=str(tls_pair[1]))))
+        assert mount_device_page(server, stack) is not None
+        base = f"https://127.0.0.1:{server.port}"
+        assert server.url.startswith("https://")
+        with pytest.raises(urllib.error.HTTPError, match="401"):
+            urllib.request.urlopen(f"{base}/healthz", context=insecure)
+        with urllib.request.urlopen(f"{base}/device/edge-fer.json", context=insecure) as response:
+            assert json.loads(response.read())["detector"]["name"] == "blazeface"
+        with sync_playwright() as p:
+            browser = _launch(p, chromium_path, f"--use-file-for-fake-video-capture={mjpeg}")
+            try:
+                page = browser.new_context(ignore_https_errors=True).new_page()
+                page.goto(f"{base}/device/")
+                results = _wait_results(page, 10)
+            finally:
+                browser.close()
+    assert sum(len(r["faces"]) == 1 for r in results[:10]) >= 9

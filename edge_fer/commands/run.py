@@ -47,10 +47,13 @@ from .. import defaults
 @click.option("--token", help="With --serve: the token viewers must give (generated for a non-loopback host).")
 @click.option("--max-clients", default=4, show_default=True, type=int,
               help="With --serve: the most viewers at once (more get 503).")
+@click.option("--tls-cert", type=click.Path(), help="With --serve: HTTPS with this PEM certificate (a phone's "
+              "camera page at /device/ needs HTTPS; docs/phone.md makes one the phone trusts).")
+@click.option("--tls-key", type=click.Path(), help="With --serve: the PEM private key of --tls-cert.")
 def run_command(camera, video, image, demo, model_path, labels, input_scale, input_offset, input_color,
                 detector, detector_model, detect_width, detect_every, min_face, threads, cv_threads,
                 device, smooth, headless, as_json, save_video, max_frames, open_timeout, loop, serve, token,
-                max_clients) -> None:
+                max_clients, tls_cert, tls_key) -> None:
     """Recognize facial expressions live; q or Esc closes the window, Ctrl-C stops.
 
     With no source, camera 0 is used; where no camera opens, the built-in sample runs instead (a note on stderr says so).
@@ -66,6 +69,8 @@ def run_command(camera, video, image, demo, model_path, labels, input_scale, inp
 
     if serve is None and token is not None:
         raise OptionsError("--token is for --serve; add --serve [HOST:]PORT")
+    if serve is None and (tls_cert or tls_key):
+        raise OptionsError("--tls-cert/--tls-key are for --serve; add --serve [HOST:]PORT")
     model = {"model_path": model_path} if model_path else {}
     options = RunOptions(
         source=SourceOptions(camera=camera, video=video, image=image, demo=demo, loop=loop,
@@ -78,7 +83,8 @@ def run_command(camera, video, image, demo, model_path, labels, input_scale, inp
                                      min_face_px=min_face),
             detect_every=detect_every, smooth=smooth, opencv_threads=cv_threads),
         headless=headless, json=as_json, save_video=save_video, max_frames=max_frames,
-        serve=None if serve is None else ServeOptions.parse(serve, token=token, max_clients=max_clients))
+        serve=None if serve is None else ServeOptions.parse(serve, token=token, max_clients=max_clients,
+                                                            tls_cert=tls_cert, tls_key=tls_key))
     try:
         summary = run(options, on_serving=_announce)
     except Terminated:
@@ -92,3 +98,5 @@ def _announce(server) -> None:
         click.echo(f"edge-fer: warning: serving on {server.options.host}:{server.port}, reachable from "
                    "other machines; anyone with the token in the URL can watch", err=True)
     click.echo(f"edge-fer: serving {server.url}", err=True)
+    if "/device/" in server.mounts:
+        click.echo(f"edge-fer: phone page {server.url.split('?')[0]}device/ (docs/phone.md)", err=True)

@@ -71,7 +71,7 @@ class Handler(BaseHTTPRequestHandler):
             log.info("refused %s: Host %r on a loopback server", self.address_string(), self.headers.get("Host"))
             self.send_text(HTTPStatus.FORBIDDEN, "this server answers only to localhost / 127.0.0.1\n")
             return
-        if not self._authorized(url.query):
+        if not self.app.is_public(url.path) and not self._authorized(url.query):
             log.info("refused %s %s: missing or wrong token", self.address_string(), url.path)
             self.send_text(HTTPStatus.UNAUTHORIZED, "token required: open the URL that edge-fer printed "
                            "(it ends in ?token=...)\n", {"WWW-Authenticate": 'Bearer realm="edge-fer"'})

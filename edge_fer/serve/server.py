@@ -77,6 +77,9 @@ class ServeOptions:
     jpeg_quality: int = 80
     allow_privileged_port: bool = False
     write_timeout_s: float = 10.0
+    #: PEM certificate chain and private key: serve HTTPS (a phone's camera page needs it).
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host or any(c.isspace() or c in "/[]?#@" for c in self.host):
@@ -95,6 +98,11 @@ class ServeOptions:
             raise OptionsError(f"jpeg_quality must be 1..100, got {self.jpeg_quality}")
         if not self.write_timeout_s > 0:
             raise OptionsError(f"write_timeout_s must be > 0, got {self.write_timeout_s}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise OptionsError("--tls-cert and --tls-key go together: give both (PEM files), or neither")
+        for flag, path in (("--tls-cert", self.tls_cert), ("--tls-key", self.tls_key)):
+            if path is not None and not Path(path).is_file():
+                raise OptionsError(f"{flag} {path}: no such file (expected a PEM file; docs/phone.md makes one)")
 
     @classmethod
     def parse(cls, address: str | None, **kwargs) -> "ServeOptions":
@@ -192,12 +200,15 @@ class FerServer:
             "/snapshot.jpg": routes_module.snapshot, "/healthz": routes_module.healthz,
         }
         self.mounts: dict[str, Callable] = {}
+        self.public_prefixes: set[str] = set()
         self.page_html = render_page(self.info)
         self._times = deque(maxlen=30)
         self._started = time.monotonic()
         family, sockaddr, self.loopback = resolve(options.host, options.port)
         self.token = options.token or (None if self.loopback else secrets.token_urlsafe(16))
         self._http = self._bind(family, sockaddr)
+        if options.tls_cert is not None:
+            self._wrap_tls()
         self.port = self._http.server_address[1]
         self._thread = threading.Thread(target=self._http.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="edge-fer server", daemon=True)
@@ -224,6 +235,22 @@ class FerServer:
                                    "of this machine") from None
             raise OptionsError(f"cannot serve on {where}: {exc.strerror or exc}") from None
 
+    def _wrap_tls(self) -> None:
+        """HTTPS: the listening socket wrapped in a TLS server context. The handshake runs in
+        each request's thread (not in accept), so a slow client never stalls the others."""
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(self.options.tls_cert, self.options.tls_key)
+        except (ssl.SSLError, OSError) as exc:
+            self._http.server_close()
+            raise OptionsError(f"--tls-cert/--tls-key: cannot load {self.options.tls_cert} with "
+                               f"{self.options.tls_key} ({getattr(exc, 'reason', None) or exc}): expected a PEM "
+                               "certificate and its private key") from None
+        self._http.socket = context.wrap_socket(self._http.socket, server_side=True,
+                                                do_handshake_on_connect=False)
+
     # what the loop calls -----------------------------------------------------------------------
     def publish(self, result: FrameResult, frame_bgr: np.ndarray | None = None, *,
                 annotated_bgr: np.ndarray | None = None, fps: float | None = None,
@@ -249,16 +276,23 @@ class FerServer:
             raise OptionsError(f"route {path!r}: expected a new path starting with /")
         self.routes[path] = route
 
-    def mount(self, prefix: str, directory: str | Path) -> None:
-        """Serve the files under ``directory`` at ``prefix`` (e.g. ``/device/``)."""
+    def mount(self, prefix: str, directory: str | Path, public: bool = False) -> None:
+        """Serve the files under ``directory`` at ``prefix`` (e.g. ``/device/``). ``public``:
+        no token needed (static files that show nothing of this machine's camera, such as the
+        phone page, whose own requests cannot carry the token)."""
         directory = Path(directory)
         if not prefix.startswith("/") or not prefix.endswith("/") or prefix == "/":
             raise OptionsError(f"mount prefix {prefix!r}: expected /name/")
         if not directory.is_dir():
             raise OptionsError(f"mount {prefix}: {directory} is not a folder")
         self.mounts[prefix] = routes_module.static_files(prefix, directory)
+        if public:
+            self.public_prefixes.add(prefix)
         self.routes.setdefault(prefix.rstrip("/"), lambda h: h.send_bytes(
             301, "text/plain", b"", {"Location": prefix}))
+
+    def is_public(self, path: str) -> bool:
+        return any(path.startswith(prefix) for prefix in self.public_prefixes)
 
     def route(self, path: str) -> Callable | None:
         if path in self.routes:
@@ -275,7 +309,8 @@ class FerServer:
         if host in ("0.0.0.0", "::", ""):
             host = socket.gethostname()
         host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.port}/" + (f"?token={self.token}" if self.token else "")
+        scheme = "https" if self.options.tls_cert else "http"
+        return f"{scheme}://{host}:{self.port}/" + (f"?token={self.token}" if self.token else "")
 
     @property
     def fps(self) -> float:

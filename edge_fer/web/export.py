@@ -220,3 +220,26 @@ def _replace_folder(new: Path, out: Path) -> None:
     os.replace(new, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+DEVICE_PREFIX = "/device/"
+
+
+def mount_device_page(server, stack) -> Path | None:
+    """Serve the page (default models) at ``/device/`` of ``server`` (a
+    :class:`~edge_fer.serve.FerServer`), exported into a temporary folder that ``stack`` (an
+    ExitStack) removes. Public (no token): static files that show nothing of the server's camera,
+    and the page's own requests could not carry one. None, with a warning, where it cannot be
+    built (e.g. a missing detector file): the live view still runs."""
+    import logging
+
+    from ..errors import EdgeFerError
+
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edge-fer-device-"))) / "device"
+    try:
+        export_web(folder)
+    except EdgeFerError as exc:
+        logging.getLogger("edge_fer.web").warning("no %s page: %s", DEVICE_PREFIX, exc)
+        return None
+    server.mount(DEVICE_PREFIX, folder, public=True)
+    return folder

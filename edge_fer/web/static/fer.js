@@ -196,24 +196,35 @@ function linearTable(srcSize, dstSize) {
   return table;
 }
 
-/** ``image`` at width x height: area averaging when shrinking, bilinear when enlarging (resize_to). */
+/** ``image`` at width x height: area averaging when shrinking, bilinear when enlarging (resize_to).
+ * Separable: rows first into floats, then columns, as OpenCV's resizeArea accumulates. */
 export function resizeTo(image, width, height) {
   if (image.width === width && image.height === height) return image;
   const shrink = image.height > height || image.width > width;
   const tx = (shrink ? areaTable : linearTable)(image.width, width);
   const ty = (shrink ? areaTable : linearTable)(image.height, height);
-  const out = newImage(width, height), src = image.data, acc = new Float64Array(4);
+  const src = image.data, W = image.width, rows = new Float32Array(image.height * width * 3);
+  for (let y = 0; y < image.height; y++) {
+    for (let x = 0; x < width; x++) {
+      let r = 0, g = 0, b = 0;
+      for (const [sx, w] of tx[x]) {
+        const i = (y * W + sx) * 4;
+        r += src[i] * w; g += src[i + 1] * w; b += src[i + 2] * w;
+      }
+      const o = (y * width + x) * 3;
+      rows[o] = r; rows[o + 1] = g; rows[o + 2] = b;
+    }
+  }
+  const out = newImage(width, height);
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < width; x++) {
-      acc.fill(0);
-      for (const [sy, wy] of ty[y]) {
-        for (const [sx, wx] of tx[x]) {
-          const i = (sy * image.width + sx) * 4, w = wy * wx;
-          acc[0] += src[i] * w; acc[1] += src[i + 1] * w; acc[2] += src[i + 2] * w;
-        }
+      let r = 0, g = 0, b = 0;
+      for (const [sy, w] of ty[y]) {
+        const i = (sy * width + x) * 3;
+        r += rows[i] * w; g += rows[i + 1] * w; b += rows[i + 2] * w;
       }
       const o = (y * width + x) * 4;
-      out.data[o] = Math.round(acc[0]); out.data[o + 1] = Math.round(acc[1]); out.data[o + 2] = Math.round(acc[2]);
+      out.data[o] = Math.round(r); out.data[o + 1] = Math.round(g); out.data[o + 2] = Math.round(b);
       out.data[o + 3] = 255;
     }
   }
