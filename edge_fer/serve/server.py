@@ -213,7 +213,7 @@ class FerServer:
         self._thread = threading.Thread(target=self._http.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="edge-fer server", daemon=True)
         self._thread.start()
-        log.info("serving %s", self.url)
+        log.debug("serving %s", self.url)
 
     @classmethod
     def create_from_options(cls, options: ServeOptions = ServeOptions(), info: dict | None = None) -> "FerServer":
