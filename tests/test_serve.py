@@ -157,6 +157,27 @@ def test_sigterm_stops_a_served_run_keeps_the_video_and_exits_143(media_dir, tmp
     cap.release()
 
 
+def test_sigterm_in_any_run_keeps_the_video_like_ctrl_c(media_dir, tmp_path):
+    from edge_fer.runner import RunOptions, Terminated, run
+
+    out, seen = tmp_path / "rec.avi", []
+
+    def terminate_at_five(result) -> None:
+        seen.append(result.frame_index)
+        if len(seen) == 5:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives in this (the main) thread
+
+    before = signal.getsignal(signal.SIGTERM)
+    options = RunOptions(SourceOptions(video=str(media_dir / "test.mp4")), headless=True, save_video=str(out))
+    with pytest.raises(Terminated):
+        run(options, on_result=terminate_at_five)
+    assert signal.getsignal(signal.SIGTERM) is before  # restored after the run
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == len(seen) == 5
+    cap.release()
+
+
 def test_stopping_a_served_camera_run_releases_camera_and_port(media_dir, monkeypatch):
     from edge_fer import capture
     from edge_fer.runner import RunOptions, Terminated, run
