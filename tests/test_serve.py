@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -28,6 +29,7 @@ from conftest import REPO
 from edge_fer.capture import ImageSource, Pacer, SourceOptions, VideoSource, open_source
 from edge_fer.cli import main
 from edge_fer.commands.run import run_command
+from edge_fer.draw import DisplayUnavailable
 from edge_fer.errors import OptionsError
 from edge_fer.pipeline import FerPipeline, PipelineOptions
 from edge_fer.serve import FerServer, ServeOptions
@@ -118,8 +120,7 @@ def test_served_video_end_to_end(media_dir, tmp_path):
         assert stream.getheader("Content-Type").startswith("multipart/x-mixed-replace")
         jpegs = mjpeg_frames(stream, 10, timeout_s=3.0)
         assert len({hashlib.sha1(j).hexdigest() for j in jpegs}) >= 10
-        assert all(j[:2] == b"\xff\xd8" and cv2.imdecode(
-            __import__("numpy").frombuffer(j, "uint8"), cv2.IMREAD_COLOR).shape == (336, 596, 3) for j in jpegs)
+        assert all(cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR).shape == (336, 596, 3) for j in jpegs)
         stream.close()
 
         frames_before = json.loads(run.get("/healthz").read())["frames"]
@@ -254,7 +255,7 @@ def test_server_object_serves_what_it_is_fed(woman2_results):
             server.publish(result, frame)
         assert server.broadcast.encodes == 0  # nobody watched: nothing drawn or encoded
         status, body = request(server, "GET", "/snapshot.jpg")
-        image = cv2.imdecode(__import__("numpy").frombuffer(body, "uint8"), cv2.IMREAD_COLOR)
+        image = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
         assert status == 200 and image.shape == woman2_results[0][0].shape
         assert request(server, "GET", "/snapshot.jpg")[1] == body and server.broadcast.encodes == 1  # once
         health = json.loads(request(server, "GET", "/healthz")[1])
@@ -412,8 +413,10 @@ def test_image_json_names_its_file_and_the_note_mentions_serve(media_dir, tmp_pa
     for name in ("justin.jpg", "no-faces.jpg"):
         (folder / name).write_bytes((media_dir / name).read_bytes())
     monkeypatch.setenv("DISPLAY", ":0")
-    monkeypatch.setattr("edge_fer.runner.open_window", lambda title: (_ for _ in ()).throw(
-        __import__("edge_fer.draw", fromlist=["x"]).DisplayUnavailable("no GUI")))
+    def no_window(title):
+        raise DisplayUnavailable("no GUI")
+
+    monkeypatch.setattr("edge_fer.runner.open_window", no_window)
     result = CliRunner().invoke(main, ["run", "--image", str(folder), "--json"])
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]
