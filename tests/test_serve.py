@@ -18,7 +18,6 @@ import threading
 import time
 import tracemalloc
 from contextlib import contextmanager
-from pathlib import Path
 
 import cv2
 import numpy as np
