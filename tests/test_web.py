@@ -164,14 +164,20 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class _Served:
+    def __init__(self, url: str, roots: dict[str, Path]) -> None:
+        self.url, self.roots = url, roots
+
+
 @pytest.fixture(scope="module")
 def server(exported, frames_dir):
-    handler = type("Handler", (_Handler,), {"roots": {"app": exported, "frames": frames_dir}})
+    roots = {"app": exported, "frames": frames_dir}
+    handler = type("Handler", (_Handler,), {"roots": roots})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{httpd.server_port}"
+        yield _Served(f"http://127.0.0.1:{httpd.server_port}", roots)
     finally:
         httpd.shutdown()
         httpd.server_close()
@@ -192,20 +198,34 @@ def _wait_results(page, count: int | None = None, timeout_ms: int = 60000) -> li
     return page.evaluate("() => window.edgeFerResults")
 
 
-def _python_results(frames_dir: Path, detector_dir: Path) -> list[dict]:
-    """edge-fer's Python runtime on the same frames: BlazeFace (the detector MediaPipe runs),
+def _python_results(frames_dir: Path, detector_dir: Path, model: Path = PHONE_MODEL,
+                    names: list[str] | None = None) -> list[dict]:
+    """edge-fer's Python runtime on the same frames: BlazeFace (the detector the page runs),
     the same phone TFLite, detection on every frame, no smoothing."""
     from edge_fer.classifier import ClassifierOptions
     from edge_fer.detectors import DetectorOptions
     from edge_fer.pipeline import FerPipeline, PipelineOptions
 
-    options = PipelineOptions(classifier=ClassifierOptions(model_path=PHONE_MODEL),
+    options = PipelineOptions(classifier=ClassifierOptions(model_path=model),
                               detector=DetectorOptions(name="blazeface",
                                                        model_path=str(detector_dir / "blazeface_short_range.tflite")),
                               detect_every=1, smooth=0.0)
-    names = json.loads((frames_dir / "list.json").read_text())["frames"]
+    names = names or json.loads((frames_dir / "list.json").read_text())["frames"]
     with FerPipeline.create_from_options(options) as pipeline:
         return [pipeline.process(cv2.imread(str(frames_dir / n)), i).to_json() for i, n in enumerate(names)]
+
+
+def _browser_frames(chromium_path: str, url: str) -> list[dict]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = _launch(p, chromium_path)
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            return _wait_results(page, timeout_ms=90000)
+        finally:
+            browser.close()
 
 
 def _latency(results: list[dict]) -> dict:
@@ -229,7 +249,7 @@ def test_page_matches_python_runtime_frame_by_frame(chromium_path, server, frame
         browser = _launch(p, chromium_path)
         try:
             page = browser.new_page()
-            page.goto(f"{server}/app/index.html?frames=/frames/list.json&detect_every=1&smooth=0")
+            page.goto(f"{server.url}/app/index.html?frames=/frames/list.json&detect_every=1&smooth=0")
             web = _wait_results(page, timeout_ms=90000)
             backend = web[0]["backend"]
             status = page.text_content("#edge-fer-status")
@@ -258,6 +278,43 @@ def test_page_matches_python_runtime_frame_by_frame(chromium_path, server, frame
     assert report["box_iou_median"] >= 0.8, report
 
 
+#: Framing tables written into a copy of the phone model, to run the two framed crop paths
+#: (align.py) in the browser against Python: landmarks onto a template, and a calibrated box.
+FRAMINGS = {
+    "aligned": {"points": {"blazeface": {"right_eye": (0.31, 0.37), "left_eye": (0.69, 0.37),
+                                         "nose": (0.5, 0.58), "mouth": (0.5, 0.79)}},
+                "boxes": {"blazeface": (0.0, 0.04, 1.08, 1.12)}},
+    "box": {"boxes": {"blazeface": (0.01, 0.06, 1.15, 1.2)}},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FRAMINGS))
+def test_framed_crops_match_python(kind, chromium_path, server, frames_dir, detector_dir, tmp_path):
+    from edge_fer.calibrate import write_model_framing
+    from edge_fer.metadata import Framing
+
+    model = tmp_path / f"phone_{kind}.tflite"
+    shutil.copyfile(PHONE_MODEL, model)
+    write_model_framing(model, Framing(**FRAMINGS[kind], fitted_on="test"))
+    site = tmp_path / "site"
+    detector = detector_dir / "blazeface_short_range.tflite"
+    export_web(site, WebExportOptions(model_path=model, detector_model=detector))
+    assert json.loads((site / "edge-fer.json").read_text())["model"]["framing"]["boxes"]
+    names = json.loads((frames_dir / "list.json").read_text())["frames"][::4]  # 39 frames
+    (frames_dir / f"list_{kind}.json").write_text(json.dumps({"frames": names}))
+    server.roots[kind] = site
+    web = _browser_frames(chromium_path, f"{server.url}/{kind}/index.html?frames=/frames/list_{kind}.json"
+                                         "&detect_every=1&smooth=0")
+    py = _python_results(frames_dir, detector_dir, model, names)
+    pairs = [(w["faces"][0], q["faces"][0]) for w, q in zip(web, py) if w["faces"] and q["faces"]]
+    assert len(pairs) >= 0.95 * len(names)
+    agree = sum(w["expression"] == q["expression"] for w, q in pairs) / len(pairs)
+    assert agree >= 0.95, (kind, agree)
+    # the framed crop, not the plain box: probabilities as close as with the box crop
+    diff = max(abs(w["scores"][k] - q["scores"][k]) for w, q in pairs for k in w["scores"])
+    assert diff < 0.05, (kind, diff)
+
+
 def test_page_on_fake_camera_then_offline(chromium_path, server, media_dir, tmp_path):
     """The camera path (getUserMedia on Chromium's fake device playing woman2 as MJPEG), then the
     same page reloaded with the network cut: served by its service worker alone."""
@@ -280,8 +337,8 @@ def test_page_on_fake_camera_then_offline(chromium_path, server, media_dir, tmp_
             context = browser.new_context()
             page = context.new_page()
             foreign = []
-            page.on("request", lambda r: None if r.url.startswith(server) else foreign.append(r.url))
-            page.goto(f"{server}/app/")
+            page.on("request", lambda r: None if r.url.startswith(server.url) else foreign.append(r.url))
+            page.goto(f"{server.url}/app/")
             online = _wait_results(page, CAMERA_FRAMES)
             assert page.evaluate("() => navigator.serviceWorker.ready.then(r => !!r.active)")
             page.wait_for_function("() => navigator.serviceWorker.controller !== null", timeout=20000)

@@ -328,23 +328,36 @@ const mul = (m, n) => [  // 2x3 m after 3x3 affine n (given as 2x3)
   m[0] * n[0] + m[1] * n[3], m[0] * n[1] + m[1] * n[4], m[0] * n[2] + m[1] * n[5] + m[2],
   m[3] * n[0] + m[4] * n[3], m[3] * n[1] + m[4] * n[4], m[3] * n[2] + m[4] * n[5] + m[5]];
 
-/** The frame through ``m`` (edge convention) at width x height; large faces are first shrunk
- * with area averaging, like align.warp_to_input. */
+const floorDiv = (a, b) => Math.floor(a / b), mod = (a, b) => ((a % b) + b) % b;  // Python's // and %
+
+/** The frame through ``m`` (edge convention) at width x height, like align.warp_to_input: large
+ * faces are first shrunk by an integer factor with area averaging (on the output origin's grid
+ * of that factor, whole multiples of it), pixels beyond the frame replicate its edge. */
 export function warpToInput(frame, m, width, height) {
-  const scale = Math.sqrt(Math.abs(m[0] * m[4] - m[1] * m[3]));
-  if (scale >= 0.5) return warpAffine(frame, centred(m), width, height);
-  const inv = invert(m);
+  const scale = Math.sqrt(Math.abs(m[0] * m[4] - m[1] * m[3]));  // input px per frame px
+  let factor = scale > 0 ? Math.max(1, Math.floor(1 / scale)) : 1;
+  const W = frame.width, H = frame.height, inv = invert(m);
   const corners = [[0, 0], [width, 0], [0, height], [width, height]].map(
     ([x, y]) => [inv[0] * x + inv[1] * y + inv[2], inv[3] * x + inv[4] * y + inv[5]]);
-  const x0 = Math.max(0, Math.floor(Math.min(...corners.map(c => c[0]))) - 2);
-  const y0 = Math.max(0, Math.floor(Math.min(...corners.map(c => c[1]))) - 2);
-  const x1 = Math.min(frame.width, Math.ceil(Math.max(...corners.map(c => c[0]))) + 2);
-  const y1 = Math.min(frame.height, Math.ceil(Math.max(...corners.map(c => c[1]))) + 2);
-  if (x1 - x0 < 2 || y1 - y0 < 2) return warpAffine(frame, centred(m), width, height);
-  const smallW = Math.max(1, Math.round((x1 - x0) * scale)), smallH = Math.max(1, Math.round((y1 - y0) * scale));
-  const small = resizeTo(subImage(frame, x0, y0, x1, y1), smallW, smallH);
-  const toFrame = [(x1 - x0) / smallW, 0, x0, 0, (y1 - y0) / smallH, y0];
-  return warpAffine(small, centred(mul(m, toFrame)), width, height);
+  const margin = 2 + factor;
+  let x0 = Math.floor(Math.min(...corners.map(c => c[0]))) - margin;
+  let y0 = Math.floor(Math.min(...corners.map(c => c[1]))) - margin;
+  let x1 = Math.ceil(Math.max(...corners.map(c => c[0]))) + margin;
+  let y1 = Math.ceil(Math.max(...corners.map(c => c[1]))) + margin;
+  if (factor >= 2) {
+    const ox = Math.floor(corners[0][0]), oy = Math.floor(corners[0][1]);
+    x0 -= mod(x0 - ox, factor); y0 -= mod(y0 - oy, factor);
+    x0 += factor * Math.max(0, floorDiv(-x0 + factor - 1, factor));
+    y0 += factor * Math.max(0, floorDiv(-y0 + factor - 1, factor));
+  }
+  x0 = Math.max(0, x0); y0 = Math.max(0, y0); x1 = Math.min(W, x1); y1 = Math.min(H, y1);
+  if (x1 - x0 < 2 * factor || y1 - y0 < 2 * factor) { x0 = 0; y0 = 0; x1 = W; y1 = H; factor = 1; }
+  if (factor >= 2) {
+    x1 = x0 + floorDiv(x1 - x0, factor) * factor; y1 = y0 + floorDiv(y1 - y0, factor) * factor;
+  }
+  let roi = subImage(frame, x0, y0, x1, y1);
+  if (factor >= 2) roi = resizeTo(roi, (x1 - x0) / factor, (y1 - y0) / factor);
+  return warpAffine(roi, centred(mul(m, [factor, 0, x0, 0, factor, y0])), width, height);
 }
 
 /** The model's input crop of one face (classifier.frame_face): aligned or calibrated box at
