@@ -146,7 +146,7 @@ def convert_all(options: ConvertOptions, variants=ALL_VARIANTS) -> list[Conversi
                                                 round(time.perf_counter() - started, 2), len(faces.verify),
                                                 error=str(exc)))
         summary = {"source": str(options.model_path), "source_sha256": source.meta.source_sha256,
-                   "meta": json.loads(source.meta.to_json()), "verify_faces": len(faces.verify),
+                   "meta": source.meta.to_dict(), "verify_faces": len(faces.verify),
                    "calibration_faces": 0 if faces.calibration is None else len(faces.calibration),
                    "variants": [r.to_dict() for r in reports]}
     write_json_atomic(folder / SUMMARY_FILE, summary, indent=2)

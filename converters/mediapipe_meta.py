@@ -368,7 +368,7 @@ def make_phone_variant(source: str | Path, out: str | Path, *, meta: ModelMeta |
     data = _keras_to_tflite(wrapper, quantize, Path(source).name)
     phone_meta = meta.with_(color="rgb", quantization=quantize,
                             name=f"{meta.name}-phone" if meta.name else "phone")
-    data = set_metadata_entry(data, METADATA_KEY, phone_meta.to_json().encode("utf-8"))
+    data = set_metadata_entry(data, METADATA_KEY, phone_meta.to_json_text().encode("utf-8"))
     mean, std = norm_from_meta(meta)
     data = add_standard_metadata(data, meta.labels, mean, std, name=phone_meta.name or MP_NAME,
                                  description=f"Facial expression classifier ({', '.join(meta.labels)}); "

@@ -68,6 +68,6 @@ def add_onnx_metadata(path: Path, meta: ModelMeta) -> None:
     model = onnx.load(str(path))
     kept = [(p.key, p.value) for p in model.metadata_props if p.key != METADATA_KEY]
     del model.metadata_props[:]
-    for key, value in kept + [(METADATA_KEY, meta.to_json())]:
+    for key, value in kept + [(METADATA_KEY, meta.to_json_text())]:
         model.metadata_props.add(key=key, value=value)
     onnx.save(model, str(path))

@@ -125,5 +125,5 @@ class ConversionReport:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def to_json(self) -> str:
+    def to_json_text(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

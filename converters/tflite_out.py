@@ -44,5 +44,5 @@ def add_tflite_metadata(model: bytes, meta: ModelMeta) -> bytes:
     last: it appends ``labels.txt`` after the flatbuffer, which a later rewrite would drop."""
     from .mediapipe_meta import add_standard_metadata, norm_from_meta, set_metadata_entry
 
-    data = set_metadata_entry(model, METADATA_KEY, meta.to_json().encode("utf-8"))
+    data = set_metadata_entry(model, METADATA_KEY, meta.to_json_text().encode("utf-8"))
     return add_standard_metadata(data, meta.labels, *norm_from_meta(meta))

@@ -39,7 +39,7 @@ def verify(path: Path, faces: FaceSet, reference: np.ndarray, expected: ModelMet
     probs, meta = runtime_probabilities(path, faces.crops, num_threads)
     if meta != expected:
         raise ConversionError(f"metadata read back from {path.name} differs from what was written: "
-                              f"{meta.to_json()} != {expected.to_json()}")
+                              f"{meta.to_json_text()} != {expected.to_json_text()}")
     agreement = float((probs.argmax(axis=1) == reference.argmax(axis=1)).mean())
     return Verification(len(probs), agreement, accuracy(probs, faces.truth),
                         float(np.abs(probs - reference).max()))

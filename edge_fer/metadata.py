@@ -114,7 +114,8 @@ class ModelMeta:
     def with_(self, **changes) -> "ModelMeta":
         return replace(self, **changes)
 
-    def to_json(self) -> str:
+    def to_dict(self) -> dict:
+        """The JSON-ready object stored in model files (see :meth:`to_json_text`)."""
         data = asdict(self)
         data["framing"] = self.framing.to_dict() if self.framing is not None else None
         if data["framing"] is None:
@@ -122,10 +123,14 @@ class ModelMeta:
         data["labels"] = list(self.labels)
         data["input_size_hw"] = list(self.input_size_hw)
         data["schema"] = SCHEMA_VERSION
-        return json.dumps(data, sort_keys=True)
+        return data
+
+    def to_json_text(self) -> str:
+        """The metadata as stored in model files: one JSON object, keys sorted."""
+        return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> "ModelMeta":
+    def from_json_text(cls, text: str | bytes) -> "ModelMeta":
         try:
             data = json.loads(text)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -147,7 +152,7 @@ def read_model_meta(path: str | Path) -> ModelMeta | None:
         text = onnx_metadata_props(path).get(METADATA_KEY)
     else:
         raise ModelError(f"cannot read metadata from {path.name!r}: expected a .tflite or .onnx file")
-    return None if text is None else ModelMeta.from_json(text)
+    return None if text is None else ModelMeta.from_json_text(text)
 
 
 def tflite_metadata_entries(model: bytes) -> dict[str, bytes]:

@@ -38,7 +38,7 @@ def models_dir(tmp_path_factory, peer_dir):
                      name="fer-peer")
     data = (peer_dir / "emotion_model_quantized.tflite").read_bytes()
     folder = tmp_path_factory.mktemp("models")
-    (folder / "peer.tflite").write_bytes(set_metadata_entry(data, METADATA_KEY, meta.to_json().encode()))
+    (folder / "peer.tflite").write_bytes(set_metadata_entry(data, METADATA_KEY, meta.to_json_text().encode()))
     return folder
 
 

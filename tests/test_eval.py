@@ -127,7 +127,7 @@ def constant_onnx(path: Path, labels=FER2013_LABELS) -> Path:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     meta = ModelMeta(labels=labels, input_size_hw=(48, 48), scale=1.0, offset=0.0, name="constant")
-    helper.set_model_props(model, {METADATA_KEY: meta.to_json()})
+    helper.set_model_props(model, {METADATA_KEY: meta.to_json_text()})
     onnx.save(model, str(path))
     return path
 

@@ -202,7 +202,7 @@ CASES = [
      lambda f: ["run", "--headless", "--image", f["media"] / "justin.jpg", "--save-video", f["ro"] / "annotated"],
      r"cannot write .*annotated: (Read-only file system|Permission denied)"),
     ("read-only folder: eval --out", "readonly", lambda f: [*EVAL, "--data", f["val"], "--out", f["ro"] / "eval"],
-     r"cannot write .*eval: (Read-only file system|Permission denied)"),
+     r"cannot write into --out folder .*readonly: (Read-only file system|Permission denied)"),
     ("read-only folder: convert --out", "readonly",
      lambda f: [*CONVERT, "--verify", f["val"], "--out", f["ro"] / "m.onnx"],
      r"cannot write into --out folder .*readonly: (Read-only file system|Permission denied)"),

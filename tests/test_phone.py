@@ -62,7 +62,7 @@ def peer_tflite(peer_dir, tmp_path_factory) -> Path:
     """The `fer` peer's real TFLite model with edge-fer metadata (gray 64x64, inputs in [-1, 1])."""
     data = (peer_dir / "emotion_model_quantized.tflite").read_bytes()
     path = tmp_path_factory.mktemp("peer") / "peer.tflite"
-    path.write_bytes(set_metadata_entry(data, METADATA_KEY, PEER_META.to_json().encode()))
+    path.write_bytes(set_metadata_entry(data, METADATA_KEY, PEER_META.to_json_text().encode()))
     return path
 
 

@@ -90,4 +90,4 @@ def eval_command(model_path, data, as_json, out, limit_per_class, dedup_against,
     report = evaluate(EvalOptions(model_path, data, out, limit_per_class, labels=labels,
                                   input_scale=input_scale, input_offset=input_offset,
                                   color=color, dedup_against=dedup_against, crop_faces=crop_faces))
-    click.echo(report.to_json() if as_json else format_report(report))
+    click.echo(report.to_json_text() if as_json else format_report(report))

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import defaults
 from ..classifier import ClassifierOptions, ExpressionClassifier, preprocess_crops
-from ..errors import InputError, ModelError, OptionsError
+from ..errors import InputError, ModelError, OptionsError, OutputError
 from ..fileio import check_writable_folder, output_error, write_with_atomic
 from ..metadata import resolve_model_meta
 from .datasets import FaceDataset, dedup_against, resolve_classes
@@ -94,7 +94,7 @@ class EvalReport:
         out["labels"] = list(self.labels)
         return out
 
-    def to_json(self) -> str:
+    def to_json_text(self) -> str:
         return json.dumps(self.to_dict())
 
 
@@ -170,7 +170,7 @@ def evaluate(options: EvalOptions) -> EvalReport:
     """Run the model over the dataset; write confusion.json/.png into ``options.out`` if set."""
     started = time.time()
     if options.out:  # a folder that cannot be written fails now, not after the evaluation
-        prepare_out_folder(Path(options.out))
+        check_out_folder(Path(options.out))
     with open_runner(options) as runner:
         meta = runner.meta
         load = LoadOptions(size_hw=meta.input_size_hw, limit_per_class=options.limit_per_class,
@@ -226,6 +226,17 @@ def write_outputs(report: EvalReport, out: Path) -> tuple[Path, Path]:
     figure = confusion_figure(report)
     write_with_atomic(png_path, lambda handle: figure.savefig(handle, format="png", dpi=120))
     return json_path, png_path
+
+
+def check_out_folder(out: Path) -> None:
+    """OutputError now if ``out`` (or, while it does not exist, the folder it would be made in)
+    cannot be written; nothing is created."""
+    folder = out
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"--out {out}: {folder} is a file, not a folder")
+    check_writable_folder(folder, "--out")
 
 
 def prepare_out_folder(out: Path) -> Path:

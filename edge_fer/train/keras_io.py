@@ -25,7 +25,7 @@ def save_keras(model, path: str | Path, meta: ModelMeta) -> Path:
     with atomic_path(path, ".keras") as tmp:
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as archive:
-            archive.writestr(META_ENTRY, meta.to_json())
+            archive.writestr(META_ENTRY, meta.to_json_text())
     return path
 
 
@@ -34,7 +34,7 @@ def read_keras_meta(path: str | Path) -> ModelMeta | None:
         with zipfile.ZipFile(path) as archive:
             if META_ENTRY not in archive.namelist():
                 return None
-            return ModelMeta.from_json(archive.read(META_ENTRY))
+            return ModelMeta.from_json_text(archive.read(META_ENTRY))
     except zipfile.BadZipFile:
         raise ModelError(f"{Path(path).name}: not a valid .keras archive") from None
 
