@@ -234,6 +234,31 @@ def test_parquet_same_rows_typed(batch, small_inputs, tmp_path):
     assert read_csv(tmp_path / "r_failures.csv")[0]["source"] == str(small_inputs[-1])
 
 
+def crash_on_crash_jpg(item):
+    """A pool task (runs in a spawned worker) that kills its process on sources named crash*."""
+    from edge_fer.analyze import engines
+
+    if Path(item.source).name.startswith("crash"):
+        os._exit(1)
+    return engines._pool_analyze(item)
+
+
+def test_worker_crash_is_a_failure_row_and_the_rest_completes(media_dir, tmp_path):
+    from edge_fer.analyze.engines import LocalEngine
+
+    names = ["crash.jpg"] + [f"face{i}.jpg" for i in range(9)]
+    for name in names:
+        shutil.copy(media_dir / "justin.jpg", tmp_path / name)
+    items = discover([tmp_path / n for n in names])
+    with LocalEngine(PipelineOptions(), 2, FER2013_LABELS, task=crash_on_crash_jpg) as engine:
+        results = list(engine.run(items))
+    assert [r.item.index for r in results] == list(range(len(names)))
+    assert "worker process died while reading this source" in results[0].error and not results[0].rows
+    # The sources in flight with it are retried one at a time: only the culprit fails.
+    assert all(r.ok and len(r.rows) == 1 for r in results[1:])
+    assert len({(r.rows[0].x, r.rows[0].y, r.rows[0].expression) for r in results[1:]}) == 1
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     """A local Ray instance with 2 CPUs (slow to start: once per module)."""

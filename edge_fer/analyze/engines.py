@@ -105,10 +105,12 @@ class LocalEngine:
     """``workers`` processes, each with its own pipeline (its thread settings come from the
     pipeline options: one classifier and one OpenCV thread by default, so N workers use N cores)."""
 
-    def __init__(self, pipeline_options, workers: int, labels: tuple[str, ...]) -> None:
+    def __init__(self, pipeline_options, workers: int, labels: tuple[str, ...],
+                 task: Callable[[WorkItem], SourceResult] = _pool_analyze) -> None:
         self.pipeline_options = pipeline_options
         self.workers = workers
         self.labels = labels
+        self.task = task  # runs in a worker: a module-level function (picklable by name)
         self._executor: ProcessPoolExecutor | None = None
         self._events = None
 
@@ -133,38 +135,61 @@ class LocalEngine:
                 return
 
     def run(self, items: list[WorkItem], on_event: Event = _quiet) -> Iterator[SourceResult]:
-        executor = self._start()
+        self._start()
         pending = deque(items)
-        in_flight: deque = deque()
+        in_flight: deque = deque()  # (item, future or None: to retry alone), in item order
 
         def top_up() -> None:
             running = sum(not f.done() for _, f in in_flight)
             while (pending and running < self.workers * AHEAD_PER_WORKER
                    and len(in_flight) < self.workers * BUFFERED_PER_WORKER):
-                item = pending.popleft()
-                in_flight.append((item, executor.submit(_pool_analyze, item)))
+                try:
+                    future = self._executor.submit(self.task, pending[0])
+                except BrokenProcessPool:  # seen when the head's result is collected
+                    return
+                in_flight.append((pending.popleft(), future))
                 running += 1
 
         while pending or in_flight:
-            top_up()
-            item, future = in_flight.popleft()
+            suspects = any(f is None for _, f in in_flight)  # after a crash: one source at a time
+            if not suspects:
+                top_up()
+            item, future = in_flight[0]
+            if future is None:
+                future = self._executor.submit(self.task, item)
+                in_flight[0] = (item, future)
             while not wait([future], timeout=0.1).done:
                 self._drain(on_event)
-                top_up()
+                if not suspects:
+                    top_up()
             self._drain(on_event)
             try:
-                yield future.result()
+                result = future.result()
             except BrokenProcessPool:
-                # A worker died (a decoder crash, out of memory): every source in flight fails
-                # with this reason (--resume retries them) and a fresh pool takes the rest.
-                reason = "a worker process died while this source was being read (crash or out of memory)"
-                log.warning("worker pool broke at %s; restarting it", item.source)
-                yield SourceResult(item, self.labels, error=reason)
-                for other, _ in in_flight:
-                    yield SourceResult(other, self.labels, error=reason)
-                in_flight.clear()
-                self._stop(wait_for_workers=False)
-                executor = self._start()
+                if not suspects:
+                    self._recover(in_flight)
+                    continue
+                # It ran alone and its worker died again: this source is the cause.
+                log.warning("a worker process died reading %s; restarting the pool", item.source)
+                self._restart()
+                result = SourceResult(item, self.labels, error="a worker process died while reading this "
+                                      "source (a crash in a decoder, or out of memory)")
+            in_flight.popleft()
+            yield result
+
+    def _recover(self, in_flight: deque) -> None:
+        """A worker died and took the pool with it: start a new one. The sources that were in flight
+        and not finished are retried one at a time, so the one that kills its worker fails alone
+        and the others complete."""
+        log.warning("a worker process died; restarting the pool and retrying its sources one at a time")
+        self._restart()
+        for position, (item, future) in enumerate(list(in_flight)):
+            if not (future.done() and not future.cancelled() and future.exception() is None):
+                in_flight[position] = (item, None)
+
+    def _restart(self) -> None:
+        self._stop(wait_for_workers=False)
+        self._start()
 
     def _stop(self, wait_for_workers: bool) -> None:
         executor, self._executor = self._executor, None
