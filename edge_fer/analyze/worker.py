@@ -134,7 +134,7 @@ class SourceAnalyzer:
                     unreported = 0
             decode_failures = source.decode_failures
         except Exception as exc:  # a bad source is a failure row, never the end of the batch
-            log.info("%s failed: %s", item.source, one_line(exc))
+            log.debug("%s failed: %s", item.source, one_line(exc))
             return SourceResult(item, self.labels, frames, (), one_line(exc),
                                 seconds=time.perf_counter() - start)
         finally:

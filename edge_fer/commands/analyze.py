@@ -8,6 +8,7 @@ import sys
 import click
 
 from .. import defaults
+from . import DETECTOR
 
 
 def _exit_on_sigterm(signum, frame) -> None:
@@ -31,16 +32,18 @@ def _exit_on_sigterm(signum, frame) -> None:
 @click.option("--timeline", "timeline_dir",
               help="Write one PNG per video here: each track's expression probabilities over time.")
 @click.option("--model", "model_path", help="Classifier .tflite or .onnx; default: the bundled model.")
-@click.option("--detector", help="haar, ssd, yunet, blazeface or rfb; default: the library's default detector.")
+@click.option("--detector", default=defaults.DETECTOR, show_default=True, type=DETECTOR, help="Face detector.")
 @click.option("--detector-model", help="The detector's file, or a folder holding its files.")
 @click.option("--detect-width", default=defaults.DETECT_WIDTH, show_default=True, type=int,
               help="Downscale frames to this width for detection (0: full size).")
 @click.option("--detect-every", default=defaults.DETECT_EVERY, show_default=True, type=int,
               help="Detect every Nth frame; tracked boxes are carried between.")
 @click.option("--min-face", default=defaults.MIN_FACE_PX, show_default=True, type=int, help="Smallest face side in pixels.")
-@click.option("--threads", default=1, show_default=True, type=int, help="Classifier threads per worker.")
-@click.option("--cv-threads", default=1, show_default=True, type=int, help="OpenCV threads per worker.")
-@click.option("--smooth", default=0.5, show_default=True, type=float,
+@click.option("--threads", default=defaults.CLASSIFIER_THREADS, show_default=True, type=int,
+              help="Classifier threads per worker.")
+@click.option("--cv-threads", default=defaults.OPENCV_THREADS, show_default=True, type=int,
+              help="OpenCV threads per worker.")
+@click.option("--smooth", default=defaults.SMOOTH, show_default=True, type=float,
               help="Weight of the past in each track's expression average, 0 <= s < 1 (0: off).")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 def analyze_command(paths, out, glob_pattern, workers, engine, ray_address, resume, timeline_dir, model_path,
@@ -57,13 +60,12 @@ def analyze_command(paths, out, glob_pattern, workers, engine, ray_address, resu
     from ..pipeline import PipelineOptions
 
     model = {"model_path": model_path} if model_path else {}
-    name = {"name": detector} if detector else {}
     options = WriteOptions(
         out=out, timeline_dir=timeline_dir, resume=resume,
         analyze=AnalyzeOptions(
             pipeline=PipelineOptions(
                 classifier=ClassifierOptions(**model, num_threads=threads),
-                detector=DetectorOptions(**name, model_path=detector_model, detect_width=detect_width,
+                detector=DetectorOptions(name=detector, model_path=detector_model, detect_width=detect_width,
                                          min_face_px=min_face, num_threads=threads),
                 detect_every=detect_every, smooth=smooth, opencv_threads=cv_threads),
             workers=workers, engine=engine, ray_address=ray_address, glob=glob_pattern))
@@ -75,4 +77,7 @@ def analyze_command(paths, out, glob_pattern, workers, engine, ray_address, resu
         signal.signal(signal.SIGTERM, previous)
         if bar is not None:
             bar.close()
-    click.echo(f"edge-fer: {summary.to_line()}; wrote {out}", err=True)
+    from ..analyze.writers import side_path
+
+    failed = f" (reasons in {side_path(out, 'failures')})" if summary.failures else ""
+    click.echo(f"edge-fer: {summary.to_line()}{failed}; wrote {out}", err=True)
