@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import http.server
+import importlib.util
 import io
 import os
 import re
@@ -337,6 +338,11 @@ def test_python_api(media_dir, detector_dir):
     assert seen == [row.expression] and stop.value.value.rows == 1
     only_summary = edge_fer.analyze([media_dir / "no-faces.jpg"], options).summary  # runs it
     assert only_summary.sources == 1 and only_summary.frames == 1 and only_summary.tracks[0].frames == 0
+    if importlib.util.find_spec("pandas") is None:
+        with pytest.raises(edge_fer.OptionsError, match="needs pandas"):
+            edge_fer.analyze([media_dir / "justin.jpg"], options).to_pandas()
+    else:
+        assert len(edge_fer.analyze([media_dir / "justin.jpg"], options).to_pandas()) == 1
     table = edge_fer.analyze([media_dir / "justin.jpg"], options).to_arrow()
     assert table.column("right_eye_x").to_pylist() == [ex] and table.column("frame").to_pylist() == [0]
 
@@ -394,3 +400,21 @@ def test_timeline_smoothing_keeps_length(values, window):
     out = smooth(np.array(values), window)
     assert out.shape == (len(values),)
     assert all(min(values) - 1e-9 <= v <= max(values) + 1e-9 for v in out)
+
+
+def test_discovery_order_glob_and_duplicates(media_dir, tmp_path):
+    nested = tmp_path / "day1" / "cam"
+    nested.mkdir(parents=True)
+    shutil.copy(media_dir / "justin.jpg", nested / "b.jpg")
+    shutil.copy(media_dir / "justin.jpg", tmp_path / "a.JPG")
+    (tmp_path / ".hidden.jpg").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("x")
+    items = discover([media_dir / "justin.jpg", media_dir, tmp_path])
+    assert [Path(i.source).name for i in items] == [
+        "justin.jpg", "no-faces.jpg", "test.mp4", "woman2.mp4", "a.JPG", "b.jpg"]
+    assert [i.kind for i in items] == ["image", "image", "video", "video", "image", "image"]
+    assert [i.index for i in items] == list(range(6))
+    assert items[-1].source == str(tmp_path / "day1" / "cam" / "b.jpg")  # the folder as given + relative path
+    assert [Path(i.source).name for i in discover([media_dir], glob="*.jpg")] == ["justin.jpg", "no-faces.jpg"]
+    assert [Path(i.source).name for i in discover([tmp_path], glob="day1/*/*.jpg")] == ["b.jpg"]
+    assert [i.kind for i in discover(["https://host/rec.mp4"])] == ["url"]
