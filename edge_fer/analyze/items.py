@@ -5,7 +5,8 @@
 * A file is a video unless its suffix is an image suffix (each image is its own source).
 * A folder is searched recursively for videos and images (hidden files and folders skipped):
   its files in name order, then each subfolder the same way, in name order. ``glob`` keeps
-  the files whose name or path relative to the folder matches. Files named on the command line are always taken, whatever ``glob`` says.
+  the files whose name or path relative to the folder matches. Files named on the command
+  line are always taken, whatever ``glob`` says.
 * A ``scheme://`` URL is a recording read in order, like a file.
 * ``source`` is the path as given (a folder's files: the folder as given joined with the
   file's relative path); the order is the order given, then the folder order above; a
