@@ -69,6 +69,10 @@ def convert(options: ConvertOptions) -> ConversionReport:
     """Convert, verify and write one model file; raises ConversionError (writing nothing) when
     the converted model's agreement with the source is below the threshold."""
     target = options.target
+    if target == "phone":
+        from .phone import convert_phone
+
+        return convert_phone(options)
     out = check_out(Path(options.out), target)
     if out.resolve() == Path(options.model_path).resolve():
         raise OptionsError(f"--out {out} is the source model itself: choose another file name")

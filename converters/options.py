@@ -9,11 +9,13 @@ from pathlib import Path
 from edge_fer.defaults import BATCH_THREADS, check_threads
 from edge_fer.errors import OptionsError
 
-TARGETS = ("tflite", "onnx")
+#: ``phone``: a TFLite file MediaPipe Tasks can feed (RGB input, standard metadata; converters.phone).
+TARGETS = ("tflite", "onnx", "phone")
 QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
 #: ONNX outputs: float32 and static int8 (QDQ); fp16/dynamic are TFLite-only here.
 ONNX_QUANTIZATIONS = ("none", "int8")
-SUFFIXES = {"tflite": ".tflite", "onnx": ".onnx"}
+SUFFIXES = {"tflite": ".tflite", "onnx": ".onnx", "phone": ".tflite"}
+PHONE_QUANTIZATIONS = ("none", "fp16", "dynamic")
 COLORS = ("gray", "rgb", "bgr")
 #: Least top-1 agreement with the source model on held-out faces, per quantization.
 DEFAULT_MIN_AGREEMENT = {"none": 0.995, "fp16": 0.995, "dynamic": 0.97, "int8": 0.95}
@@ -61,6 +63,9 @@ class ConvertOptions:
             raise OptionsError(f"unknown target {self.to!r}: expected one of {', '.join(TARGETS)}")
         if self.quantize not in QUANTIZATIONS:
             raise OptionsError(f"unknown quantization {self.quantize!r}: expected one of {', '.join(QUANTIZATIONS)}")
+        if self.to == "phone" and self.quantize not in PHONE_QUANTIZATIONS:
+            raise OptionsError(f"--to phone supports --quantize {', '.join(PHONE_QUANTIZATIONS)}, got "
+                               f"{self.quantize!r} (MediaPipe feeds float input)")
         if self.to == "onnx" and self.quantize not in ONNX_QUANTIZATIONS:
             raise OptionsError(f"ONNX output supports --quantize {' or '.join(ONNX_QUANTIZATIONS)}, "
                                f"got {self.quantize!r} (fp16 and dynamic are TFLite-only)")

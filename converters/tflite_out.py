@@ -42,7 +42,7 @@ def add_tflite_metadata(model: bytes, meta: ModelMeta) -> bytes:
     earlier one replaced, others kept), then the standard TFLite image-classifier metadata
     (labels, normalization) that MediaPipe Tasks and Android tooling read. The standard one goes
     last: it appends ``labels.txt`` after the flatbuffer, which a later rewrite would drop."""
-    from .mediapipe_meta import add_standard_metadata, norm_from_meta, set_metadata_entry
+    from .tflite_metadata import add_standard_metadata, norm_from_meta, set_metadata_entry
 
     data = set_metadata_entry(model, METADATA_KEY, meta.to_json_text().encode("utf-8"))
     return add_standard_metadata(data, meta.labels, *norm_from_meta(meta))

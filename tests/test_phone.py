@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import zipfile
 from pathlib import Path
@@ -15,13 +16,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from conftest import REPO
-from converters.mediapipe_meta import (MP_DESCRIPTION, MP_NAME, STANDARD_KEY, add_standard_metadata, check_agreement,
-                                       find_mediapipe_python, make_phone_variant, mediapipe_classify,
-                                       norm_from_meta, read_standard_metadata, set_metadata_entry,
-                                       write_standard_metadata)
+from converters.mediapipe_check import check_agreement, find_mediapipe_python, mediapipe_classify
+from converters.phone import make_phone_variant
+from converters.tflite_metadata import (MP_DESCRIPTION, MP_NAME, STANDARD_KEY, add_standard_metadata, norm_from_meta,
+                                        read_standard_metadata, set_metadata_entry, write_standard_metadata)
 from edge_fer.classifier import ClassifierOptions, ExpressionClassifier
+from edge_fer.cli import main
 from edge_fer.errors import ConversionError, EdgeFerError, ModelError
 from edge_fer.metadata import FER2013_LABELS, METADATA_KEY, ModelMeta, read_model_meta, tflite_metadata_entries
 
@@ -149,10 +152,42 @@ def test_bad_model_files(tmp_path, name, content, error):
 
 # the phone variant ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def peer_phone(peer_dir, tmp_path_factory) -> Path:
-    """Phone variant of the peer's Keras model (gray 64x64, [-1, 1]): RGB input, raw pixels."""
+def peer_phone(peer_dir, fer_val, tmp_path_factory) -> Path:
+    """Phone variant of the peer's Keras model (gray 64x64, [-1, 1]): RGB input, raw pixels,
+    made by ``edge-fer convert --to phone`` (verified on 30 held-out faces)."""
     out = tmp_path_factory.mktemp("phone") / "peer_phone.tflite"
-    return make_phone_variant(peer_dir / "emotion_model.hdf5", out, meta=PEER_META)
+    result = CliRunner().invoke(main, ["convert", str(peer_dir / "emotion_model.hdf5"), "--to", "phone",
+                                       "--labels", "fer2013", "--input-scale", repr(PEER_META.scale),
+                                       "--input-offset", "-1", "--verify", str(fer_val), "--verify-count", "30",
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert re.match(r"wrote .*peer_phone\.tflite \(phone none, .*agreement 100\.0% on 30 faces", result.stdout)
+    return out
+
+
+def test_check_phone_command(peer_phone, fer_val, mediapipe_python, monkeypatch):
+    monkeypatch.setenv("EDGE_FER_MEDIAPIPE_PYTHON", mediapipe_python)
+    result = CliRunner().invoke(main, ["check-phone", str(peer_phone), str(fer_val), "--count", "40"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["faces"] == 40 and report["agreement"] >= 0.95
+    assert report["accuracy_edge_fer"] == pytest.approx(report["accuracy_mediapipe"], abs=0.05)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["convert", "{peer}/emotion_model_quantized.tflite", "--to", "phone", "--verify", "{val}", "--out", "{tmp}/p.tflite"],
+     "unsupported source model 'emotion_model_quantized.tflite'"),
+    (["convert", "{peer}/emotion_model.hdf5", "--to", "phone", "--quantize", "int8", "--calibration", "{val}",
+      "--out", "{tmp}/p.tflite"], "--to phone supports --quantize none, fp16, dynamic, got 'int8'"),
+    (["check-phone", "{tmp}/none.tflite", "{val}"], "model file not found"),
+    (["check-phone", "{peer}/emotion_model_quantized.tflite", "{tmp}/nofaces"], "face folder not found"),
+])
+def test_phone_commands_refuse_bad_input(args, message, peer_dir, fer_val, tmp_path):
+    result = CliRunner().invoke(main, [a.format(peer=peer_dir, val=fer_val, tmp=tmp_path) for a in args])
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("edge-fer: error: ") and message in line, line
+    assert not (tmp_path / "p.tflite").exists()
 
 
 def test_phone_variant_takes_rgb_raw_pixels(peer_phone):
@@ -297,7 +332,7 @@ def test_same_metadata_as_mediapipes_own_writer(peer_phone, tmp_path, mediapipe_
 def test_shipped_phone_model_agrees_with_edge_fer(fer_val, mediapipe_python, monkeypatch):
     """The file apps ship: MediaPipe's ImageClassifier vs edge-fer's runtime on 500 faces."""
     if not SHIPPED_PHONE.is_file():
-        pytest.skip(f"{SHIPPED_PHONE.name} not shipped yet (python -m converters.mediapipe_meta phone ...)")
+        pytest.skip(f"{SHIPPED_PHONE.name} not shipped yet (edge-fer convert MODEL.keras --to phone ...)")
     monkeypatch.setenv("EDGE_FER_MEDIAPIPE_PYTHON", mediapipe_python)
     same_file = check_agreement(SHIPPED_PHONE, fer_val, 500)
     assert same_file["faces"] == 500 and same_file["agreement"] >= 0.99, same_file

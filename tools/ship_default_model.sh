@@ -18,7 +18,10 @@ $BIN/edge-fer convert "$OUT/model.keras" --to tflite --quantize int8 --calibrati
 $BIN/edge-fer convert "$OUT/model.keras" --to onnx --quantize none --calibration "$DATA/train" \
     --verify "$DATA/val" --verify-count 0 --out "$MODELS/edgenet_fer2013.onnx"
 # Phone variant: RGB input, grayscale inside the graph, standard metadata for MediaPipe Tasks.
-$BIN/python -m converters.mediapipe_meta phone "$OUT/model.keras" "$MODELS/edgenet_fer2013_phone.tflite"
+$BIN/edge-fer convert "$OUT/model.keras" --to phone --verify "$DATA/val" --verify-count 0 \
+    --out "$MODELS/edgenet_fer2013_phone.tflite"
+$BIN/edge-fer check-phone "$MODELS/edgenet_fer2013_phone.tflite" "$DATA/val" --count 500 \
+    --against "$MODELS/edgenet_fer2013_int8.tflite"
 
 # 3. Evaluate each shipped file on val/ (the model card's figures).
 for model in "$OUT/model.keras" "$MODELS"/edgenet_fer2013_int8.tflite "$MODELS"/edgenet_fer2013.onnx; do

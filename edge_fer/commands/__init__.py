@@ -15,7 +15,7 @@ DETECTOR_NAMES = ("haar", "ssd", "yunet", "blazeface", "rfb")     # edge_fer.det
 DEVICE_NAMES = ("auto", "cpu", "cuda", "tensorrt")                 # edge_fer.backends.DEVICES
 COLOR_NAMES = ("gray", "rgb", "bgr")                               # edge_fer.metadata.COLORS
 ARCH_NAMES = ("edgenet", "pyfer", "transfer")                      # edge_fer.train.models.ARCHS
-TARGET_NAMES = ("tflite", "onnx")                                  # converters.options.TARGETS
+TARGET_NAMES = ("tflite", "onnx", "phone")                         # converters.options.TARGETS
 QUANTIZATION_NAMES = ("none", "fp16", "dynamic", "int8")           # converters.options.QUANTIZATIONS
 
 

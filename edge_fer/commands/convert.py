@@ -11,7 +11,9 @@ from . import COLOR, QUANTIZATION_NAMES, TARGET_NAMES, Choice, finite_float
 
 @click.command("convert")
 @click.argument("model_path", metavar="MODEL", type=click.Path())
-@click.option("--to", type=Choice(TARGET_NAMES, "target"), help="Output format (default: from --out's suffix).")
+@click.option("--to", "--target", "to", type=Choice(TARGET_NAMES, "target"),
+              help="Output format (default: from --out's suffix); phone: a .tflite MediaPipe Tasks can "
+                   "feed (RGB input, standard metadata; from a Keras model; check it with check-phone).")
 @click.option("--quantize", type=Choice(QUANTIZATION_NAMES, "quantization"),
               help="none (float32), fp16, dynamic or int8 (full int8)  [default: none]")
 @click.option("--out", required=True, type=click.Path(),
@@ -39,7 +41,8 @@ from . import COLOR, QUANTIZATION_NAMES, TARGET_NAMES, Choice, finite_float
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--threads", "num_threads", default=2, show_default=True, type=int)
 def convert_command(all_formats: bool, quantize: str | None, **kwargs) -> None:
-    """Convert MODEL (.keras, .h5, SavedModel folder, .onnx) to TFLite or ONNX, verified on real faces."""
+    """Convert MODEL (.keras, .h5, SavedModel folder, .onnx) to TFLite, ONNX or the phone TFLite,
+    verified on real faces."""
     from converters import ConvertOptions, convert, convert_all, format_report, format_summary
     from edge_fer.errors import ConversionError, OptionsError
 

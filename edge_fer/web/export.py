@@ -95,7 +95,7 @@ def check_web_model(path: str | Path):
                          f"use its phone variant (RGB in, grayscale inside the graph), e.g. {PHONE_MODEL.name}")
     if STANDARD_METADATA_KEY not in tflite_metadata_entries(path.read_bytes()):
         raise ModelError(f"{path.name} has no standard TFLite metadata ({STANDARD_METADATA_KEY}), which "
-                         f"MediaPipe's ImageClassifier needs: write it with converters.mediapipe_meta")
+                         f"MediaPipe's ImageClassifier needs: write it with edge-fer convert --to phone")
     return meta
 
 

@@ -1,4 +1,4 @@
-"""Standard TFLite model metadata (what MediaPipe Tasks reads) and the phone variant.
+"""Standard TFLite model metadata (what MediaPipe Tasks reads): the flatbuffer writer and reader.
 
 MediaPipe's ``ImageClassifier`` on Android, iOS and Python reads from the model file itself:
 the input normalization (``NormalizationOptions`` mean/std: it feeds ``(pixel - mean) / std``
@@ -11,23 +11,12 @@ imported (``mediapipe.tasks.cc.metadata.python._pywrap_metadata_version`` is mis
 the wheel); tflite-support is unmaintained. tests/test_phone.py checks field-for-field parity
 with MediaPipe's writer and runs the result through MediaPipe's ``ImageClassifier``.
 
-MediaPipe's classifier feeds only 3- or 4-channel images, so a grayscale model gets a *phone
-variant*: RGB input at the model's size, with ``0.299 R + 0.587 G + 0.114 B`` (OpenCV's
-``COLOR_RGB2GRAY`` weights) inside the graph (:func:`make_phone_variant`, needs TensorFlow).
-
-MediaPipe itself (which pulls ``opencv-contrib-python``, clashing with
-``opencv-python-headless``) lives in its own environment; :func:`find_mediapipe_python`
-finds it and :func:`mediapipe_classify` runs its classifier there in a subprocess.
+The phone variant is :mod:`converters.phone`; MediaPipe's own check, :mod:`converters.mediapipe_check`.
 """
 
 from __future__ import annotations
 
 import io
-import json
-import os
-import subprocess
-import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +26,7 @@ import numpy as np
 
 from edge_fer.errors import ConversionError, ModelError
 from edge_fer.fileio import write_bytes_atomic
-from edge_fer.metadata import METADATA_KEY, ModelMeta, tflite_metadata_entries
+from edge_fer.metadata import ModelMeta, tflite_metadata_entries
 
 #: The metadata entry name and file identifier MediaPipe and TFLite Support look for.
 STANDARD_KEY = "TFLITE_METADATA"
@@ -46,9 +35,6 @@ FILE_IDENTIFIER = b"M001"
 #: which is what MediaPipe's GetMinimumMetadataParserVersion returns for this metadata.
 MIN_PARSER_VERSION = "1.0.0"
 LABELS_FILE = "labels.txt"
-#: OpenCV's COLOR_RGB2GRAY weights (ITU-R BT.601); they add up to 1.
-GRAY_WEIGHTS_RGB = (0.299, 0.587, 0.114)
-PHONE_QUANTIZATIONS = ("none", "fp16", "dynamic")
 
 # Enum values from metadata_schema.fbs and tensorflow/lite/schema/schema.fbs.
 _COLOR_SPACES = {"unknown": 0, "rgb": 1, "gray": 2}
@@ -161,11 +147,11 @@ def write_standard_metadata(tflite_in: str | Path, tflite_out: str | Path, label
     if tflite_out.suffix.lower() != ".tflite":
         raise ConversionError(f"output must end in .tflite, got {tflite_out.name!r}")
     data = add_standard_metadata(tflite_in.read_bytes(), labels, mean, std, **kwargs)
-    return write_atomic(tflite_out, data)
+    return write_model_file(tflite_out, data)
 
 
-def write_atomic(path: Path, data: bytes) -> Path:
-    """Write ``data`` to a temp file beside ``path``, then rename it over ``path``."""
+def write_model_file(path: Path, data: bytes) -> Path:
+    """``data`` written atomically (edge_fer.fileio) to ``path``, whose folder must exist."""
     path = Path(path)
     if not path.parent.is_dir():
         raise ConversionError(f"output folder does not exist: {path.parent}")
@@ -336,197 +322,3 @@ def _read_associated(model: bytes, name: str) -> tuple[str, ...]:
             return tuple(zf.read(name).decode("utf-8").splitlines()) if name in zf.namelist() else ()
     except zipfile.BadZipFile:
         return ()
-
-
-# phone variant -----------------------------------------------------------------------------
-def make_phone_variant(source: str | Path, out: str | Path, *, meta: ModelMeta | None = None,
-                       quantize: str = "none", unsafe: bool = False) -> Path:
-    """A TFLite file MediaPipe's ``ImageClassifier`` can feed, from a Keras model.
-
-    Input: float32 RGB at the model's size, raw pixels 0..255 (standard metadata mean/std fold
-    in the model's ``scale``/``offset``); grayscale models get the RGB->gray weighted sum as a
-    frozen 1x1 convolution in front, BGR models a channel swap. Output keeps both metadata sets:
-    ``edge_fer`` (colour ``rgb``) so edge-fer runs the same file, and the standard one.
-    ``quantize``: none (float32), fp16 or dynamic (int8 weights, float compute).
-    """
-    from edge_fer.train.keras_io import load_keras
-
-    out = Path(out)
-    if quantize not in PHONE_QUANTIZATIONS:
-        raise ConversionError(f"phone variant quantization must be one of {PHONE_QUANTIZATIONS}, got {quantize!r}")
-    if out.suffix.lower() != ".tflite":
-        raise ConversionError(f"phone variant output must end in .tflite, got {out.name!r}")
-    model, file_meta = load_keras(source, allow_unsafe=unsafe)
-    meta = meta or file_meta
-    if meta is None:
-        raise ConversionError(f"{Path(source).name} carries no edge-fer metadata: pass meta=ModelMeta(...)")
-    shape = tuple(model.inputs[0].shape)
-    if len(shape) != 4 or tuple(shape[1:]) != (*meta.input_size_hw, meta.channels):
-        raise ConversionError(f"{Path(source).name}: input {shape} does not match its metadata "
-                              f"{meta.input_size_hw} {meta.color}")
-    wrapper = _rgb_wrapper(model, meta)
-    data = _keras_to_tflite(wrapper, quantize, Path(source).name)
-    phone_meta = meta.with_(color="rgb", quantization=quantize,
-                            name=f"{meta.name}-phone" if meta.name else "phone")
-    data = set_metadata_entry(data, METADATA_KEY, phone_meta.to_json_text().encode("utf-8"))
-    mean, std = norm_from_meta(meta)
-    data = add_standard_metadata(data, meta.labels, mean, std, name=phone_meta.name or MP_NAME,
-                                 description=f"Facial expression classifier ({', '.join(meta.labels)}); "
-                                             "RGB input, raw pixels.")
-    return write_atomic(out, data)
-
-
-def _rgb_wrapper(model, meta: ModelMeta):
-    """Keras model: RGB image (raw pixels) -> ``model``'s colour -> ``model``."""
-    import keras
-
-    h, w = meta.input_size_hw
-    image = keras.Input((h, w, 3), name="image", dtype="float32")
-    if meta.color == "rgb":
-        return keras.Model(image, model(image), name="phone")
-    if meta.color == "gray":
-        kernel = np.array(GRAY_WEIGHTS_RGB, np.float32).reshape(1, 1, 3, 1)
-    else:  # bgr: swap channels 0 and 2
-        kernel = np.eye(3, dtype=np.float32)[:, ::-1].reshape(1, 1, 3, 3)
-    convert = keras.layers.Conv2D(kernel.shape[-1], 1, use_bias=False, trainable=False, name=f"rgb_to_{meta.color}")
-    x = convert(image)
-    convert.set_weights([kernel])
-    return keras.Model(image, model(x), name="phone")
-
-
-def _keras_to_tflite(model, quantize: str, source_name: str) -> bytes:
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if quantize != "none":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantize == "fp16":
-        converter.target_spec.supported_types = [tf.float16]
-    try:
-        return bytes(converter.convert())
-    except Exception as exc:  # the MLIR converter raises ConverterError/RuntimeError with long texts
-        lines = str(exc).strip().splitlines()
-        raise ConversionError(f"TFLite converter failed on {source_name} (phone variant): "
-                              f"{lines[0][:200] if lines else type(exc).__name__}") from None
-
-
-# MediaPipe, in its own environment ------------------------------------------------------------
-def find_mediapipe_python() -> str | None:
-    """A Python that can ``import mediapipe``: $EDGE_FER_MEDIAPIPE_PYTHON, the repo's
-    ``.venv-mp``, or this interpreter; None when there is none."""
-    repo = Path(__file__).resolve().parents[1]
-    candidates = [os.environ.get("EDGE_FER_MEDIAPIPE_PYTHON"), str(repo / ".venv-mp" / "bin" / "python"),
-                  sys.executable]
-    for python in candidates:
-        if not python or not Path(python).exists():
-            continue
-        try:
-            probe = subprocess.run([python, "-c", "import mediapipe"], capture_output=True, timeout=120)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if probe.returncode == 0:
-            return python
-    return None
-
-
-_CLASSIFY_SCRIPT = r"""
-import json, sys
-import numpy as np
-import mediapipe as mp
-from mediapipe.tasks.python import BaseOptions, vision
-args = json.loads(sys.stdin.read())
-options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=args["model"]),
-                                        max_results=-1)
-out = []
-with vision.ImageClassifier.create_from_options(options) as classifier:
-    for rgb in np.load(args["images"]):
-        rgb = np.ascontiguousarray(rgb)
-        result = classifier.classify(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb))
-        out.append({c.category_name: float(c.score) for c in result.classifications[0].categories})
-print(json.dumps({"version": mp.__version__, "scores": out}))
-"""
-
-
-def mediapipe_classify(model_path: str | Path, images_rgb: np.ndarray, python: str | None = None,
-                       timeout_s: float = 600) -> tuple[str, list[dict[str, float]]]:
-    """Run MediaPipe's ``ImageClassifier`` on uint8 RGB images (N, H, W, 3), as a phone app
-    passes camera frames. Returns (mediapipe version, one {label: score} per image, all classes)."""
-    python = python or find_mediapipe_python()
-    if python is None:
-        raise ConversionError("MediaPipe not found: python3.11 -m venv .venv-mp && .venv-mp/bin/pip install "
-                              "mediapipe (or set EDGE_FER_MEDIAPIPE_PYTHON)")
-    images_rgb = np.asarray(images_rgb)
-    if images_rgb.dtype != np.uint8 or images_rgb.ndim != 4 or images_rgb.shape[-1] != 3:
-        raise ConversionError(f"images must be uint8 (N, H, W, 3) RGB, got {images_rgb.dtype} {images_rgb.shape}")
-    with tempfile.TemporaryDirectory(prefix="edge-fer-mp-") as tmp:
-        np.save(Path(tmp) / "images.npy", images_rgb)
-        request = json.dumps({"model": str(Path(model_path).resolve()), "images": str(Path(tmp) / "images.npy")})
-        run = subprocess.run([python, "-c", _CLASSIFY_SCRIPT], input=request, capture_output=True, text=True,
-                             timeout=timeout_s)
-    if run.returncode != 0:
-        tail = (run.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ConversionError(f"MediaPipe ImageClassifier failed on {Path(model_path).name}: {tail[:300]}")
-    reply = json.loads(run.stdout.strip().splitlines()[-1])
-    return reply["version"], reply["scores"]
-
-
-# command line ------------------------------------------------------------------------------------
-def _main(argv=None) -> int:
-    """``python -m converters.mediapipe_meta phone SOURCE OUT`` / ``check MODEL FACES``."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m converters.mediapipe_meta", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    phone = sub.add_parser("phone", help="write the phone variant of a Keras model")
-    phone.add_argument("source", help=".keras (with edge-fer metadata) or .h5")
-    phone.add_argument("out", help="output .tflite")
-    phone.add_argument("--quantize", default="none", choices=PHONE_QUANTIZATIONS)
-    check = sub.add_parser("check", help="top-1 agreement of MediaPipe's ImageClassifier with edge-fer")
-    check.add_argument("model", help="a .tflite with standard and edge-fer metadata (RGB input)")
-    check.add_argument("faces", help="folder-per-class face crops, e.g. fer2013/val")
-    check.add_argument("--count", type=int, default=500)
-    check.add_argument("--against", help="another model edge-fer runs for the comparison (default: MODEL)")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "phone":
-            path = make_phone_variant(args.source, args.out, quantize=args.quantize)
-            std = read_standard_metadata(path.read_bytes())
-            print(f"wrote {path} ({path.stat().st_size} bytes): RGB input, mean {std.mean} std {std.std}, "
-                  f"labels {','.join(std.labels)}")
-        else:
-            print(json.dumps(check_agreement(args.model, args.faces, args.count, args.against)))
-    except (ConversionError, ModelError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def check_agreement(model: str | Path, faces: str | Path, count: int = 500, against: str | Path | None = None,
-                    seed: int = 0) -> dict:
-    """MediaPipe's top-1 on ``count`` face crops (gray or colour files, fed as RGB) vs edge-fer's
-    runtime on ``against`` (default: the same file)."""
-    import cv2
-
-    from edge_fer.classifier import ClassifierOptions, ExpressionClassifier
-
-    paths = sorted(p for p in Path(faces).glob("*/*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    if not paths:
-        raise ConversionError(f"no face crops (class folders of .jpg/.png) in {faces}")
-    picks = np.random.default_rng(seed).choice(len(paths), min(count, len(paths)), replace=False)
-    chosen = [paths[i] for i in sorted(picks)]
-    crops = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in chosen]
-    sizes = {c.shape[:2] for c in crops if c is not None}
-    if any(c is None for c in crops) or len(sizes) != 1:
-        raise ConversionError(f"face crops in {faces} must be readable images of one size, got sizes {sorted(sizes)}")
-    version, scores = mediapipe_classify(model, np.stack([cv2.cvtColor(c, cv2.COLOR_BGR2RGB) for c in crops]))
-    with ExpressionClassifier.create_from_options(ClassifierOptions(against or model, num_threads=1)) as clf:
-        ours = [clf.meta.labels[i] for i in clf.predict_proba(crops).argmax(1)]
-    theirs = [max(s, key=s.get) for s in scores]
-    truth = [p.parent.name for p in chosen]
-    return {"mediapipe": version, "faces": len(chosen), "agreement": float(np.mean([a == b for a, b in zip(ours, theirs)])),
-            "accuracy_mediapipe": float(np.mean([a == b for a, b in zip(theirs, truth)])),
-            "accuracy_edge_fer": float(np.mean([a == b for a, b in zip(ours, truth)]))}
-
-
-if __name__ == "__main__":
-    sys.exit(_main())
