@@ -320,11 +320,12 @@ def test_max_clients_refuses_with_503_then_frees_the_slot(woman2_results):
         server.publish(result, frame)
         first = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
         first.request("GET", "/events")
-        assert sse_events(first.getresponse(), 1, timeout_s=5)
+        watching = first.getresponse()  # (held: a collected response closes its socket)
+        assert sse_events(watching, 1, timeout_s=5)
         status, body = request(server, "GET", "/stream.mjpg")
         assert status == 503 and b"too many viewers" in body and server.slots.refused == 1
         assert request(server, "GET", "/healthz")[0] == 200  # short requests still answered
-        first.close()
+        watching.close()
         server.publish(result, frame)  # wakes the viewer thread: it sees the closed socket
         assert wait_until(lambda: server.slots.active == 0)
 
