@@ -104,9 +104,57 @@ def test_mirrored_on_two_logical_cpus(fer_train, tmp_path):
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
     result = json.loads(line[len("RESULT "):])
     assert result == {"replicas": 2, "per_replica": 8, "model": str(out / "model.keras"), "epochs": 1}
-    assert "batch 16 (8 x 2 replicas, strategy mirrored)" in proc.stdout
     assert read_keras_meta(out / "model.keras").labels == ("happy", "surprise")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["options"]["strategy"] == "mirrored" and summary["replicas"] == 2
     assert summary["train_counts"] == {"happy": 32, "surprise": 32}
     assert sorted(p.name for p in out.iterdir()) == ["best.keras", "history.csv", "model.keras", "summary.json"]
+
+
+WORKER = r"""
+import json, sys
+from edge_fer.train.trainer import TrainOptions, train
+result = train(TrainOptions(data=(sys.argv[1],), out=sys.argv[2], epochs=1, batch_size=8,
+                            strategy="multiworker", seed=0, verbose=0))
+print("RESULT", json.dumps({"model": result.model_path, "replicas": result.replicas}))
+"""
+
+
+def free_ports(n: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_multiworker_two_local_processes(fer_train, tmp_path):
+    """Two workers on this machine (each with its own --out, as on two machines) train one epoch
+    together: 2 replicas; worker 0 (the chief) writes the model, worker 1 leaves nothing behind."""
+    import os
+
+    data = tmp_path / "data"
+    for name in ("happy", "surprise"):
+        (data / name).mkdir(parents=True)
+        for path in sorted((fer_train / name).iterdir())[:32]:
+            (data / name / path.name).symlink_to(path)
+    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
+    procs = []
+    for index in range(2):
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        procs.append(subprocess.Popen([sys.executable, "-c", WORKER, str(data), str(tmp_path / f"w{index}")],
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [proc.communicate(timeout=600) for proc in procs]
+    for proc, (_, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err[-2000:]
+    results = [json.loads(next(x for x in out.splitlines() if x.startswith("RESULT "))[7:]) for out, _ in outputs]
+    assert results[0] == {"model": str(tmp_path / "w0" / "model.keras"), "replicas": 2}
+    assert results[1] == {"model": "", "replicas": 2}
+    assert sorted(p.name for p in (tmp_path / "w0").iterdir()) == ["best.keras", "history.csv", "model.keras",
+                                                                    "summary.json"]
+    assert list((tmp_path / "w1").iterdir()) == []

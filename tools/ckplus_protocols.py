@@ -5,7 +5,7 @@ configuration and gathers their protocol.json files into one JSON and a Markdown
     python tools/ckplus_protocols.py --out runs/ckplus --only subject6,subject7   # some of them
     python tools/ckplus_protocols.py --out runs/ckplus --table                   # table only
 
-Configurations (all on ../shared/data/ckplus48, --arch pyfer, 10 folds of which fold k tests,
+Configurations (all on ../shared/data/ckplus48, --arch pyfer by default, 10 folds of which fold k tests,
 fold k+1 picks the best epoch and the other 8 train):
 
 - random6/random7: the paper's protocol, the last frame of each sequence dealt into folds at random
@@ -39,9 +39,10 @@ CONFIGS = {
 
 def command(name: str, args) -> list[str]:
     split, classes, frames = CONFIGS[name]
-    cmd = ["edge-fer", "train", "--data", str(args.data), "--arch", "pyfer", "--classes", CLASSES[classes],
+    epochs = args.epochs if frames == 1 else max(1, args.epochs // frames)  # the same number of steps
+    cmd = ["edge-fer", "train", "--data", str(args.data), "--arch", args.arch, "--classes", CLASSES[classes],
            "--protocol", split, "--folds", str(args.folds), "--last-frames", str(frames),
-           "--epochs", str(args.epochs), "--seed", str(args.seed), "--out", str(args.out / name)]
+           "--epochs", str(epochs), "--seed", str(args.seed), "--out", str(args.out / name)]
     if args.batch_size:
         cmd += ["--batch-size", str(args.batch_size)]
     if args.lr:
@@ -53,9 +54,9 @@ def command(name: str, args) -> list[str]:
 
 def table(out: Path, names) -> tuple[dict, str]:
     rows, results = [], {}
-    lines = ["| protocol | classes | frames/seq | folds run | images | test acc. mean +- std | pooled | "
+    lines = ["| protocol | classes | frames/seq | epochs | folds run | images | test acc. mean +- std | pooled | "
              "test imgs with their sequence in train | train time |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name in names:
         path = out / name / "protocol.json"
         if not path.exists():
@@ -67,7 +68,8 @@ def table(out: Path, names) -> tuple[dict, str]:
         leaked = sum(f["test_sequences_in_train"] for f in folds)
         tested = sum(f["n_test"] for f in folds)
         std = summary["test_accuracy_std"]
-        rows.append(f"| {split} | {len(summary['classes'])} | {frames} | {summary['folds_run']}/{summary['folds']} "
+        rows.append(f"| {split} | {len(summary['classes'])} | {frames} | {summary['epochs']} "
+                    f"| {summary['folds_run']}/{summary['folds']} "
                     f"| {summary['n_images']} | {100 * summary['test_accuracy_mean']:.1f}%"
                     f"{'' if std is None else f' +- {100 * std:.1f}'} | {100 * summary['test_accuracy_pooled']:.1f}% "
                     f"| {leaked}/{tested} | {summary['train_seconds'] / 60:.0f} min |")
@@ -78,7 +80,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--arch", default="pyfer")
+    parser.add_argument("--epochs", type=int, default=15,
+                        help="per fold with the last frame; with 3 frames per sequence, a third of it "
+                             "(3x the images: the same number of steps)")
     parser.add_argument("--folds", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int)

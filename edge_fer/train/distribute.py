@@ -99,3 +99,47 @@ def shard_by_data(dataset):
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)
+
+
+def patch_keras_multiworker_reduce() -> None:
+    """Keras 3 (3.15) reduces each step's logs across workers with ``strategy.reduce("MEAN", v,
+    axis=0)``, which fails on scalars (the loss and metric values: "Invalid reduction dimension 0
+    for input with 0 dimensions"). Reduce scalars with ``axis=None`` instead (the mean over all
+    replicas); everything else goes to Keras as before. Idempotent."""
+    import tensorflow as tf
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original = tf_trainer.reduce_per_replica
+    if getattr(original, "edge_fer_patched", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction not in ("auto", "mean") or not tf_trainer._collective_all_reduce_multi_worker(strategy):
+            return original(values, strategy, reduction)
+
+        def mean(value):
+            if not isinstance(value, tf.distribute.DistributedValues):
+                return value
+            rank = strategy.experimental_local_results(value)[0].shape.rank
+            return strategy.reduce("MEAN", value, axis=0 if rank else None)
+
+        return tree.map_structure(mean, values)
+
+    reduce_per_replica.edge_fer_patched = True
+    tf_trainer.reduce_per_replica = reduce_per_replica
+
+
+def prebuild_for_multiworker(model, strategy, train_ds) -> None:
+    """Build the model, loss, metrics and optimizer on one local batch, before ``fit``.
+
+    Keras 3 (3.15) ``fit`` builds them from the first *distributed* batch, which it first reduces
+    eagerly (``strategy.reduce("MEAN", batch)``): MultiWorkerMirroredStrategy cannot, and fit
+    fails with "Attempt to convert a value (PerReplica...)" (keras-team/keras#20585). Built here,
+    that step has nothing to do, so it is skipped.
+    """
+    batch = next(iter(train_ds))
+    with strategy.scope():
+        model._symbolic_build(data_batch=batch)
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    patch_keras_multiworker_reduce()

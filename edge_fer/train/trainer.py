@@ -24,7 +24,7 @@ from ..errors import InputError, OptionsError
 from ..fileio import write_json_atomic
 from ..metadata import ModelMeta
 from .datasets import FaceDataset, resolve_classes
-from .distribute import Task, check_strategy, make_strategy, shard_by_data
+from .distribute import check_strategy, make_strategy, prebuild_for_multiworker, shard_by_data
 from .loaders import CKPLUS_KINDS, LoadOptions, dataset_kind, load_dataset
 from .models import arch_spec, build_model
 
@@ -191,6 +191,8 @@ def train_on(data: FaceDataset, val: FaceDataset | None, options: TrainOptions) 
     with strategy.scope():
         model = build_model(options.arch, len(data.classes), weights=options.weights)
         _compile(model, spec, steps, options.epochs, options.learning_rate)
+    if task.workers > 1:
+        prebuild_for_multiworker(model, strategy, train_ds)
     best_path = out / "best.keras"
     monitor = "val_accuracy" if val_ds is not None else "loss"
     callbacks = [keras.callbacks.BackupAndRestore(str(backup))]
@@ -224,7 +226,7 @@ def train_on(data: FaceDataset, val: FaceDataset | None, options: TrainOptions) 
         return TrainResult("", options.epochs, 0, None, float("nan"), float("nan"), round(seconds, 1),
                            replicas, per_replica)
 
-    log = _read_history(out / "history.csv")
+    history = _read_history(out / "history.csv")
     if best_path.exists():
         model = keras.saving.load_model(best_path, compile=False, safe_mode=True)
     if options.flip_tta:
@@ -234,9 +236,9 @@ def train_on(data: FaceDataset, val: FaceDataset | None, options: TrainOptions) 
                      scale=1.0, offset=0.0, name=options.arch)
     from .keras_io import save_keras
     model_path = save_keras(model, out / "model.keras", meta)
-    accs = log.get("val_accuracy") or []
-    best_epoch = int(np.argmax(accs)) + 1 if accs else len(log.get("loss", []))
-    losses = log.get("loss") or [float("nan")]
+    accs = history.get("val_accuracy") or []
+    best_epoch = int(np.argmax(accs)) + 1 if accs else len(history.get("loss", []))
+    losses = history.get("loss") or [float("nan")]
     result = TrainResult(str(model_path), len(losses), best_epoch,
                          float(max(accs)) if accs else None, float(losses[0]), float(losses[-1]),
                          round(seconds, 1), replicas, per_replica)

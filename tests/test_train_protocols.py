@@ -1,0 +1,105 @@
+"""`edge-fer train --protocol`: folds on CK+48's real subjects (no subject in two folds), a real
+3-fold run through the CLI that resumes, and the protocol's bad input as a CliRunner table."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edge_fer.cli import main
+from edge_fer.train.ckplus import frame_ids
+from edge_fer.train.loaders import LoadOptions, load_dataset
+from edge_fer.train.protocols import assign_folds, fold_split
+
+pytest.importorskip("keras")
+
+
+@pytest.fixture(scope="module")
+def ck_ids(ckplus48):
+    return frame_ids(load_dataset(ckplus48, LoadOptions(size_hw=(48, 48), last_k=3)))
+
+
+@pytest.mark.parametrize("folds", [3, 10])
+def test_subject_folds_keep_each_subject_on_one_side(ck_ids, folds):
+    subjects = [s for s, _, _ in ck_ids]
+    fold = assign_folds(subjects, folds, seed=0)
+    for subject in set(subjects):
+        assert len({fold[i] for i, s in enumerate(subjects) if s == subject}) == 1
+    sizes = np.bincount(fold, minlength=folds)
+    biggest = max(Counter(subjects).values())
+    assert sizes.sum() == len(subjects) and sizes.max() - sizes.min() <= biggest
+    for k in range(folds):
+        train, val, test = fold_split(fold, k, folds)
+        assert sorted(np.concatenate([train, val, test])) == list(range(len(subjects)))
+        assert not {subjects[i] for i in test} & {subjects[i] for i in train}
+        assert not {subjects[i] for i in val} & {subjects[i] for i in train}
+    assert np.array_equal(fold, assign_folds(subjects, folds, seed=0))
+    assert not np.array_equal(fold, assign_folds(subjects, folds, seed=1))
+
+
+def test_random_folds_split_sequences(ck_ids):
+    """Dealt at random, the 3 frames of most sequences land in different folds (the leak)."""
+    sequences = [q for _, q, _ in ck_ids]
+    fold = assign_folds([str(i) for i in range(len(sequences))], 10, seed=0)
+    assert np.bincount(fold).max() - np.bincount(fold).min() <= 1
+    spread = Counter(len({fold[i] for i, q in enumerate(sequences) if q == seq}) for seq in set(sequences))
+    assert spread[1] < len(set(sequences)) / 2
+
+
+def test_protocol_runs_folds_and_resumes(ckplus48, tmp_path):
+    """edgenet, 2 classes of CK+48's last frames (10 each), 3 subject folds of 1 epoch: every
+    image tested once, no test subject in training, and a rerun keeps the finished folds."""
+    out = tmp_path / "proto"
+    args = ["train", "--data", str(ckplus48), "--arch", "edgenet", "--classes", "happy,surprise",
+            "--limit-per-class", "10", "--epochs", "1", "--protocol", "subject", "--folds", "3",
+            "--out", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert re.search(r"subject split, 3 of 3 folds, 2 classes: test accuracy \d\.\d{4} \+- \d\.\d{4}",
+                     result.output), result.output
+    summary = json.loads((out / "protocol.json").read_text())
+    folds = summary["per_fold"]
+    assert [f["fold"] for f in folds] == [0, 1, 2] and summary["classes"] == ["happy", "surprise"]
+    assert sum(f["n_test"] for f in folds) == summary["n_images"] == 20
+    for f in folds:
+        assert f["n_train"] + f["n_val"] + f["n_test"] == 20
+        assert f["test_subjects_in_train"] == 0 and f["test_sequences_in_train"] == 0
+        assert f["accuracy"] == pytest.approx(np.trace(f["confusion"]) / f["n_test"])
+    accs = [f["accuracy"] for f in folds]
+    assert summary["test_accuracy_mean"] == pytest.approx(np.mean(accs))
+    assert summary["test_accuracy_std"] == pytest.approx(np.std(accs, ddof=1))
+    tested = sum((json.loads((out / f"fold{k:02d}" / "test.json").read_text())["test_paths"]
+                  for k in range(3)), [])
+    assert len(set(tested)) == 20  # every image tested exactly once
+    stamps = [(out / f"fold{k:02d}" / "model.keras").stat().st_mtime_ns for k in range(3)]
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0, again.output
+    assert [(out / f"fold{k:02d}" / "model.keras").stat().st_mtime_ns for k in range(3)] == stamps
+    assert json.loads((out / "protocol.json").read_text())["per_fold"] == folds
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--protocol", "subject", "--folds", "2"], "needs >= 3 folds"),
+    (["--protocol", "subject", "--run-folds", "11"], r"--run-folds must be 1\.\.10"),
+    (["--protocol", "random", "--val", "VAL"], "drop --val"),
+    (["--protocol", "bogus"], "Invalid value for '--protocol'"),
+    (["--last-frames", "0"], "--last-frames must be >= 1"),
+    (["--first-as-neutral"], "drop --first-as-neutral"),
+])
+def test_protocol_cli_bad_input(ckplus48, tmp_path, extra, message):
+    result = CliRunner().invoke(main, ["train", "--data", str(ckplus48), "--out", str(tmp_path / "o"), *extra])
+    assert result.exit_code == 2, result.output
+    assert re.search(message, result.output), result.output
+    assert not list(tmp_path.rglob("*.keras"))
+
+
+def test_protocol_needs_ck_frame_names(fer_val, tmp_path):
+    result = CliRunner().invoke(main, ["train", "--data", str(fer_val), "--limit-per-class", "3",
+                                       "--protocol", "subject", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert result.output.startswith("edge-fer: error: not a CK+ frame name"), result.output
