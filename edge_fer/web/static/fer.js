@@ -169,18 +169,28 @@ function subImage(frame, x0, y0, x1, y1) {
   return out;
 }
 
+// Resampling taps along one axis, flat: destination d reads source index[k] with weight[k] for
+// k in start[d] .. start[d + 1] - 1.
+function taps(lists) {
+  const start = new Int32Array(lists.length + 1);
+  lists.forEach((l, d) => { start[d + 1] = start[d] + l.length; });
+  const index = new Int32Array(start[lists.length]), weight = new Float64Array(start[lists.length]);
+  lists.forEach((l, d) => l.forEach(([i, w], k) => { index[start[d] + k] = i; weight[start[d] + k] = w; }));
+  return {start, index, weight};
+}
+
 // OpenCV's INTER_AREA weights along one axis (resizeArea's computeResizeAreaTab).
 function areaTable(srcSize, dstSize) {
   const scale = srcSize / dstSize, table = [];
   for (let d = 0; d < dstSize; d++) {
     const f1 = d * scale, f2 = f1 + scale, cell = Math.min(scale, srcSize - f1);
-    const s1 = Math.ceil(f1), s2 = Math.floor(f2), taps = [];
-    if (s1 - f1 > 1e-3) taps.push([s1 - 1, (s1 - f1) / cell]);
-    for (let s = s1; s < s2; s++) taps.push([s, 1 / cell]);
-    if (f2 - s2 > 1e-3 && s2 < srcSize) taps.push([s2, (Math.min(Math.min(f2 - s2, 1), cell)) / cell]);
-    table.push(taps);
+    const s1 = Math.ceil(f1), s2 = Math.floor(f2), row = [];
+    if (s1 - f1 > 1e-3) row.push([s1 - 1, (s1 - f1) / cell]);
+    for (let s = s1; s < s2; s++) row.push([s, 1 / cell]);
+    if (f2 - s2 > 1e-3 && s2 < srcSize) row.push([s2, (Math.min(Math.min(f2 - s2, 1), cell)) / cell]);
+    table.push(row);
   }
-  return table;
+  return taps(table);
 }
 
 // OpenCV's INTER_LINEAR taps along one axis (half-pixel centres, edge clamped).
@@ -193,39 +203,42 @@ function linearTable(srcSize, dstSize) {
     if (s >= srcSize - 1) { s = srcSize - 1; f = 0; }
     table.push(f ? [[s, 1 - f], [s + 1, f]] : [[s, 1]]);
   }
-  return table;
+  return taps(table);
 }
 
 /** ``image`` at width x height: area averaging when shrinking, bilinear when enlarging (resize_to).
- * Separable: rows first into floats, then columns, as OpenCV's resizeArea accumulates. */
+ * Separable: columns of each needed row first into floats, then rows, as OpenCV accumulates. */
 export function resizeTo(image, width, height) {
   if (image.width === width && image.height === height) return image;
   const shrink = image.height > height || image.width > width;
   const tx = (shrink ? areaTable : linearTable)(image.width, width);
   const ty = (shrink ? areaTable : linearTable)(image.height, height);
-  const src = image.data, W = image.width, rows = new Float32Array(image.height * width * 3);
+  const src = image.data, W = image.width, rows = new Float64Array(image.height * width * 3);
+  const needed = new Uint8Array(image.height);
+  for (let k = 0; k < ty.index.length; k++) needed[ty.index[k]] = 1;
   for (let y = 0; y < image.height; y++) {
+    if (!needed[y]) continue;
+    const base = y * W;
     for (let x = 0; x < width; x++) {
       let r = 0, g = 0, b = 0;
-      for (const [sx, w] of tx[x]) {
-        const i = (y * W + sx) * 4;
+      for (let k = tx.start[x]; k < tx.start[x + 1]; k++) {
+        const i = (base + tx.index[k]) * 4, w = tx.weight[k];
         r += src[i] * w; g += src[i + 1] * w; b += src[i + 2] * w;
       }
       const o = (y * width + x) * 3;
       rows[o] = r; rows[o + 1] = g; rows[o + 2] = b;
     }
   }
-  const out = newImage(width, height);
+  const out = newImage(width, height), dst = out.data;
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < width; x++) {
       let r = 0, g = 0, b = 0;
-      for (const [sy, w] of ty[y]) {
-        const i = (sy * width + x) * 3;
+      for (let k = ty.start[y]; k < ty.start[y + 1]; k++) {
+        const i = (ty.index[k] * width + x) * 3, w = ty.weight[k];
         r += rows[i] * w; g += rows[i + 1] * w; b += rows[i + 2] * w;
       }
       const o = (y * width + x) * 4;
-      out.data[o] = Math.round(r); out.data[o + 1] = Math.round(g); out.data[o + 2] = Math.round(b);
-      out.data[o + 3] = 255;
+      dst[o] = Math.round(r); dst[o + 1] = Math.round(g); dst[o + 2] = Math.round(b); dst[o + 3] = 255;
     }
   }
   return out;
