@@ -373,6 +373,10 @@ CASES = [
     ("workers 0", lambda m, t: [m, "--out", t / "r.csv", "--workers", 0], "--workers must be between 1 and"),
     ("workers huge", lambda m, t: [m, "--out", t / "r.csv", "--workers", 100_000], "--workers must be between 1 and"),
     ("ray address without ray", lambda m, t: [m, "--out", t / "r.csv", "--ray-address", "auto"], "needs --engine ray"),
+    ("ray address malformed", lambda m, t: [m, "--out", t / "r.csv", "--engine", "ray", "--ray-address", "x"],
+     "expected auto, HOST:PORT"),
+    ("ray cluster unreachable", lambda m, t: [m / "justin.jpg", "--out", t / "r.csv", "--engine", "ray",
+                                              "--ray-address", "127.0.0.1:1"], "cannot reach a Ray cluster"),
     ("bad model", lambda m, t: [m, "--out", t / "r.csv", "--model", t / "empty"], ""),
     ("unknown detector", lambda m, t: [m, "--out", t / "r.csv", "--detector", "nope"], "unknown detector 'nope'"),
 ]

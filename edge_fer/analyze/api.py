@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 
 from ..errors import InputError, OptionsError
 from ..pipeline import PipelineOptions
-from .engines import ENGINES, InlineEngine, LocalEngine, RayEngine
+from .engines import ENGINES, InlineEngine, LocalEngine, RayEngine, parse_ray_address
 from .items import discover
 from .summary import AnalysisSummary
 from .worker import FaceRow, SourceAnalyzer, SourceResult
@@ -60,6 +60,7 @@ class AnalyzeOptions:
             raise OptionsError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.ray_address is not None and self.engine != "ray":
             raise OptionsError(f"--ray-address {self.ray_address} needs --engine ray (got --engine {self.engine})")
+        parse_ray_address(self.ray_address)
         if self.workers is not None:
             most = MAX_RAY_WORKERS if self.engine == "ray" else MAX_WORKERS_PER_CORE * cpu_cores()
             if not 1 <= self.workers <= most:

@@ -18,6 +18,7 @@ import logging
 import os
 import queue as queue_module
 import signal
+import socket
 from collections import deque
 from dataclasses import replace
 from pathlib import Path
@@ -247,6 +248,29 @@ def import_ray():
     return ray
 
 
+def parse_ray_address(address: str | None) -> tuple[str, int] | None:
+    """``(host, port)`` of ``HOST:PORT`` or ``ray://HOST:PORT``; None for None or ``auto``."""
+    if not address or address == "auto":
+        return None
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        raise OptionsError(f"--ray-address {address}: expected auto, HOST:PORT or ray://HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
+    """OptionsError within ``timeout_s`` when ``host:port`` (or ``ray://host:port``) does not
+    accept a connection: Ray itself retries an unreachable cluster for minutes."""
+    host_port = parse_ray_address(address)
+    if host_port is None:
+        return
+    try:
+        socket.create_connection(host_port, timeout=timeout_s).close()
+    except OSError as exc:
+        raise OptionsError(f"cannot reach a Ray cluster at {address}: "
+                           f"{exc.strerror or type(exc).__name__}") from None
+
+
 class RayEngine:
     """Ray tasks (one CPU each). ``address``: a cluster's ``host:port`` or ``auto``; None uses
     the instance this process already runs, else $RAY_ADDRESS, else starts a local one.
@@ -262,6 +286,7 @@ class RayEngine:
 
     def __enter__(self) -> "RayEngine":
         self.ray = ray = import_ray()
+        check_reachable(self.address)
         if not ray.is_initialized():
             try:
                 ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING,
