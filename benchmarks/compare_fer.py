@@ -30,7 +30,9 @@ from edge_fer.fileio import file_sha256
 from edge_fer.bench.report import write_json_atomic
 from edge_fer.bench.stats import median
 from edge_fer.bench.suite import model_format, run_worker
+from edge_fer import defaults
 from edge_fer.classifier import ClassifierOptions
+from edge_fer.detectors.shipped import shipped_detectors
 from edge_fer.detectors import DETECTORS
 from edge_fer.errors import EdgeFerError
 from edge_fer.pipeline import PipelineOptions
@@ -60,10 +62,11 @@ def configurations(args) -> list[dict]:
     configs = [{"name": "fer (Haar + mini-Xception TFLite)", "kind": "fer", "use_tflite": True}]
     if args.fer_keras:
         configs.append({"name": "fer (Haar + mini-Xception Keras)", "kind": "fer", "use_tflite": False})
-    configs.append({"name": "edge-fer default", "kind": "edge", "model": default, "detector": "haar"})
+    configs.append({"name": f"edge-fer default ({defaults.DETECTOR})", "kind": "edge", "model": default,
+                    "detector": defaults.DETECTOR})
     configs += [{"name": f"edge-fer {d}", "kind": "edge", "model": default, "detector": d}
-                for d in DETECTORS if d != "haar"]
-    configs += [{"name": f"edge-fer {m.name}", "kind": "edge", "model": m, "detector": "haar"}
+                for d in DETECTORS if d != defaults.DETECTOR]
+    configs += [{"name": f"edge-fer {m.name}", "kind": "edge", "model": m, "detector": defaults.DETECTOR}
                 for m in available_models() if m != default.resolve()]
     return configs
 
@@ -87,7 +90,8 @@ def run_edge(config: dict, video: Path, frames: int, warmup: int, stem: Path) ->
     options = BenchOptions(models=(str(model),), detectors=(config["detector"],),
                            threads=(ClassifierOptions().num_threads,), cv_threads=(PipelineOptions().opencv_threads,),
                            source=SourceSpec("video", str(video)), frames=frames, warmup=warmup,
-                           detector_model=str(DETECTOR_DIR), **overrides_for(model))
+                           detector_model=None if config["detector"] in shipped_detectors() else str(DETECTOR_DIR),
+                           **overrides_for(model))
     return run_worker(options, options.rows()[0], stem)
 
 
@@ -145,8 +149,14 @@ def main() -> int:
     if not FER_PYTHON.is_file():
         sys.exit(f"compare_fer: {FER_PYTHON} not found: python3.11 -m venv benchmarks/.venv-fer && "
                  "benchmarks/.venv-fer/bin/pip install -r benchmarks/requirements-fer.txt")
+    # A clean user: no detector files outside the package, an empty cache (the shipped
+    # detectors load from the package; ssd and rfb are given their files explicitly).
+    clean_cache = tempfile.mkdtemp(prefix="compare-fer-cache-")
+    os.environ["XDG_CACHE_HOME"] = clean_cache
+    os.environ.pop("EDGE_FER_DETECTORS", None)
     machine = machine_info()
-    record = {"provenance": _common.provenance(machine), "machine": machine, "videos": {}, "skipped": {}}
+    record = {"provenance": _common.provenance(machine), "machine": machine, "videos": {}, "skipped": {},
+              "clean_user": {"XDG_CACHE_HOME": clean_cache, "EDGE_FER_DETECTORS": None}}
     configs = configurations(args)
     if args.only:
         keep = {n.strip() for n in args.only.split(",")}

@@ -32,14 +32,19 @@ ALIGN_POINTS = ("right_eye", "left_eye", "nose", "mouth", "mouth_right", "mouth_
 
 def similarity_transform(src_xy: np.ndarray, dst_xy: np.ndarray) -> np.ndarray:
     """The 2x3 similarity ``[[a, -b, tx], [b, a, ty]]`` mapping ``src_xy`` (N, 2) onto
-    ``dst_xy`` (N, 2) in the least-squares sense (N >= 2)."""
+    ``dst_xy`` (N, 2) in the least-squares sense (N >= 2), in closed form: with both point
+    sets centred, a = sum(s . d) / sum(|s|^2), b = sum(s x d) / sum(|s|^2)."""
     src = np.asarray(src_xy, np.float64)
     dst = np.asarray(dst_xy, np.float64)
-    n = len(src)
-    rows = np.zeros((2 * n, 4))
-    rows[0::2] = np.column_stack([src[:, 0], -src[:, 1], np.ones(n), np.zeros(n)])
-    rows[1::2] = np.column_stack([src[:, 1], src[:, 0], np.zeros(n), np.ones(n)])
-    (a, b, tx, ty), *_ = np.linalg.lstsq(rows, dst.reshape(-1), rcond=None)
+    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
+    s, d = src - src_mean, dst - dst_mean
+    norm = float((s * s).sum())
+    if norm <= 1e-12:
+        raise ValueError("landmarks coincide: no transform")
+    a = float((s * d).sum()) / norm
+    b = float((s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum()) / norm
+    tx = dst_mean[0] - (a * src_mean[0] - b * src_mean[1])
+    ty = dst_mean[1] - (b * src_mean[0] + a * src_mean[1])
     return np.array([[a, -b, tx], [b, a, ty]])
 
 
@@ -65,7 +70,10 @@ def landmark_transform(face: Face, template: Mapping[str, tuple[float, float]],
     h, w = size_hw
     src = np.array([face.landmarks_xy[n] for n in names])
     dst = np.array([(template[n][0] * w, template[n][1] * h) for n in names])
-    return similarity_transform(src, dst)
+    try:
+        return similarity_transform(src, dst)
+    except ValueError:
+        return None
 
 
 def framed_box_xywh(box_xywh, transform: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
@@ -102,32 +110,40 @@ def face_to_input_transform(face: Face, meta: ModelMeta) -> np.ndarray | None:
     return box_transform(framed_box_xywh(face.box_xywh, transform), meta.input_size_hw)
 
 
-def warp_to_input(frame_bgr: np.ndarray, matrix: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
-    """``frame_bgr`` through the 2x3 ``matrix`` into an image of ``size_hw``. Large faces are
-    first shrunk with area averaging (a plain bilinear warp would alias), and pixels beyond the
-    frame replicate its edge."""
+def warp_to_input(frame_bgr: np.ndarray, matrix: np.ndarray, size_hw: tuple[int, int],
+                  gray: bool = False) -> np.ndarray:
+    """``frame_bgr`` through the 2x3 ``matrix`` into an image of ``size_hw`` (gray HxW where
+    ``gray``, else BGR). Large faces are first shrunk by an integer factor with area averaging
+    (a plain bilinear warp would alias; integer factors take OpenCV's fast path), and pixels
+    beyond the frame replicate its edge."""
     out_h, out_w = size_hw
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))  # input px per frame px
-    if scale >= 0.5:
-        return cv2.warpAffine(frame_bgr, _centred(matrix), (out_w, out_h), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_REPLICATE)
-    # The frame region the output sees, plus a margin, shrunk by ``scale`` with INTER_AREA.
+    factor = int(1.0 / scale) if scale > 0 else 1
+    H, W = frame_bgr.shape[:2]
+    # The frame region the output sees (its corners mapped back), plus a margin.
     inverse = cv2.invertAffineTransform(matrix)
     corners = np.array([[0, 0, 1], [out_w, 0, 1], [0, out_h, 1], [out_w, out_h, 1]], np.float64) @ inverse.T
-    H, W = frame_bgr.shape[:2]
-    x0, y0 = np.floor(corners.min(axis=0)).astype(int) - 2
-    x1, y1 = np.ceil(corners.max(axis=0)).astype(int) + 2
+    margin = 2 + factor
+    x0, y0 = (np.floor(corners.min(axis=0)).astype(int) - margin).tolist()
+    x1, y1 = (np.ceil(corners.max(axis=0)).astype(int) + margin).tolist()
+    if factor >= 2:  # start on the output origin's grid of the factor: no half-pixel blur there
+        ox, oy = int(np.floor(corners[0, 0])), int(np.floor(corners[0, 1]))
+        x0, y0 = x0 - (x0 - ox) % factor, y0 - (y0 - oy) % factor
+        x0 += factor * max(0, (-x0 + factor - 1) // factor)  # still on the grid once inside the frame
+        y0 += factor * max(0, (-y0 + factor - 1) // factor)
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(W, x1), min(H, y1)
-    if x1 - x0 < 2 or y1 - y0 < 2:  # the face lies (almost) outside the frame
-        return cv2.warpAffine(frame_bgr, _centred(matrix), (out_w, out_h), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_REPLICATE)
+    if x1 - x0 < 2 * factor or y1 - y0 < 2 * factor:  # the face lies (almost) outside the frame
+        x0, y0, x1, y1, factor = 0, 0, W, H, 1
+    if factor >= 2:  # whole multiples of the factor, so that the shrink is exact
+        x1, y1 = x0 + (x1 - x0) // factor * factor, y0 + (y1 - y0) // factor * factor
     roi = frame_bgr[y0:y1, x0:x1]
-    small_w, small_h = max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))
-    small = cv2.resize(roi, (small_w, small_h), interpolation=cv2.INTER_AREA)
-    # small px -> frame px: x = x0 + u * (roi_w / small_w); then the original matrix.
-    fx, fy = (x1 - x0) / small_w, (y1 - y0) / small_h
-    to_frame = np.array([[fx, 0.0, x0], [0.0, fy, y0], [0.0, 0.0, 1.0]])
-    return cv2.warpAffine(small, _centred(matrix @ to_frame), (out_w, out_h), flags=cv2.INTER_LINEAR,
+    if gray and roi.ndim == 3:
+        roi = cv2.cvtColor(roi, cv2.COLOR_BGR2GRAY)
+    if factor >= 2:
+        roi = cv2.resize(roi, ((x1 - x0) // factor, (y1 - y0) // factor), interpolation=cv2.INTER_AREA)
+    # roi px -> frame px: x = x0 + u * factor (edges exact); then the original matrix.
+    to_frame = np.array([[factor, 0.0, x0], [0.0, factor, y0], [0.0, 0.0, 1.0]])
+    return cv2.warpAffine(roi, _centred(matrix @ to_frame), (out_w, out_h), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
 
 

@@ -200,17 +200,19 @@ def framing_kind(classifier, detector_name: str) -> str:
 
 
 def through_detector(classifier, data_dir: str | Path, detector_name: str, upscale: int = DEFAULT_UPSCALE,
-                     pad_px: int = DEFAULT_PAD_PX, limit: int | None = None,
+                     pad_px: int = DEFAULT_PAD_PX, limit_per_class: int | None = None,
                      detector_model: str | None = None, batch_size: int = 64) -> ThroughDetectorReport:
-    """The through-detector protocol on every face of ``data_dir`` (or the first ``limit``)."""
+    """The through-detector protocol on every face of ``data_dir`` (or the first
+    ``limit_per_class`` of each class)."""
     from .detectors import create_detector
 
     if upscale < 1 or pad_px < 0:
         raise OptionsError(f"upscale must be >= 1 and pad >= 0, got {upscale} and {pad_px}")
     labels = classifier.meta.labels
     items = list_labelled_images(data_dir, labels)
-    if limit:
-        items = items[:limit]
+    if limit_per_class:
+        items = [it for label in dict.fromkeys(l for _, l in items)
+                 for it in [i for i in items if i[1] == label][:limit_per_class]]
     direct, through, truth, found_mask = [], [], [], []
     found_any = 0
     with create_detector(protocol_detector_options(detector_name, detector_model)) as detector:
@@ -249,3 +251,98 @@ def _top1(classifier, crops) -> list[int]:
     if not crops:
         return []
     return np.argmax(classifier.predict_proba(crops), axis=1).tolist()
+
+
+@dataclass(frozen=True)
+class ThroughDetectorOptions:
+    """``edge-fer eval --through-detector``: a runtime model (.tflite/.onnx) on ``data_dir``."""
+
+    model_path: str
+    data_dir: str
+    detector: str
+    upscale: int = DEFAULT_UPSCALE
+    pad_px: int = DEFAULT_PAD_PX
+    detector_model: str | None = None
+    num_threads: int = 1
+    limit_per_class: int | None = None
+
+
+def run_through_detector(options: ThroughDetectorOptions) -> ThroughDetectorReport:
+    from .classifier import ClassifierOptions, ExpressionClassifier
+
+    if Path(options.model_path).suffix.lower() not in (".tflite", ".onnx"):
+        raise OptionsError(f"--through-detector needs a .tflite or .onnx model, got {options.model_path}")
+    with ExpressionClassifier.create_from_options(ClassifierOptions(model_path=options.model_path,
+                                                                    num_threads=options.num_threads)) as classifier:
+        return through_detector(classifier, options.data_dir, options.detector, options.upscale,
+                                options.pad_px, limit_per_class=options.limit_per_class,
+                                detector_model=options.detector_model)
+
+
+# writing ---------------------------------------------------------------------------------------
+def write_model_framing(path: str | Path, framing: Framing) -> Path:
+    """Put ``framing`` into the edge-fer metadata of a .tflite or .onnx file, atomically (the
+    other metadata, and a TFLite file's standard metadata, kept); checked by reading it back."""
+    from .errors import ModelError
+    from .fileio import atomic_path
+    from .metadata import read_model_meta
+
+    path = Path(path)
+    meta = read_model_meta(path)
+    if meta is None:
+        raise ModelError(f"{path.name} carries no edge-fer metadata to put a framing into (convert it first)")
+    wanted = meta.with_(framing=framing)
+    with atomic_path(path, suffix=path.suffix) as tmp:
+        if path.suffix.lower() == ".tflite":
+            from converters.tflite_out import add_tflite_metadata
+
+            tmp.write_bytes(add_tflite_metadata(path.read_bytes(), wanted))
+        else:
+            from converters.onnx_out import add_onnx_metadata
+
+            tmp.write_bytes(path.read_bytes())
+            add_onnx_metadata(tmp, wanted)
+        if read_model_meta(tmp) != wanted:
+            raise ModelError(f"{path.name}: the framing did not read back as written")
+    return path
+
+
+@dataclass(frozen=True)
+class CalibrateOptions:
+    """``edge-fer calibrate-framing``: fit on ``data_dir``, write into ``models``."""
+
+    data_dir: str
+    models: tuple[str, ...] = ()
+    detectors: tuple[str, ...] = ("yunet", "blazeface", "haar", "ssd", "rfb")
+    detector_models: tuple[str, ...] = ()  # "name=path"
+    count: int = 3000
+    seed: int = 0
+    report_path: str | None = None
+
+    def __post_init__(self) -> None:
+        from .detectors import DETECTORS
+
+        bad = [d for d in self.detectors if d not in DETECTORS]
+        if bad or not self.detectors:
+            raise OptionsError(f"detectors must be some of {', '.join(DETECTORS)}, got {','.join(self.detectors) or 'none'}")
+        for item in self.detector_models:
+            if "=" not in item or item.split("=", 1)[0] not in DETECTORS:
+                raise OptionsError(f"--detector-model must be NAME=PATH with NAME one of {', '.join(DETECTORS)}, got {item!r}")
+        for model in self.models:
+            if Path(model).suffix.lower() not in (".tflite", ".onnx") or not Path(model).is_file():
+                raise OptionsError(f"--model {model}: expected an existing .tflite or .onnx file")
+
+
+def calibrate_framing(options: CalibrateOptions) -> dict:
+    """Fit, write into each model, write the report; returns the report (with ``written``)."""
+    from .fileio import write_json_atomic
+
+    models = dict(item.split("=", 1) for item in options.detector_models)
+    framing, report = fit_framing(options.data_dir, options.detectors, options.count, options.seed,
+                                  detector_models=models)
+    report["fitted_on"] = framing.fitted_on
+    report["framing"] = framing.to_dict()
+    report["written"] = [str(write_model_framing(m, framing)) for m in options.models]
+    if options.report_path:
+        write_json_atomic(options.report_path, report)
+    return report

@@ -132,7 +132,7 @@ def frame_face(frame_bgr: np.ndarray, face: Face, meta: ModelMeta) -> np.ndarray
     matrix = face_to_input_transform(face, meta)
     if matrix is None:
         return crop_face(frame_bgr, face, meta.crop_margin)
-    return warp_to_input(frame_bgr, matrix, meta.input_size_hw)
+    return warp_to_input(frame_bgr, matrix, meta.input_size_hw, gray=meta.color == "gray")
 
 
 def crop_face(frame_bgr: np.ndarray, face: Face, margin: float = 0.0) -> np.ndarray:

@@ -28,6 +28,7 @@ COMMANDS = {
     "eval": "train:eval_command",
     "balance": "balance:balance_command",
     "doctor": "doctor:doctor_command",
+    "calibrate-framing": "calibrate:calibrate_command",
     "fetch-detectors": "fetch:fetch_command",
     "check-phone": "phone:check_phone_command",
     "export-web": "export_web:export_web_command",

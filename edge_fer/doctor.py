@@ -314,8 +314,17 @@ def _best(rows: list[dict], key: str, usable=lambda r: True) -> dict | None:
 
 
 def recommend(bench: dict) -> dict:
-    """Detector that finds the face fastest, fastest model file, and their thread counts."""
-    detector = _best(bench["detectors"], "detector", lambda r: r.get("faces", 0) > 0)
+    """The detector with the best measured accuracy through its crops (the same table that
+    chose the default, :func:`edge_fer.defaults.detector_accuracy`) among those that found the
+    face here, fastest first among equals; the fastest model file; their thread counts."""
+    from .defaults import ACCURACY_TIE_POINTS, detector_accuracy
+
+    accuracy = detector_accuracy()
+    found = [r for r in bench["detectors"] if r.get("faces", 0) > 0 and "latency_ms" in r]
+    if accuracy and any(r["detector"] in accuracy for r in found):
+        best = max(accuracy[r["detector"]] for r in found if r["detector"] in accuracy)
+        found = [r for r in found if accuracy.get(r["detector"], -1.0) >= best - ACCURACY_TIE_POINTS / 100]
+    detector = _best(found, "detector")
     model = _best(bench["models"], "model")
     rec = {"detector": detector["detector"] if detector else None,
            "detector_threads": detector["threads"] if detector else None,
@@ -325,7 +334,10 @@ def recommend(bench: dict) -> dict:
            "model_ms": model["latency_ms"] if model else None}
     parts = []
     if detector:
-        parts.append(f"detector {detector['detector']} ({detector['latency_ms']:.1f} ms, "
+        measured = accuracy.get(detector["detector"])
+        parts.append(f"detector {detector['detector']} ("
+                     + (f"{100 * measured:.1f}% of FER2013 val faces right through its crops, " if measured else "")
+                     + f"{detector['latency_ms']:.1f} ms, "
                      f"{detector['threads']} thread{'s' if detector['threads'] > 1 else ''})")
     else:
         parts.append("no detector found the face in the test image")

@@ -23,7 +23,7 @@ from .stats import MIN_FRAMES, RELEASE_FRAMES, RELEASE_SECONDS, Pacer, deadline_
     measure_loop, summarize
 
 SOURCE_KINDS = ("builtin", "video", "images", "camera")
-PIPELINE_STAGES = ("decode", "detect", "preprocess", "classify", "track", "total", "cpu")
+PIPELINE_STAGES = ("decode", "detect", "track", "align", "preprocess", "classify", "total", "cpu")
 CLASSIFIER_STAGES = ("preprocess", "classify", "total", "cpu")
 CROP_SEARCH_FRAMES = 32  # classifier-only: frames searched for real face crops
 
@@ -222,7 +222,7 @@ def _pipeline_step(pipeline, frames) -> Callable[[], tuple[dict, int]]:
         frame, decode_ms = frames.read()
         result = pipeline.process(frame)
         stages = {"decode": decode_ms}
-        stages.update((k, result.latency_ms[k]) for k in ("detect", "preprocess", "classify", "track"))
+        stages.update((k, result.latency_ms[k]) for k in ("detect", "track", "align", "preprocess", "classify"))
         return stages, len(result.faces)
     return step
 

@@ -82,9 +82,25 @@ def train_command(protocol, folds, run_folds, **kwargs) -> None:
 @click.option("--input-offset", type=float, callback=finite_float)
 @click.option("--color", type=COLOR, help="Input colour (default: gray for 1 channel, rgb for 3).")
 @click.option("--crop-faces", type=CROP_DETECTORS, help="Cut faces out of full frames with this detector.")
+@click.option("--through-detector", type=click.Choice(["haar", "ssd", "yunet", "blazeface", "rfb"]),
+              help="Classify each face through this detector's crop (the face upscaled and padded, "
+                   "then detected) and directly; .tflite/.onnx models; prints both.")
+@click.option("--upscale", default=4, show_default=True, type=click.IntRange(1, 16), help="With --through-detector.")
+@click.option("--pad", default=96, show_default=True, type=click.IntRange(0, 1024), help="With --through-detector: px.")
+@click.option("--detector-model", type=click.Path(), help="With --through-detector: the detector's file or folder.")
 def eval_command(model_path, data, as_json, out, limit_per_class, dedup_against, labels,
-                 input_scale, input_offset, color, crop_faces) -> None:
+                 input_scale, input_offset, color, crop_faces, through_detector, upscale, pad,
+                 detector_model) -> None:
     """Accuracy, per-class recall and confusion matrix of any model format."""
+    if through_detector:
+        import json
+
+        from ..calibrate import ThroughDetectorOptions, run_through_detector
+
+        report = run_through_detector(ThroughDetectorOptions(model_path, data, through_detector, upscale, pad,
+                                                             detector_model, limit_per_class=limit_per_class))
+        click.echo(json.dumps(report.to_dict()) if as_json else report.to_line())
+        return
     from ..train.evaluate import EvalOptions, evaluate, format_report
 
     report = evaluate(EvalOptions(model_path, data, out, limit_per_class, labels=labels,
