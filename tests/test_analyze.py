@@ -363,7 +363,9 @@ def test_progress_bar_eta_with_injected_clock():
 
 
 CASES = [
-    ("missing input", lambda m, t: [t / "nope.mp4", "--out", t / "r.csv"], "input not found"),
+    ("missing input", lambda m, t: [t / "nope.mp4", "--out", t / "r.csv", "--timeline", t / "tl"], "input not found"),
+    ("timeline folder unwritable", lambda m, t: [m / "justin.jpg", "--out", t / "r.csv", "--timeline", "/proc/tl"],
+     "--timeline /proc/tl: cannot create"),
     ("empty folder", lambda m, t: [t / "empty", "--out", t / "r.csv"], "no videos or images in folder"),
     ("glob matches nothing", lambda m, t: [m, "--glob", "*.avi", "--out", t / "r.csv"], "matching --glob '*.avi'"),
     ("unknown out suffix", lambda m, t: [m, "--out", t / "r.txt"], "unknown suffix '.txt'"),

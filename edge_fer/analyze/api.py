@@ -210,8 +210,8 @@ def write_analysis(paths, options: WriteOptions, on_event=None) -> AnalysisSumma
     from .writers import OutputFiles, check_writable, load_previous
 
     check_writable(options.out)
+    analysis = Analysis(paths, options.analyze, on_event)  # bad inputs fail before any folder is made
     timeline_dir = _prepare_timeline_dir(options.timeline_dir) if options.timeline_dir else None
-    analysis = Analysis(paths, options.analyze, on_event)
     if options.resume:
         analysis.previous = load_previous(options.out, analysis.labels)
     names = {}
