@@ -9,10 +9,12 @@ defaults. The page fetches nothing from anywhere else; its service worker caches
 the first load so it also opens offline.
 
 Why MediaPipe Tasks for Web and not ONNX Runtime Web: measured side by side in headless
-Chromium on woman2.mp4's frames (docs/phone.md), MediaPipe's BlazeFace + ImageClassifier on
-edge-fer's phone TFLite ran 2-3x faster per frame than ONNX Runtime Web's WASM backend on YuNet
-+ the same network as ONNX, and it needs one 13 MB WebAssembly file (ONNX Runtime Web: 14 MB for
-WASM alone, 28 MB with WebGPU).
+Chromium (benchmarks/web_runtimes.py, docs/phone.md), BlazeFace through MediaPipe detected 2.6x
+faster than YuNet through ONNX Runtime Web's WASM backend and MediaPipe classified 1.5x faster
+with the same network; one 13 MB WebAssembly file (ONNX Runtime Web: 14 MB for WASM alone, 28 MB
+with WebGPU); and BlazeFace is the detector the Python runtime can match exactly. BlazeFace runs
+in ImageEmbedder (raw outputs, decoded in fer.js like edge_fer/detectors/blazeface.py), not in
+FaceDetector, whose boxes are rounded to whole pixels of its 128 px input.
 """
 
 from __future__ import annotations

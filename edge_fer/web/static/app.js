@@ -31,15 +31,21 @@ async function createTasks(config, delegate) {
   const detector = await ImageEmbedder.createFromOptions(fileset, {
     baseOptions: {modelAssetPath: config.detector.file, delegate}, runningMode: 'IMAGE',
     l2Normalize: false, quantize: false});
-  const classifier = await ImageClassifier.createFromOptions(fileset, {
-    baseOptions: {modelAssetPath: config.model.file, delegate}, runningMode: 'IMAGE', maxResults: -1});
-  return {detector, classifier};
+  try {
+    const classifier = await ImageClassifier.createFromOptions(fileset, {
+      baseOptions: {modelAssetPath: config.model.file, delegate}, runningMode: 'IMAGE', maxResults: -1});
+    return {detector, classifier};
+  } catch (e) {
+    detector.close();
+    throw e;
+  }
 }
 
 /** BlazeFace's two outputs from ImageEmbedder's result: regressors (N x 16) and logits (N). */
-function rawOutputs(result) {
+function rawOutputs(result, detector) {
   const heads = result.embeddings.map(e => Float32Array.from(e.floatEmbedding)).sort((a, b) => b.length - a.length);
-  if (heads.length !== 2 || heads[0].length !== 16 * heads[1].length) {
+  const perAnchor = 4 + 2 * detector.keypoints.length;  // box, then (x, y) per keypoint
+  if (heads.length !== 2 || heads[0].length !== perAnchor * heads[1].length) {
     throw new Error(`not BlazeFace: outputs of ${heads.map(h => h.length)} values`);
   }
   return heads;
@@ -72,7 +78,7 @@ class Pipeline {
     let detections = null;
     if (detect) {
       const d = config.detector, box = letterbox(frame, d.detect_width, d.input_size);
-      const [regressors, logits] = rawOutputs(tasks.detector.embed(new ImageData(box.image.data, box.size, box.size)));
+      const [regressors, logits] = rawOutputs(tasks.detector.embed(new ImageData(box.image.data, box.size, box.size)), d);
       detections = dropNested(decodeBlazeFace(regressors, logits, this.anchors, box, canvas.width, canvas.height, d));
     }
     const t1 = performance.now();

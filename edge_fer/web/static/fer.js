@@ -57,7 +57,8 @@ export function decodeBlazeFace(regressors, logits, anchors, box, width, height,
   for (let i = 0; i < anchors.length; i++) {
     const score = 1 / (1 + Math.exp(-Math.min(80, Math.max(-80, logits[i]))));
     if (score < detector.min_confidence) continue;
-    const r = regressors.subarray(i * 16, i * 16 + 16), ax = anchors[i][0] * size, ay = anchors[i][1] * size;
+    const n = 4 + 2 * detector.keypoints.length, r = regressors.subarray(i * n, i * n + n);
+    const ax = anchors[i][0] * size, ay = anchors[i][1] * size;
     const cx = r[0] + ax, cy = r[1] + ay, hw = r[2] / 2, hh = r[3] / 2;
     const row = [cx - hw, cy - hh, cx + hw, cy + hh];
     for (let k = 0; k < detector.keypoints.length; k++) row.push(r[4 + 2 * k] + ax, r[5 + 2 * k] + ay);
