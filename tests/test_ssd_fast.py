@@ -15,8 +15,8 @@ from click.testing import CliRunner
 
 from edge_fer.detectors import DETECTOR_FILES, DetectorOptions, create_detector
 from edge_fer.detectors.ssd import ONNX_FILES, SsdDetector, detection_output, ssd_priors
-from edge_fer.detectors.ssd_convert import (MATCH_IOU, SsdConvertOptions, _corners, convert_ssd, match_report,
-                                            parse_prototxt)
+from edge_fer.detectors.ssd_convert import MATCH_IOU, SsdConvertOptions, convert_ssd, corners_xyxy, match_report
+from edge_fer.detectors.ssd_graph import parse_prototxt
 from edge_fer.errors import ConversionError, DetectorError, OptionsError
 
 from conftest import REPO
@@ -61,13 +61,13 @@ def converted(tmp_path_factory, detector_dir) -> dict[str, object]:
 def caffe_boxes(detector_dir, media_frames) -> list[list]:
     with create_detector(DetectorOptions("ssd", model_path=str(detector_dir / CAFFEMODEL))) as caffe:
         assert caffe.onnx_path is None
-        return [[_corners(f.box_xywh) for f in caffe.detect(frame)] for frame in media_frames]
+        return [[corners_xyxy(f.box_xywh) for f in caffe.detect(frame)] for frame in media_frames]
 
 
 def _ious(onnx_path, media_frames, caffe_boxes) -> np.ndarray:
     with create_detector(DetectorOptions("ssd", model_path=str(onnx_path))) as fast:
         assert fast.onnx_path == onnx_path
-        return np.array([match_report(theirs, [_corners(f.box_xywh) for f in fast.detect(frame)])
+        return np.array([match_report(theirs, [corners_xyxy(f.box_xywh) for f in fast.detect(frame)])
                          for theirs, frame in zip(caffe_boxes, media_frames)])
 
 

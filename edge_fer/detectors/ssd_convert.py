@@ -1,15 +1,10 @@
-"""OpenCV's res10 SSD face detector (Caffe) rebuilt as an ONNX graph for ONNX Runtime.
+"""Convert OpenCV's res10 SSD face detector (the user's own Caffe files) to ONNX, and check it.
 
-No Caffe install is needed: the layers and their settings come from the user's own
-``deploy.prototxt`` (parsed here), the weights from ``cv2.dnn.readNetFromCaffe`` (``Layer.blobs``).
-BatchNorm + Scale pairs are folded into the convolution before them where there is one
-(per-channel Mul + Add where there is not: the input's and the pre-activation ones). The graph
-ends at the heads: ``loc`` (1, N, 4) box offsets and ``conf`` (1, N, 2) [background, face]
-probabilities, one row per prior; the priors and DetectionOutput (decoding, NMS) run in numpy in :mod:`.ssd`.
-
-The result is verified before it is written: the priors against OpenCV's PriorBox output, and
-the detections on the built-in sample image against the Caffe net's (box IoU >= 0.9). With
-``quantize`` the file is ONNX Runtime's static int8 (QDQ) quantization, calibrated on real frames.
+:func:`convert_ssd` builds the graph (:mod:`.ssd_graph`), stores the settings :mod:`.ssd` needs
+(priors, variances, NMS) in the file's metadata, optionally quantizes it (ONNX Runtime's static
+int8 QDQ, calibrated on real frames; the heads stay float32), and writes it atomically only after
+it passed two checks: its numpy priors equal OpenCV's PriorBox output, and its faces match the
+Caffe net's (same count, box IoU >= 0.9) on the built-in sample image and the calibration frames.
 Needs the ``onnx`` package (``pip install edge-fer[convert]``); running the result needs only
 onnxruntime.
 """
@@ -18,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,268 +23,20 @@ import numpy as np
 from ..errors import ConversionError, OptionsError
 from ..fileio import atomic_path
 from . import find_detector_files, load_error
+from .ssd_graph import INPUT_HW, build_graph, detector_settings, parse_prototxt
 
 log = logging.getLogger(__name__)
 
-BN_EPS = 1e-5  # Caffe's BatchNorm default (the prototxt sets none)
-NORM_EPS = 1e-10  # Caffe SSD's Normalize default
 MATCH_IOU = 0.9
 QUANT_MODES = ("int8", "none")
 ONNX_NAMES = {"none": "res10_300x300_ssd.onnx", "int8": "res10_300x300_ssd_int8.onnx"}
-_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}:]|[^\s{}:"#]+|#[^\n]*')
-
-
-# --- the prototxt (protobuf text format), parsed into nested dicts of lists ---------------------
-
-def parse_prototxt(text: str) -> dict:
-    """``{key: [value, ...]}``; nested messages are dicts, strings unquoted, numbers as float."""
-    tokens = [t for t in _TOKEN.findall(text) if not t.startswith("#")]
-    pos = 0
-
-    def message(closing: bool) -> dict:
-        nonlocal pos
-        out: dict = {}
-        while pos < len(tokens):
-            key = tokens[pos]
-            if key == "}":
-                if not closing:
-                    raise ValueError("unbalanced '}'")
-                pos += 1
-                return out
-            pos += 1
-            if pos < len(tokens) and tokens[pos] == ":":
-                pos += 1
-            if pos >= len(tokens):
-                raise ValueError(f"no value for {key!r}")
-            if tokens[pos] == "{":
-                pos += 1
-                value = message(True)
-            else:
-                value = _scalar(tokens[pos])
-                pos += 1
-            out.setdefault(key, []).append(value)
-        if closing:
-            raise ValueError("missing '}'")
-        return out
-
-    return message(False)
-
-
-def _scalar(token: str):
-    if token.startswith('"'):
-        return token[1:-1]
-    try:
-        return float(token)
-    except ValueError:
-        return token  # enums (MAX, CENTER_SIZE) and booleans (true / false)
-
-
-def _one(params: dict, key: str, default=None):
-    values = params.get(key, [])
-    return values[0] if values else default
-
-
-def _flag(params: dict, key: str, default: bool) -> bool:
-    value = _one(params, key, default)
-    return value if isinstance(value, bool) else str(value).lower() == "true"
-
-
-# --- the ONNX graph -------------------------------------------------------------------------------
-
-@dataclass
-class _Graph:
-    """Nodes and initializers being built; ``blobs`` maps each Caffe blob to its current tensor
-    (in-place layers rename it, as Caffe runs them in file order)."""
-
-    nodes: list
-    inits: list
-    blobs: dict
-
-    def const(self, name: str, array: np.ndarray) -> str:
-        from onnx import numpy_helper
-
-        self.inits.append(numpy_helper.from_array(np.array(array, np.float32, order="C"), name))
-        return name
-
-    def add(self, op: str, inputs: list[str], output: str, **attrs) -> str:
-        from onnx import helper
-
-        self.nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
-        return output
-
-
-def _bn_affine(net, bn_name: str, scale_name: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel (multiplier, offset) of a Caffe BatchNorm (+ the Scale after it)."""
-    mean, var, factor = (b.ravel().astype(np.float64) for b in net.getLayer(bn_name).blobs[:3])
-    factor = 0.0 if factor[0] == 0 else 1.0 / factor[0]
-    mul = 1.0 / np.sqrt(var * factor + BN_EPS)
-    add = -mean * factor * mul
-    if scale_name is not None:
-        blobs = net.getLayer(scale_name).blobs
-        gamma = blobs[0].ravel().astype(np.float64)
-        beta = blobs[1].ravel().astype(np.float64) if len(blobs) > 1 else 0.0
-        mul, add = mul * gamma, add * gamma + beta
-    return mul, add
-
-
-def _conv_attrs(p: dict, weights: np.ndarray) -> dict:
-    kernel = int(_one(p, "kernel_size", 0)) or weights.shape[2]
-    pad, stride = int(_one(p, "pad", 0)), int(_one(p, "stride", 1))
-    dilation, group = int(_one(p, "dilation", 1)), int(_one(p, "group", 1))
-    if any(k in p for k in ("kernel_h", "pad_h", "stride_h")):
-        raise ConversionError("convolutions with separate h/w settings are not supported")
-    return {"kernel_shape": [kernel, kernel], "pads": [pad] * 4, "strides": [stride, stride],
-            "dilations": [dilation, dilation], "group": group}
-
-
-def build_graph(net, proto: dict):
-    """The ONNX model of the prototxt's layers up to the heads, and the PriorBox layers' params
-    in order (for :func:`.ssd.ssd_priors`)."""
-    from onnx import TensorProto, helper
-
-    (input_name,) = proto.get("input", ["data"])
-    g = _Graph([], [], {input_name: input_name})
-    layers = proto.get("layer", [])
-    prior_params, loc_heads, conf_heads = [], [], []
-    skip: set[int] = set()
-    for i, layer in enumerate(layers):
-        if i in skip:
-            continue
-        name, kind = layer["name"][0], layer["type"][0]
-        bottoms, (top,) = [g.blobs.get(b) for b in layer.get("bottom", [])], layer.get("top", [None])[:1]
-        if any(b is None for b in bottoms):
-            raise ConversionError(f"layer {name!r} reads a blob no earlier layer writes")
-        # BatchNorm (+ Scale) right after a convolution in place: folded into it
-        following = [(j, layers[j]) for j in range(i + 1, min(i + 3, len(layers)))]
-        if kind == "Convolution":
-            blobs = net.getLayer(name).blobs
-            weights = blobs[0].astype(np.float64)
-            bias = blobs[1].ravel().astype(np.float64) if len(blobs) > 1 else np.zeros(weights.shape[0])
-            fold = [(j, l) for j, l in following if l.get("bottom", [None])[0] == top and l.get("top") == [top]]
-            if fold and fold[0][1]["type"][0] == "BatchNorm":
-                scale = fold[1][1]["name"][0] if len(fold) > 1 and fold[1][1]["type"][0] == "Scale" else None
-                mul, add = _bn_affine(net, fold[0][1]["name"][0], scale)
-                weights, bias = weights * mul[:, None, None, None], bias * mul + add
-                skip.update(j for j, _ in fold[: 2 if scale else 1])
-            attrs = _conv_attrs(_one(layer, "convolution_param", {}), weights)
-            out = g.add("Conv", [bottoms[0], g.const(f"{name}.w", weights), g.const(f"{name}.b", bias)], name, **attrs)
-        elif kind == "BatchNorm":
-            nxt = following[0][1] if following else {}
-            scale = nxt["name"][0] if nxt.get("type") == ["Scale"] and nxt.get("bottom") == [top] else None
-            if scale:
-                skip.add(following[0][0])
-            mul, add = _bn_affine(net, name, scale)
-            shape = (1, -1, 1, 1)
-            scaled = g.add("Mul", [bottoms[0], g.const(f"{name}.mul", mul.reshape(shape))], f"{name}.scaled")
-            out = g.add("Add", [scaled, g.const(f"{name}.add", add.reshape(shape))], name)
-        elif kind == "ReLU":
-            out = g.add("Relu", bottoms, name)
-        elif kind == "Pooling":
-            p = _one(layer, "pooling_param", {})
-            if _one(p, "pool", "MAX") != "MAX" or _flag(p, "global_pooling", False):
-                raise ConversionError(f"layer {name!r}: only MAX pooling is supported")
-            k, s, pad = int(_one(p, "kernel_size")), int(_one(p, "stride", 1)), int(_one(p, "pad", 0))
-            out = g.add("MaxPool", bottoms, name, kernel_shape=[k, k], strides=[s, s], pads=[pad] * 4,
-                        ceil_mode=1)  # Caffe rounds pooled sizes up
-        elif kind == "Eltwise":
-            p = _one(layer, "eltwise_param", {})
-            if _one(p, "operation", "SUM") != "SUM" or "coeff" in p:
-                raise ConversionError(f"layer {name!r}: only plain Eltwise SUM is supported")
-            out = bottoms[0]
-            for index, other in enumerate(bottoms[1:]):  # binary Adds: ONNX Runtime quantizes Add, not Sum
-                out = g.add("Add", [out, other], name if index == len(bottoms) - 2 else f"{name}.{index}")
-        elif kind == "Normalize":
-            p = _one(layer, "norm_param", {})
-            if _flag(p, "across_spatial", True):
-                raise ConversionError(f"layer {name!r}: only per-position Normalize is supported")
-            squares = g.add("Mul", [bottoms[0], bottoms[0]], f"{name}.sq")
-            total = g.add("ReduceSum", [squares, g.const(f"{name}.axes", np.array([1]))], f"{name}.sum", keepdims=1)
-            norm = g.add("Sqrt", [g.add("Add", [total, g.const(f"{name}.eps", np.array(NORM_EPS))], f"{name}.e")],
-                         f"{name}.norm")
-            scale = net.getLayer(name).blobs[0].ravel().reshape(1, -1, 1, 1)
-            out = g.add("Mul", [g.add("Div", [bottoms[0], norm], f"{name}.unit"), g.const(f"{name}.scale", scale)], name)
-        elif kind == "Permute" or kind == "Flatten":
-            out = bottoms[0]  # the heads' NCHW -> NHWC -> flat is done once per head below
-        elif kind == "PriorBox":
-            prior_params.append(_one(layer, "prior_box_param", {}))
-            out = ""
-        elif kind in ("Concat", "Reshape", "Softmax", "DetectionOutput"):
-            out = ""  # the tail: its Concat/Softmax are built below, the rest runs in numpy
-        else:
-            raise ConversionError(f"layer {name!r} has type {kind}, which this converter does not handle")
-        if kind == "Convolution" and name.endswith("_mbox_loc"):
-            loc_heads.append(out)
-        elif kind == "Convolution" and name.endswith("_mbox_conf"):
-            conf_heads.append(out)
-        if top is not None:
-            g.blobs[top] = out
-    if not loc_heads or len(loc_heads) != len(conf_heads) or len(loc_heads) != len(prior_params):
-        raise ConversionError(f"expected one *_mbox_loc, *_mbox_conf and PriorBox per head; got "
-                              f"{len(loc_heads)}, {len(conf_heads)}, {len(prior_params)}")
-
-    def flat(heads: list[str], width: int, what: str) -> str:
-        parts = []
-        for head in heads:
-            nhwc = g.add("Transpose", [head], f"{head}.nhwc", perm=[0, 2, 3, 1])
-            parts.append(g.add("Reshape", [nhwc, g.const(f"{head}.shape", np.array([1, -1, width]))], f"{head}.flat"))
-        return g.add("Concat", parts, what, axis=1)
-
-    loc = flat(loc_heads, 4, "loc")
-    g.add("Softmax", [flat(conf_heads, 2, "conf.logits")], "conf", axis=2)
-    for init in g.inits:  # shapes and axes are int64 in ONNX
-        if init.name.endswith((".shape", ".axes")):
-            init.CopyFrom(_int64(init))
-    graph = helper.make_graph(
-        g.nodes, "res10_300x300_ssd",
-        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, [1, 3, 300, 300])],
-        [helper.make_tensor_value_info("loc", TensorProto.FLOAT, [1, None, 4]),
-         helper.make_tensor_value_info("conf", TensorProto.FLOAT, [1, None, 2])], g.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="edge-fer")
-    model.ir_version = 8
-    return model, prior_params
-
-
-def _int64(init):
-    from onnx import numpy_helper
-
-    return numpy_helper.from_array(numpy_helper.to_array(init).astype(np.int64), init.name)
-
-
-# --- settings, verification, quantization, the conversion ----------------------------------------
-
-def detector_settings(net, proto: dict, prior_params: list[dict], loc_heads: list[str]) -> dict:
-    """What :mod:`.ssd` needs to finish the detection, stored in the ONNX file's metadata."""
-    (out,) = [layer for layer in proto["layer"] if layer["type"] == ["DetectionOutput"]]
-    p = _one(out, "detection_output_param", {})
-    nms_p = _one(p, "nms_param", {})
-    if (_one(p, "code_type", "CORNER") != "CENTER_SIZE" or not _flag(p, "share_location", True)
-            or int(_one(p, "num_classes", 0)) != 2 or int(_one(p, "background_label_id", 0)) != 0
-            or _flag(p, "variance_encoded_in_target", False)):
-        raise ConversionError("DetectionOutput: expected 2 classes (background 0), CENTER_SIZE boxes, shared "
-                              "locations and variances in the priors")
-    net.setInput(np.zeros((1, 3, 300, 300), np.float32))
-    shapes = [blob.shape[2:] for blob in net.forward(loc_heads)]
-    priors = []
-    for params, (feature_h, feature_w) in zip(prior_params, shapes):
-        priors.append({"feature_hw": [int(feature_h), int(feature_w)],
-                       "min_size": params.get("min_size", []), "max_size": params.get("max_size", []),
-                       "aspect_ratio": params.get("aspect_ratio", []), "flip": _flag(params, "flip", True),
-                       "clip": _flag(params, "clip", False), "step": _one(params, "step", 0.0),
-                       "offset": _one(params, "offset", 0.5)})
-    variances = {tuple(params.get("variance", [])) for params in prior_params}
-    if len(variances) != 1 or len(next(iter(variances))) != 4:
-        raise ConversionError(f"expected the same 4 variances in every PriorBox, got {sorted(variances)}")
-    return {"input_wh": [300, 300], "priors": priors, "variances": list(next(iter(variances))),
-            "nms_iou": _one(nms_p, "nms_threshold", 0.3), "top_k": int(_one(nms_p, "top_k", 400)),
-            "keep_top_k": int(_one(p, "keep_top_k", 200)),
-            "confidence_threshold": _one(p, "confidence_threshold", 0.01)}
 
 
 def check_priors(net, settings: dict) -> None:
     """Our numpy priors must be cv2.dnn's PriorBox output (the same boxes in the same order)."""
     from .ssd import ssd_priors
 
-    net.setInput(np.zeros((1, 3, 300, 300), np.float32))
+    net.setInput(np.zeros((1, 3, *INPUT_HW), np.float32))
     theirs = net.forward("mbox_priorbox").reshape(2, -1, 4)
     ours = ssd_priors(settings["priors"])
     if ours.shape != theirs[0].shape or np.abs(ours - theirs[0]).max() > 1e-5 \
@@ -391,6 +137,8 @@ class SsdConvertOptions:
 
 @dataclass(frozen=True)
 class SsdConversion:
+    """The file written, and how it compared with the Caffe net on the check frames."""
+
     path: Path
     quantize: str
     frames_checked: int
@@ -459,8 +207,8 @@ def verify(caffemodel: Path, onnx_path: Path, frames: list[np.ndarray], num_thre
                                        num_threads=num_threads))
     worst, faces = 1.0, 0
     for index, frame in enumerate(frames):
-        theirs = [_corners(f.box_xywh) for f in caffe.detect(frame)]
-        ours = [_corners(f.box_xywh) for f in fast.detect(frame)]
+        theirs = [corners_xyxy(f.box_xywh) for f in caffe.detect(frame)]
+        ours = [corners_xyxy(f.box_xywh) for f in fast.detect(frame)]
         worst, faces = min(worst, match_report(theirs, ours)), faces + len(theirs)
         if worst < MATCH_IOU:
             raise ConversionError(f"the converted SSD does not match the Caffe net on check frame {index} "
@@ -469,6 +217,6 @@ def verify(caffemodel: Path, onnx_path: Path, frames: list[np.ndarray], num_thre
     return worst, faces
 
 
-def _corners(box_xywh) -> tuple[float, float, float, float]:
+def corners_xyxy(box_xywh) -> tuple[float, float, float, float]:
     x, y, w, h = box_xywh
     return (x, y, x + w, y + h)
