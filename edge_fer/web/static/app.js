@@ -6,7 +6,7 @@
 // URL parameters: ?delegate=gpu (MediaPipe's WebGL2 GPU delegate; default CPU = WASM/XNNPACK),
 // ?detect_every=N, ?smooth=S (override the exported pipeline settings), and the test mode
 // ?frames=LIST.json ({"frames": ["a.png", ...]}, relative to the list): those images instead of
-// the camera, one after another, every result kept in window.edgeFerResults.
+// the camera, one after another, every result kept in window.edgeFerResults (no service worker).
 import {ImageClassifier, ImageEmbedder} from './vendor/mediapipe-tasks-vision/vision_bundle.mjs';
 import {IouTracker, decodeBlazeFace, dropNested, faceCrop, letterbox, percentile, ssdAnchors} from './fer.js';
 
@@ -200,7 +200,7 @@ async function runCamera(pipeline) {
 }
 
 async function main() {
-  if ('serviceWorker' in navigator && window.isSecureContext) {
+  if ('serviceWorker' in navigator && window.isSecureContext && !params.get('frames')) {  // not in test mode
     navigator.serviceWorker.register('sw.js').catch(e => console.warn('service worker:', e));
   }
   const config = await (await fetch('edge-fer.json')).json();
