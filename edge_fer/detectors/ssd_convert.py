@@ -103,9 +103,13 @@ def quantize_int8(float_path: Path, out_path: Path, frames: list[np.ndarray], ke
     over ``frames``); ``keep_float`` nodes stay float32."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    quantize_static(str(float_path), str(out_path), _FrameReader(frames, "data"), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=keep_float)
+    logging.disable(logging.WARNING)  # its "consider pre-processing" advice, on the root logger
+    try:
+        quantize_static(str(float_path), str(out_path), _FrameReader(frames, "data"), quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=keep_float)
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 @dataclass(frozen=True)
