@@ -55,7 +55,7 @@ def command(name: str, args) -> list[str]:
 def table(out: Path, names) -> tuple[dict, str]:
     rows, results = [], {}
     lines = ["| protocol | classes | frames/seq | epochs | folds run | images | test acc. mean +- std | pooled | "
-             "test imgs with their sequence in train | train time |",
+             "test imgs with their sequence / subject in train | train time |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for name in names:
         path = out / name / "protocol.json"
@@ -66,13 +66,14 @@ def table(out: Path, names) -> tuple[dict, str]:
         split, classes, frames = CONFIGS[name]
         folds = summary["per_fold"]
         leaked = sum(f["test_sequences_in_train"] for f in folds)
+        seen = sum(f["test_subjects_in_train"] for f in folds)
         tested = sum(f["n_test"] for f in folds)
         std = summary["test_accuracy_std"]
         rows.append(f"| {split} | {len(summary['classes'])} | {frames} | {summary['epochs']} "
                     f"| {summary['folds_run']}/{summary['folds']} "
                     f"| {summary['n_images']} | {100 * summary['test_accuracy_mean']:.1f}%"
                     f"{'' if std is None else f' +- {100 * std:.1f}'} | {100 * summary['test_accuracy_pooled']:.1f}% "
-                    f"| {leaked}/{tested} | {summary['train_seconds'] / 60:.0f} min |")
+                    f"| {leaked} / {seen} of {tested} | {summary['train_seconds'] / 60:.0f} min |")
     return results, "\n".join(lines + rows)
 
 
@@ -105,6 +106,7 @@ def main() -> int:
             print("$", " ".join(cmd), flush=True)
             subprocess.run([str(edge_fer), *cmd[1:]], check=True)
     results, text = table(args.out, names)
+    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ckplus_protocols.json").write_text(json.dumps(
         {name: {"command": " ".join(command(name, args)), **summary} for name, summary in results.items()},
         indent=1))
