@@ -102,12 +102,16 @@ ensure_root() {  # ensure_root SUITE -> the root's path on stdout
         mv "$root.tmp" "$root"
     fi
     cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+    # This host's CA bundle (it may add a proxy's CA), for pip in the root: PIP_CERT in in_root.
+    cp -L "${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}" "$root/etc/edge-fer-host-ca.crt" 2>/dev/null || true
     echo "$root"
 }
 
 in_root() {  # in_root ROOT CMD...: run in the arm64 root, clean environment, niced
     local root=$1; shift
-    "${NICE[@]}" chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 OMP_NUM_THREADS=1 \
+    local ca=()
+    [ -s "$root/etc/edge-fer-host-ca.crt" ] && ca=(PIP_CERT=/etc/edge-fer-host-ca.crt)
+    "${NICE[@]}" chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 OMP_NUM_THREADS=1 "${ca[@]}" \
         PATH=/opt/edge-fer/bin:/usr/local/bin:/usr/bin:/bin "$@"
 }
 
@@ -171,7 +175,10 @@ X86_DONE=""
 for suite in "${SUITES[@]}"; do
     root=$(ensure_root "$suite")
     side=aarch64-$suite
-    bind /proc "$root/proc"; bind /dev "$root/dev"; bind /sys "$root/sys"
+    # No /sys: under qemu-user /proc/cpuinfo is the x86 host's, and with /sys/devices/system/cpu
+    # present as well, the cpuinfo library in ai-edge-litert 2.3.0 crashes (SIGSEGV) creating an
+    # Interpreter; with either one alone it falls back. A real aarch64 board has both, and agreeing.
+    bind /proc "$root/proc"; bind /dev "$root/dev"
     bind "$MEDIA" "$root/tmp/media" ro
     if [ "$FRESH" = 1 ] || [ ! -x "$root/opt/edge-fer/bin/python" ]; then
         rm -rf "$root/opt/edge-fer"
