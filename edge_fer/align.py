@@ -118,7 +118,7 @@ def warp_to_input(frame_bgr: np.ndarray, matrix: np.ndarray, size_hw: tuple[int,
     beyond the frame replicate its edge."""
     out_h, out_w = size_hw
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))  # input px per frame px
-    factor = int(1.0 / scale) if scale > 0 else 1
+    factor = max(1, int(1.0 / scale)) if scale > 0 else 1  # faces smaller than the input: no shrink
     H, W = frame_bgr.shape[:2]
     # The frame region the output sees (its corners mapped back), plus a margin.
     inverse = cv2.invertAffineTransform(matrix)

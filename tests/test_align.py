@@ -107,7 +107,9 @@ def rotate_about(image, centre_xy, degrees):
     return cv2.warpAffine(image, matrix, (image.shape[1], image.shape[0]), borderMode=cv2.BORDER_REFLECT)
 
 
-@pytest.mark.parametrize("name", ["yunet", "blazeface"])
+@pytest.mark.parametrize("name", ["blazeface", pytest.param("yunet", marks=pytest.mark.xfail(
+    strict=True, reason="YuNet's landmarks follow only part of an in-plane rotation (measured: a 20 degree "
+                        "roll reads as 5-11 degrees), so its aligned crop stays partly tilted"))])
 @pytest.mark.parametrize("degrees", [-20, 20])
 def test_aligned_crop_of_a_rotated_face_matches_the_upright_one(justin, framing, name, degrees):
     with ExpressionClassifier.create_from_options(ClassifierOptions()) as classifier:
@@ -159,20 +161,21 @@ def media_frames():
 
 @pytest.mark.parametrize("name", ["haar", "ssd", "rfb"])
 def test_calibrated_boxes_land_on_the_template_framing(framing, name, detector_model_paths):
-    """Each box-only detector's calibrated box frames the face where YuNet's aligned crop does."""
+    """Each box-only detector's calibrated box frames the face where BlazeFace's aligned crop
+    (the template framing) does, on every media frame, and closer than its raw box on average."""
     size_hw = read_model_meta(DEFAULT_MODEL).input_size_hw
     options = DetectorOptions(name=name, model_path=detector_model_paths.get(name), detect_width=0)
-    with create_detector(options) as detector, create_detector(DetectorOptions(name="yunet", detect_width=0)) as yunet:
+    calibrated_iou, raw_iou = [], []
+    with create_detector(options) as detector, create_detector(DetectorOptions(name="blazeface", detect_width=0)) as reference:
         for frame in media_frames():
-            reference = [f for f in yunet.detect(frame)]
-            boxes = detector.detect(frame)
-            if not reference or not boxes:
-                continue
-            target = aligned_frame_xywh(reference[0], framing, size_hw)
+            faces, boxes = reference.detect(frame), detector.detect(frame)
+            assert faces and boxes, f"{name} or blazeface found no face"
+            target = aligned_frame_xywh(faces[0], framing, size_hw)
             raw = max(boxes, key=lambda f: iou(f.box_xywh, target))
-            calibrated = framed_box_xywh(raw.box_xywh, framing.boxes[name])
-            assert iou(calibrated, target) >= 0.7, f"{name}: calibrated {calibrated} vs template frame {target}"
-            assert iou(calibrated, target) >= iou(raw.box_xywh, target) - 0.05
+            calibrated_iou.append(iou(framed_box_xywh(raw.box_xywh, framing.boxes[name]), target))
+            raw_iou.append(iou(raw.box_xywh, target))
+    assert min(calibrated_iou) >= 0.6, f"{name}: IoU with the template framing per frame {calibrated_iou}"
+    assert np.mean(calibrated_iou) >= 0.75 and np.mean(calibrated_iou) >= np.mean(raw_iou) - 0.02
 
 
 def test_similarity_transform_recovers_a_known_one():
@@ -192,6 +195,17 @@ def test_box_warp_of_a_large_face_matches_an_area_resize(justin):
     warped = warp_to_input(justin, box_transform((x, y, w, h), (48, 48)), (48, 48))
     reference = cv2.resize(justin[y:y + h, x:x + w], (48, 48), interpolation=cv2.INTER_AREA)
     assert np.abs(warped.astype(int) - reference.astype(int)).mean() < 2.0
+
+
+@pytest.mark.parametrize("side_px", [20, 36, 47, 48, 60, 96, 97, 200])
+def test_box_warp_matches_a_resize_at_every_face_size(justin, side_px):
+    """Faces smaller than the input are enlarged, larger ones shrunk: never a flat image."""
+    x, y = 120, 130
+    warped = warp_to_input(justin, box_transform((x, y, side_px, side_px), (48, 48)), (48, 48))
+    crop = justin[y:y + side_px, x:x + side_px]
+    reference = cv2.resize(crop, (48, 48), interpolation=cv2.INTER_AREA if side_px > 48 else cv2.INTER_LINEAR)
+    assert warped.std() > 10
+    assert np.abs(warped.astype(int) - reference.astype(int)).mean() < 6.0
 
 
 def test_a_model_without_framing_keeps_the_box_crop(justin):

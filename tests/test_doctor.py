@@ -155,6 +155,35 @@ def test_recommendation_rules(rows, detector, threads):
     assert rec["model"] is None and "no loadable model" in rec["summary"]
 
 
+@pytest.mark.parametrize("rows, accuracy, detector", [
+    # the more accurate detector wins over a faster, less accurate one
+    ([("haar", 1, 1.0, 1), ("blazeface", 1, 3.0, 1)], {"haar": 0.45, "blazeface": 0.64}, "blazeface"),
+    # within ACCURACY_TIE_POINTS of each other: the faster one
+    ([("yunet", 1, 2.0, 1), ("blazeface", 1, 3.0, 1)], {"yunet": 0.636, "blazeface": 0.64}, "yunet"),
+    # the accurate one did not find the face here: the next best that did
+    ([("haar", 1, 1.0, 1), ("blazeface", 1, 3.0, 0)], {"haar": 0.45, "blazeface": 0.64}, "haar"),
+])
+def test_recommendation_reads_the_measured_accuracy(monkeypatch, rows, accuracy, detector):
+    from edge_fer import defaults
+
+    monkeypatch.setattr(defaults, "detector_accuracy", lambda: accuracy)
+    bench = {"detectors": [{"detector": n, "threads": t, "latency_ms": ms, "faces": f} for n, t, ms, f in rows],
+             "models": []}
+    rec = recommend(bench)
+    assert rec["detector"] == detector
+    assert f"{100 * accuracy[detector]:.1f}%" in rec["summary"]
+
+
+def test_the_default_detector_is_the_measured_best():
+    """defaults.DETECTOR agrees with the shipped table: the most accurate through its crops, or
+    one within the tie margin that is cheaper (BlazeFace is the cheapest shipped detector)."""
+    from edge_fer import defaults
+
+    accuracy = defaults.detector_accuracy()
+    assert accuracy, "edge_fer/models/through_detector.json is missing"
+    assert accuracy[defaults.DETECTOR] >= max(accuracy.values()) - defaults.ACCURACY_TIE_POINTS / 100
+
+
 @pytest.mark.parametrize("device, available, expected", [
     ("auto", ["CPUExecutionProvider"], ["CPUExecutionProvider"]),
     ("auto", ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],

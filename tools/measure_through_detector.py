@@ -50,8 +50,20 @@ def main() -> int:
     from edge_fer.fileio import write_json_atomic
 
     write_json_atomic(args.out, table)
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out}\n")
+    print(markdown(table))
     return 0
+
+
+def markdown(table: dict) -> str:
+    """The README's table: found share, accuracy through the detector and direct, on the same faces."""
+    lines = ["| detector | framing | faces found | through the detector | direct, same faces | points lost |",
+             "|---|---|---|---|---|---|"]
+    for name, row in table["detectors"].items():
+        lines.append(f"| {name} | {row['framing']} | {100 * row['found_share']:.1f}% | "
+                     f"{100 * row['accuracy_through']:.2f}% | {100 * row['accuracy_direct_found']:.2f}% | "
+                     f"{row['gap_points']:.2f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
