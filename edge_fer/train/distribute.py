@@ -12,6 +12,10 @@
 The batch size is per replica: each step takes ``batch x replicas`` images. Only the chief (task
 ``chief``, or ``worker`` 0 in a cluster without one) writes the run's files; the others keep a
 private backup (for resuming) that a finished run removes.
+
+Keras 3.15's ``fit`` does not run under MultiWorkerMirroredStrategy as shipped (keras-team/keras
+#20585): :func:`prebuild_for_multiworker` builds the model on a local batch first and reduces
+the step logs correctly; ``tests/test_train_distribute.py`` runs two real local workers.
 """
 
 from __future__ import annotations

@@ -191,7 +191,7 @@ def train_on(data: FaceDataset, val: FaceDataset | None, options: TrainOptions) 
     with strategy.scope():
         model = build_model(options.arch, len(data.classes), weights=options.weights)
         _compile(model, spec, steps, options.epochs, options.learning_rate)
-    if task.workers > 1:
+    if options.strategy == "multiworker":  # works around Keras 3.15 (see distribute.py)
         prebuild_for_multiworker(model, strategy, train_ds)
     best_path = out / "best.keras"
     monitor = "val_accuracy" if val_ds is not None else "loss"
