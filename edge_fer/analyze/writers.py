@@ -204,8 +204,8 @@ class OutputFiles:
         self.out = Path(out)
         self.fmt = output_format(out)
         self.labels = labels
-        self.sources: list[SourceResult] = []
-        self.failures: list[SourceResult] = []
+        self.sources: list[list] = []  # rows of the sources file (not the results: rows stay out of memory)
+        self.failures: list[list] = []
 
     def __enter__(self) -> "OutputFiles":
         self._stack = ExitStack().__enter__()
@@ -221,19 +221,18 @@ class OutputFiles:
     def add(self, result: SourceResult) -> None:
         if result.ok:
             self.rows.write(result.rows)
-            self.sources.append(result)
+            item = result.item
+            self.sources.append([item.source, item.kind, item.size_bytes, item.mtime_ns, result.frames,
+                                 len(result.rows), result.decode_failures, result.duration_ms])
         else:
-            self.failures.append(result)
+            self.failures.append([result.item.source, result.error])
 
     def finish(self, summary) -> None:
         """Close the rows file and write the side files (renamed at ``__exit__``)."""
         self.rows.close()
         write_csv_atomic(self._stack, side_path(self.out, "summary"), summary.columns(), summary.table())
-        write_csv_atomic(self._stack, side_path(self.out, "failures"), ["source", "reason"],
-                         [[r.item.source, r.error] for r in self.failures])
-        write_csv_atomic(self._stack, side_path(self.out, "sources"), list(SOURCE_COLUMNS),
-                         [[r.item.source, r.item.kind, r.item.size_bytes, r.item.mtime_ns, r.frames,
-                           len(r.rows), r.decode_failures, r.duration_ms] for r in self.sources])
+        write_csv_atomic(self._stack, side_path(self.out, "failures"), ["source", "reason"], self.failures)
+        write_csv_atomic(self._stack, side_path(self.out, "sources"), list(SOURCE_COLUMNS), self.sources)
 
     def __exit__(self, *exc) -> None:
         self._stack.__exit__(*exc)
