@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import click
 
+from . import DETECTOR_NAMES
+
 
 @click.command("calibrate-framing")
 @click.option("--data", required=True, type=click.Path(),
               help="The model's training faces, one folder per class (e.g. fer2013/train).")
 @click.option("--model", "models", multiple=True, type=click.Path(),
               help="A .tflite/.onnx file to write the framing into (repeatable; none: only report).")
-@click.option("--detectors", default="yunet,blazeface,haar,ssd,rfb", show_default=True,
+@click.option("--detectors", default=",".join(DETECTOR_NAMES), show_default=True,
               help="Comma-separated detectors to fit.")
 @click.option("--detector-model", "detector_models", multiple=True, metavar="NAME=PATH",
               help="A detector's file or folder, e.g. ssd=~/detectors (repeatable).")

@@ -82,7 +82,7 @@ def train_command(protocol, folds, run_folds, **kwargs) -> None:
 @click.option("--input-offset", type=float, callback=finite_float)
 @click.option("--color", type=COLOR, help="Input colour (default: gray for 1 channel, rgb for 3).")
 @click.option("--crop-faces", type=CROP_DETECTORS, help="Cut faces out of full frames with this detector.")
-@click.option("--through-detector", type=click.Choice(["haar", "ssd", "yunet", "blazeface", "rfb"]),
+@click.option("--through-detector", type=DETECTOR,
               help="Classify each face through this detector's crop (the face upscaled and padded, "
                    "then detected) and directly; .tflite/.onnx models; prints both.")
 @click.option("--upscale", default=4, show_default=True, type=click.IntRange(1, 16), help="With --through-detector.")
