@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import ConversionError
 
-BN_EPS = 1e-5  # Caffe's BatchNorm default (the prototxt sets none)
+BN_EPS = 1e-5  # Caffe's BatchNorm default (res10's prototxt sets none)
 NORM_EPS = 1e-10  # Caffe SSD's Normalize default
 INPUT_HW = (300, 300)
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}:]|[^\s{}:"#]+|#[^\n]*')
@@ -104,14 +104,23 @@ class _Graph:
         return output
 
 
-def _bn_affine(net, bn_name: str, scale_name: str | None) -> tuple[np.ndarray, np.ndarray]:
+def _in_place(layers: list[dict], index: int, kind: str, blob: str | None) -> int | None:
+    """``index`` if layer ``index`` is a ``kind`` layer working in place on ``blob``, else None."""
+    if blob is None or index >= len(layers):
+        return None
+    layer = layers[index]
+    return index if layer["type"] == [kind] and layer.get("bottom") == [blob] and layer.get("top") == [blob] else None
+
+
+def _bn_affine(net, bn_layer: dict, scale_layer: dict | None) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel (multiplier, offset) of a Caffe BatchNorm (+ the Scale after it)."""
-    mean, var, factor = (b.ravel().astype(np.float64) for b in net.getLayer(bn_name).blobs[:3])
+    mean, var, factor = (b.ravel().astype(np.float64) for b in net.getLayer(bn_layer["name"][0]).blobs[:3])
     factor = 0.0 if factor[0] == 0 else 1.0 / factor[0]
-    mul = 1.0 / np.sqrt(var * factor + BN_EPS)
+    eps = _one(_one(bn_layer, "batch_norm_param", {}), "eps", BN_EPS)
+    mul = 1.0 / np.sqrt(var * factor + eps)
     add = -mean * factor * mul
-    if scale_name is not None:
-        blobs = net.getLayer(scale_name).blobs
+    if scale_layer is not None:
+        blobs = net.getLayer(scale_layer["name"][0]).blobs
         gamma = blobs[0].ravel().astype(np.float64)
         beta = blobs[1].ravel().astype(np.float64) if len(blobs) > 1 else 0.0
         mul, add = mul * gamma, add * gamma + beta
@@ -145,26 +154,23 @@ def build_graph(net, proto: dict):
         bottoms, (top,) = [g.blobs.get(b) for b in layer.get("bottom", [])], layer.get("top", [None])[:1]
         if any(b is None for b in bottoms):
             raise ConversionError(f"layer {name!r} reads a blob no earlier layer writes")
-        # BatchNorm (+ Scale) right after a convolution in place: folded into it
-        following = [(j, layers[j]) for j in range(i + 1, min(i + 3, len(layers)))]
+        # The BatchNorm and Scale right after a layer, in place on its output (None where not)
+        bn = _in_place(layers, i + 1, "BatchNorm", top)
+        scale = _in_place(layers, i + (2 if bn is not None else 1), "Scale", top)
         if kind == "Convolution":
             blobs = net.getLayer(name).blobs
             weights = blobs[0].astype(np.float64)
             bias = blobs[1].ravel().astype(np.float64) if len(blobs) > 1 else np.zeros(weights.shape[0])
-            fold = [(j, l) for j, l in following if l.get("bottom", [None])[0] == top and l.get("top") == [top]]
-            if fold and fold[0][1]["type"][0] == "BatchNorm":
-                scale = fold[1][1]["name"][0] if len(fold) > 1 and fold[1][1]["type"][0] == "Scale" else None
-                mul, add = _bn_affine(net, fold[0][1]["name"][0], scale)
+            if bn is not None:  # folded into the convolution
+                mul, add = _bn_affine(net, layers[bn], None if scale is None else layers[scale])
                 weights, bias = weights * mul[:, None, None, None], bias * mul + add
-                skip.update(j for j, _ in fold[: 2 if scale else 1])
+                skip.update(j for j in (bn, scale) if j is not None)
             attrs = _conv_attrs(_one(layer, "convolution_param", {}), weights)
             out = g.add("Conv", [bottoms[0], g.const(f"{name}.w", weights), g.const(f"{name}.b", bias)], name, **attrs)
         elif kind == "BatchNorm":
-            nxt = following[0][1] if following else {}
-            scale = nxt["name"][0] if nxt.get("type") == ["Scale"] and nxt.get("bottom") == [top] else None
-            if scale:
-                skip.add(following[0][0])
-            mul, add = _bn_affine(net, name, scale)
+            if scale is not None:
+                skip.add(scale)
+            mul, add = _bn_affine(net, layer, None if scale is None else layers[scale])
             shape = (1, -1, 1, 1)
             scaled = g.add("Mul", [bottoms[0], g.const(f"{name}.mul", mul.reshape(shape))], f"{name}.scaled")
             out = g.add("Add", [scaled, g.const(f"{name}.add", add.reshape(shape))], name)
