@@ -9,6 +9,7 @@
 # default /var/cache/edge-fer/aarch64/<suite>, made with debootstrap --variant=minbase); builds the
 # wheel from this checkout (pip wheel --no-deps); installs it in a venv in the root with its
 # declared (lean) dependencies only, --only-binary=:all:; runs, on aarch64 and then on x86 (.venv):
+# (x86: the same wheel's code, unpacked, with .venv's Python and dependencies):
 # edge-fer --version, doctor --json, run --demo with the TFLite model and each shipped detector,
 # five frames of media/woman2.mp4 per detector, and bad-input rows; and prints a Markdown table
 # comparing them (same faces; boxes within 2 px; same top-1; scores within 0.02).
@@ -36,7 +37,7 @@ NICE=(nice -n 19)
 QEMU=/usr/bin/qemu-aarch64-static
 MOUNTED=()
 
-usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; echo
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;p;}' "$0" | sed 's/^# \{0,1\}//'; echo
           echo "options: --suite bookworm|bullseye (repeatable; default both), --out DIR (results),"
           echo "         --fresh (recreate the venv inside each root)"; }
 say() { echo "check_aarch64: $*" >&2; }
@@ -82,11 +83,33 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-bind() {  # bind SRC DEST [ro]
+bind() {  # bind SRC DEST [ro]: private, so nothing mounted below it reaches the host's tree
     mkdir -p "$2"
     mount --bind "$1" "$2"
     MOUNTED+=("$2")
+    mount --make-private "$2"
     if [ "${3:-}" = ro ]; then mount -o remount,bind,ro "$2"; fi
+}
+
+# qemu-user shows the x86 host's /proc/cpuinfo to the arm64 programs. The cpuinfo library inside
+# ai-edge-litert 2.3.0 then crashes (SIGSEGV) creating an Interpreter when /sys lists the CPUs,
+# and ONNX Runtime 1.19 aborts when /sys is absent. So the root gets its own /proc with an arm64
+# cpuinfo (one entry per host CPU) describing the CPU qemu emulates, QEMU_CPU=neoverse-n1
+# (ARMv8.2-A + dotprod, the ISA level of a Jetson Orin's Cortex-A78AE).
+EMULATED_CPU=neoverse-n1
+mount_proc() {  # mount_proc ROOT
+    local i n
+    mkdir -p "$1/proc"
+    mount -t proc proc "$1/proc"
+    MOUNTED+=("$1/proc")
+    mount --make-private "$1/proc"
+    [ "$(uname -m)" = aarch64 ] && return
+    n=$(nproc --all); : > "$OUT/cpuinfo"
+    for (( i=0; i<n; i++ )); do
+        printf 'processor\t: %d\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x4\nCPU part\t: 0xd0c\nCPU revision\t: 1\n\n' "$i" >> "$OUT/cpuinfo"
+    done
+    mount --bind "$OUT/cpuinfo" "$1/proc/cpuinfo"
+    MOUNTED+=("$1/proc/cpuinfo")
 }
 
 ensure_root() {  # ensure_root SUITE -> the root's path on stdout
@@ -109,9 +132,10 @@ ensure_root() {  # ensure_root SUITE -> the root's path on stdout
 
 in_root() {  # in_root ROOT CMD...: run in the arm64 root, clean environment, niced
     local root=$1; shift
-    local ca=()
-    [ -s "$root/etc/edge-fer-host-ca.crt" ] && ca=(PIP_CERT=/etc/edge-fer-host-ca.crt)
-    "${NICE[@]}" chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 OMP_NUM_THREADS=1 "${ca[@]}" \
+    local extra=()
+    [ -s "$root/etc/edge-fer-host-ca.crt" ] && extra=(PIP_CERT=/etc/edge-fer-host-ca.crt)
+    [ "$(uname -m)" = aarch64 ] || extra+=(QEMU_CPU=$EMULATED_CPU)
+    "${NICE[@]}" chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 OMP_NUM_THREADS=1 "${extra[@]}" \
         PATH=/opt/edge-fer/bin:/usr/local/bin:/usr/bin:/bin "$@"
 }
 
@@ -119,9 +143,20 @@ in_root() {  # in_root ROOT CMD...: run in the arm64 root, clean environment, ni
 WHEELS=$OUT/wheel
 rm -rf "$WHEELS"; mkdir -p "$WHEELS"
 say "building the wheel from $REPO"
+# From a copy of the checkout (tracked and untracked, not ignored, files): no build/ in the repo,
+# and two runs (or other people's builds) never share one.
+SRC=$OUT/src
+rm -rf "$SRC"; mkdir -p "$SRC"
+(cd "$REPO" && git ls-files -z --cached --others --exclude-standard | tar --null -T - --ignore-failed-read -cf - 2>/dev/null) \
+    | tar -xf - -C "$SRC"
 "${NICE[@]}" "$PY_X86" -m pip wheel --quiet --no-deps --no-build-isolation --disable-pip-version-check \
-    -w "$WHEELS" "$REPO" > "$OUT/wheel.log" 2>&1 || fail "pip wheel failed: see $OUT/wheel.log"
+    -w "$WHEELS" "$SRC" > "$OUT/wheel.log" 2>&1 || fail "pip wheel failed: see $OUT/wheel.log"
 WHEEL=$(ls "$WHEELS"/edge_fer-*.whl)
+# x86 runs the very same code: the wheel unpacked ahead of .venv's edge-fer on PYTHONPATH (the
+# checkout may change while the emulated runs take their minutes), .venv's dependencies.
+X86_SITE=$OUT/x86-site
+rm -rf "$X86_SITE"
+"$PY_X86" -m zipfile -e "$WHEEL" "$X86_SITE"
 GIT_REV=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)
 
 # --- the cases: name<TAB>arguments; @MODELS@ @MEDIA@ @TMP@ are set per side -----------------
@@ -135,6 +170,9 @@ cases_file() {  # cases_file DETECTORS... -> the case table on stdout
     for det in "$@"; do
         printf 'video-%s\trun --video @MEDIA@/woman2.mp4 --max-frames 5 --headless --json --model @MODELS@/edgenet_fer2013_int8.tflite --detector %s\n' "$det" "$det"
     done
+    for det in "$@"; do  # the same 5 frames, decoded once on x86 and saved lossless: no decoder in the way
+        printf 'frames-%s\trun --image @TMP@/frames --headless --json --model @MODELS@/edgenet_fer2013_int8.tflite --detector %s\n' "$det" "$det"
+    done
     printf 'bad-model-missing\trun --demo --headless --json --model @TMP@/missing.tflite\n'
     printf 'bad-model-garbage\trun --demo --headless --json --model @TMP@/garbage.tflite\n'
     printf 'bad-video-missing\trun --headless --json --video @TMP@/missing.mp4\n'
@@ -145,8 +183,17 @@ cases_file() {  # cases_file DETECTORS... -> the case table on stdout
     printf 'bad-image-folder\trun --headless --json --image @TMP@/empty\n'
 }
 
-make_tmp() {  # make_tmp HOSTDIR MODELS_DIR: the synthetic bad inputs and the doctor models folder
-    rm -rf "$1"; mkdir -p "$1/models" "$1/empty"
+# The first frames of the video as each side's OpenCV/FFmpeg decodes them, saved as PNG (lossless).
+DECODE='import sys, cv2
+capture = cv2.VideoCapture(sys.argv[1])
+for i in range(int(sys.argv[3])):
+    ok, frame = capture.read()
+    assert ok, f"frame {i} did not decode"
+    assert cv2.imwrite(f"{sys.argv[2]}/{i:03d}.png", frame)'
+
+make_tmp() {  # make_tmp HOSTDIR MODELS_DIR: bad inputs, the doctor models folder, the x86 frames
+    rm -rf "$1"; mkdir -p "$1/models" "$1/empty" "$1/decoded"
+    cp -r "$OUT/frames" "$1/frames"
     cp "$2/edgenet_fer2013_int8.tflite" "$1/models/"
     head -c 4096 /dev/urandom > "$1/garbage.tflite"
     printf 'not a video\n' > "$1/garbage.mp4"
@@ -167,18 +214,18 @@ run_cases() {  # run_cases SIDE CASES MODELS MEDIA TMP RUNNER...: SIDE/<case>.{o
     done < "$cases"
 }
 
-x86_runner() { "${NICE[@]}" env -u EDGE_FER_DETECTORS PATH="$(dirname "$PY_X86"):$PATH" "$@"; }
+x86_runner() { (cd "$OUT" && "${NICE[@]}" env -u EDGE_FER_DETECTORS PYTHONPATH="$X86_SITE" \
+                   PATH="$(dirname "$PY_X86"):$PATH" "$@"); }
 
 # --- each root ---------------------------------------------------------------------------------
+rm -rf "$OUT/frames"; mkdir -p "$OUT/frames"
+"${NICE[@]}" "$PY_X86" -c "$DECODE" "$MEDIA/woman2.mp4" "$OUT/frames" 5 || fail "cannot decode $MEDIA/woman2.mp4 on x86"
 STATUS=0
 X86_DONE=""
 for suite in "${SUITES[@]}"; do
     root=$(ensure_root "$suite")
     side=aarch64-$suite
-    # No /sys: under qemu-user /proc/cpuinfo is the x86 host's, and with /sys/devices/system/cpu
-    # present as well, the cpuinfo library in ai-edge-litert 2.3.0 crashes (SIGSEGV) creating an
-    # Interpreter; with either one alone it falls back. A real aarch64 board has both, and agreeing.
-    bind /proc "$root/proc"; bind /dev "$root/dev"
+    mount_proc "$root"; bind /sys "$root/sys"; bind /dev "$root/dev"
     bind "$MEDIA" "$root/tmp/media" ro
     if [ "$FRESH" = 1 ] || [ ! -x "$root/opt/edge-fer/bin/python" ]; then
         rm -rf "$root/opt/edge-fer"
@@ -209,11 +256,14 @@ print(" ".join(dict.fromkeys(("haar",) + tuple(names))))')
     make_tmp "$root/tmp/edge-fer-check" "$root$rmodels"
     start=$(date +%s)
     run_cases "$side" "$cases" "$rmodels" /tmp/media /tmp/edge-fer-check in_root "$root"
+    in_root "$root" python -c "$DECODE" /tmp/media/woman2.mp4 /tmp/edge-fer-check/decoded 5 \
+        && cp -r "$root/tmp/edge-fer-check/decoded" "$OUT/$side/decoded"
     echo $(( $(date +%s) - start )) > "$OUT/$side-run.seconds"
     cleanup
     if [ "$X86_DONE" != "${detectors[*]}" ]; then   # x86 once per distinct case table
-        make_tmp "$OUT/x86-tmp" "$REPO/edge_fer/models"
-        run_cases x86 "$cases" "$REPO/edge_fer/models" "$MEDIA" "$OUT/x86-tmp" x86_runner
+        make_tmp "$OUT/x86-tmp" "$X86_SITE/edge_fer/models"
+        run_cases x86 "$cases" "$X86_SITE/edge_fer/models" "$MEDIA" "$OUT/x86-tmp" x86_runner
+        rm -rf "$OUT/x86/decoded"; cp -r "$OUT/frames" "$OUT/x86/decoded"
         X86_DONE="${detectors[*]}"
     fi
     rc=0
