@@ -66,6 +66,9 @@ def configurations(args) -> list[dict]:
                     "detector": defaults.DETECTOR})
     configs += [{"name": f"edge-fer {d}", "kind": "edge", "model": default, "detector": d}
                 for d in DETECTORS if d != defaults.DETECTOR]
+    if args.ssd_onnx:
+        configs.append({"name": "edge-fer ssd (ONNX)", "kind": "edge", "model": default, "detector": "ssd",
+                        "detector_model": args.ssd_onnx})
     configs += [{"name": f"edge-fer {m.name}", "kind": "edge", "model": m, "detector": defaults.DETECTOR}
                 for m in available_models() if m != default.resolve()]
     return configs
@@ -90,7 +93,8 @@ def run_edge(config: dict, video: Path, frames: int, warmup: int, stem: Path) ->
     options = BenchOptions(models=(str(model),), detectors=(config["detector"],),
                            threads=(ClassifierOptions().num_threads,), cv_threads=(PipelineOptions().opencv_threads,),
                            source=SourceSpec("video", str(video)), frames=frames, warmup=warmup,
-                           detector_model=None if config["detector"] in shipped_detectors() else str(DETECTOR_DIR),
+                           detector_model=config.get("detector_model") or (
+                               None if config["detector"] in shipped_detectors() else str(DETECTOR_DIR)),
                            **overrides_for(model))
     return run_worker(options, options.rows()[0], stem)
 
@@ -144,6 +148,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--fer-keras", action="store_true", help="also time fer with its Keras model")
     parser.add_argument("--only", help="comma-separated configuration names to keep (plus fer)")
+    parser.add_argument("--ssd-onnx", help="a folder holding `edge-fer convert-ssd`'s output: adds an 'ssd (ONNX)' row")
     parser.add_argument("--out", default=str(RESULTS / "compare_fer.json"))
     args = parser.parse_args()
     if not FER_PYTHON.is_file():

@@ -29,6 +29,7 @@ COMMANDS = {
     "balance": "balance:balance_command",
     "doctor": "doctor:doctor_command",
     "calibrate-framing": "calibrate:calibrate_command",
+    "convert-ssd": "convert_ssd:convert_ssd_command",
     "fetch-detectors": "fetch:fetch_command",
     "check-phone": "phone:check_phone_command",
     "export-web": "export_web:export_web_command",

@@ -216,12 +216,13 @@ def test_prototxt_parser():
 
 
 def test_tool_converts_and_reports(tmp_path, detector_dir):
-    """tools/ssd_to_onnx.py as a user runs it: a file the detector then uses; bad input: one line."""
+    """tools/ssd_to_onnx.py (= edge-fer convert-ssd) as a user runs it: a file the detector then
+    uses; bad input: one line."""
     tool = [sys.executable, str(REPO / "tools" / "ssd_to_onnx.py")]
     done = subprocess.run(tool + ["--model-dir", str(detector_dir), "--out-dir", str(tmp_path), "--quantize", "none"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert f"wrote {tmp_path / ONNX_FILES[1]}" in done.stdout and "worst box IoU 1.000" in done.stdout
+    assert f"wrote {tmp_path / ONNX_FILES[1]}" in done.stderr and "worst box IoU 1.000" in done.stderr
     bad = subprocess.run(tool + ["--model-dir", str(tmp_path / "nothing")], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.startswith("edge-fer: error: ") and bad.stderr.count("\n") == 1, bad.stderr
 
