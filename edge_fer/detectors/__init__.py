@@ -37,8 +37,9 @@ class DetectorOptions:
     ``min_confidence``: None uses the detector's own default.
     ``model_path``: the detector's file (or folder holding its files); None looks in the cache
     folders of :func:`detector_search_dirs`.
-    ``num_threads``: CPU threads of blazeface (LiteRT) and rfb (ONNX Runtime); haar, ssd and
-    yunet run in OpenCV's own pool (``cv2.setNumThreads``, set by the pipeline)."""
+    ``num_threads``: CPU threads of blazeface (LiteRT), rfb and ssd's ONNX file (ONNX Runtime);
+    haar, yunet and ssd's Caffe net run in OpenCV's own pool (``cv2.setNumThreads``, set by the
+    pipeline). yunet and blazeface load from the package unless ``model_path`` names a file."""
 
     name: str = defaults.DETECTOR
     model_path: str | None = None
