@@ -196,3 +196,21 @@ def test_compare_aarch64_video_rows_require_boxes_only(tmp_path, capsys, face, s
     table = capsys.readouterr().out
     assert (rc == 0) == same, table
     assert ("not required" in table) == same, table
+
+
+@pytest.mark.parametrize("python, expected", [
+    ("3.8", ["numpy>=1.21", "tflite-runtime>=2.13"]),
+    ("3.10", ["numpy>=1.21", "ai-edge-litert>=1.2"]),
+])
+def test_install_check_evaluates_the_wheels_markers_for_the_target_python(tmp_path, python, expected):
+    import zipfile
+
+    wheel = tmp_path / "edge_fer-0.1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("edge_fer-0.1.0.dist-info/METADATA", "\n".join([
+            "Metadata-Version: 2.1", "Name: edge-fer", "Version: 0.1.0",
+            "Requires-Dist: numpy>=1.21",
+            "Requires-Dist: ai-edge-litert>=1.2; python_version >= \"3.9\"",
+            "Requires-Dist: tflite-runtime>=2.13; python_version < \"3.9\"",
+            "Requires-Dist: pytest>=7.4; extra == \"test\"", ""]))
+    assert wheels.wheel_requirements(wheel, python) == ("edge-fer==0.1.0", expected)
