@@ -18,6 +18,7 @@ x..x+w); :func:`warp_to_input` converts to OpenCV's pixel-centre convention.
 
 from __future__ import annotations
 
+import math
 from typing import Mapping
 
 import cv2
@@ -30,22 +31,26 @@ from .types import Face
 ALIGN_POINTS = ("right_eye", "left_eye", "nose", "mouth", "mouth_right", "mouth_left")
 
 
-def similarity_transform(src_xy: np.ndarray, dst_xy: np.ndarray) -> np.ndarray:
-    """The 2x3 similarity ``[[a, -b, tx], [b, a, ty]]`` mapping ``src_xy`` (N, 2) onto
-    ``dst_xy`` (N, 2) in the least-squares sense (N >= 2), in closed form: with both point
-    sets centred, a = sum(s . d) / sum(|s|^2), b = sum(s x d) / sum(|s|^2)."""
-    src = np.asarray(src_xy, np.float64)
-    dst = np.asarray(dst_xy, np.float64)
-    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
-    s, d = src - src_mean, dst - dst_mean
-    norm = float((s * s).sum())
+def similarity_transform(src_xy, dst_xy) -> np.ndarray:
+    """The 2x3 similarity ``[[a, -b, tx], [b, a, ty]]`` mapping ``src_xy`` (N x 2) onto
+    ``dst_xy`` (N x 2) in the least-squares sense (N >= 2), in closed form: with both point
+    sets centred, a = sum(s . d) / sum(|s|^2), b = sum(s x d) / sum(|s|^2). Plain floats: for
+    a handful of points this is several times faster than numpy."""
+    src = [(float(x), float(y)) for x, y in src_xy]
+    dst = [(float(x), float(y)) for x, y in dst_xy]
+    n = len(src)
+    sx, sy = sum(p[0] for p in src) / n, sum(p[1] for p in src) / n
+    dx, dy = sum(p[0] for p in dst) / n, sum(p[1] for p in dst) / n
+    dot = cross = norm = 0.0
+    for (px, py), (qx, qy) in zip(src, dst):
+        px, py, qx, qy = px - sx, py - sy, qx - dx, qy - dy
+        dot += px * qx + py * qy
+        cross += px * qy - py * qx
+        norm += px * px + py * py
     if norm <= 1e-12:
         raise ValueError("landmarks coincide: no transform")
-    a = float((s * d).sum()) / norm
-    b = float((s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum()) / norm
-    tx = dst_mean[0] - (a * src_mean[0] - b * src_mean[1])
-    ty = dst_mean[1] - (b * src_mean[0] + a * src_mean[1])
-    return np.array([[a, -b, tx], [b, a, ty]])
+    a, b = dot / norm, cross / norm
+    return np.array([[a, -b, dx - (a * sx - b * sy)], [b, a, dy - (b * sx + a * sy)]])
 
 
 def template_for(framing: Framing, face: Face) -> Mapping[str, tuple[float, float]] | None:
@@ -68,8 +73,8 @@ def landmark_transform(face: Face, template: Mapping[str, tuple[float, float]],
     if len(names) < 2:
         return None
     h, w = size_hw
-    src = np.array([face.landmarks_xy[n] for n in names])
-    dst = np.array([(template[n][0] * w, template[n][1] * h) for n in names])
+    src = [face.landmarks_xy[n] for n in names]
+    dst = [(template[n][0] * w, template[n][1] * h) for n in names]
     try:
         return similarity_transform(src, dst)
     except ValueError:
@@ -117,17 +122,22 @@ def warp_to_input(frame_bgr: np.ndarray, matrix: np.ndarray, size_hw: tuple[int,
     (a plain bilinear warp would alias; integer factors take OpenCV's fast path), and pixels
     beyond the frame replicate its edge."""
     out_h, out_w = size_hw
-    scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))  # input px per frame px
+    (a, b, tx), (c, d, ty) = matrix.tolist()
+    det = a * d - b * c
+    scale = abs(det) ** 0.5  # input px per frame px
     factor = max(1, int(1.0 / scale)) if scale > 0 else 1  # faces smaller than the input: no shrink
     H, W = frame_bgr.shape[:2]
-    # The frame region the output sees (its corners mapped back), plus a margin.
-    inverse = cv2.invertAffineTransform(matrix)
-    corners = np.array([[0, 0, 1], [out_w, 0, 1], [0, out_h, 1], [out_w, out_h, 1]], np.float64) @ inverse.T
+    # The frame region the output sees (its corners mapped back through the inverse), plus a margin.
+    corners = []
+    for u, v in ((0.0, 0.0), (out_w, 0.0), (0.0, out_h), (out_w, out_h)):
+        u, v = u - tx, v - ty
+        corners.append(((d * u - b * v) / det, (a * v - c * u) / det))
+    xs, ys = [p[0] for p in corners], [p[1] for p in corners]
     margin = 2 + factor
-    x0, y0 = (np.floor(corners.min(axis=0)).astype(int) - margin).tolist()
-    x1, y1 = (np.ceil(corners.max(axis=0)).astype(int) + margin).tolist()
+    x0, y0 = math.floor(min(xs)) - margin, math.floor(min(ys)) - margin
+    x1, y1 = math.ceil(max(xs)) + margin, math.ceil(max(ys)) + margin
     if factor >= 2:  # start on the output origin's grid of the factor: no half-pixel blur there
-        ox, oy = int(np.floor(corners[0, 0])), int(np.floor(corners[0, 1]))
+        ox, oy = math.floor(corners[0][0]), math.floor(corners[0][1])
         x0, y0 = x0 - (x0 - ox) % factor, y0 - (y0 - oy) % factor
         x0 += factor * max(0, (-x0 + factor - 1) // factor)  # still on the grid once inside the frame
         y0 += factor * max(0, (-y0 + factor - 1) // factor)
@@ -141,15 +151,10 @@ def warp_to_input(frame_bgr: np.ndarray, matrix: np.ndarray, size_hw: tuple[int,
         roi = cv2.cvtColor(roi, cv2.COLOR_BGR2GRAY)
     if factor >= 2:
         roi = cv2.resize(roi, ((x1 - x0) // factor, (y1 - y0) // factor), interpolation=cv2.INTER_AREA)
-    # roi px -> frame px: x = x0 + u * factor (edges exact); then the original matrix.
-    to_frame = np.array([[factor, 0.0, x0], [0.0, factor, y0], [0.0, 0.0, 1.0]])
-    return cv2.warpAffine(roi, _centred(matrix @ to_frame), (out_w, out_h), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+    # roi px -> frame px: x = x0 + u * factor (edges exact), then the original matrix; in
+    # OpenCV's pixel-centre convention: q_c = A (p_c + 0.5) + t - 0.5.
+    a2, b2, c2, d2 = a * factor, b * factor, c * factor, d * factor
+    t2x, t2y = a * x0 + b * y0 + tx, c * x0 + d * y0 + ty
+    centred = np.array([[a2, b2, t2x + 0.5 * (a2 + b2) - 0.5], [c2, d2, t2y + 0.5 * (c2 + d2) - 0.5]])
+    return cv2.warpAffine(roi, centred, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
-
-def _centred(matrix: np.ndarray) -> np.ndarray:
-    """An edge-convention 2x3 transform in OpenCV's pixel-centre convention:
-    q_c = A (p_c + 0.5) + t - 0.5."""
-    out = np.array(matrix, np.float64)
-    out[:, 2] += out[:, :2] @ np.array([0.5, 0.5]) - 0.5
-    return out
