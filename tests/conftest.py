@@ -57,3 +57,17 @@ def peer_dir() -> Path:
 @pytest.fixture(scope="session")
 def ckplus48() -> Path:
     return _need(CKPLUS48)
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory, detector_dir) -> Path:
+    """``edge-fer export-web`` of the shipped model, once per session (tests/test_web*.py)."""
+    from click.testing import CliRunner
+
+    from edge_fer.cli import main
+
+    out = tmp_path_factory.mktemp("web") / "site"
+    result = CliRunner().invoke(main, ["export-web", str(out), "--detector-model",
+                                       str(detector_dir / "blazeface_short_range.tflite")])
+    assert result.exit_code == 0, result.output
+    return out

@@ -7,8 +7,6 @@ Set EDGE_FER_WEB_REPORT=path.json to keep the measured figures (docs/phone.md qu
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import http.server
 import json
 import os
@@ -23,7 +21,7 @@ from click.testing import CliRunner
 
 from edge_fer.cli import main
 from edge_fer.web import WebExportOptions, export_web
-from edge_fer.web.export import PHONE_MODEL, VENDOR_DIR
+from edge_fer.web.export import PHONE_MODEL
 
 CHROMIUM = Path(os.environ.get("EDGE_FER_CHROMIUM", "/usr/bin/chromium"))
 FRAME_STEP = 5  # every 5th frame of woman2.mp4: 93 frames, the whole clip's range of expressions
@@ -34,85 +32,6 @@ ONNX_MODEL = PHONE_MODEL.parent / "edgenet_fer2013.onnx"
 
 def _cli(*args: str):
     return CliRunner().invoke(main, list(args))
-
-
-# -- the export, no browser --------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory, detector_dir) -> Path:
-    out = tmp_path_factory.mktemp("web") / "site"
-    result = _cli("export-web", str(out), "--detector-model", str(detector_dir / "blazeface_short_range.tflite"))
-    assert result.exit_code == 0, result.output
-    return out
-
-
-def test_export_holds_page_runtime_models_and_config_from_metadata(exported):
-    from edge_fer.metadata import read_model_meta
-
-    config = json.loads((exported / "edge-fer.json").read_text())
-    meta = read_model_meta(PHONE_MODEL)
-    assert config["model"]["labels"] == list(meta.labels)
-    assert config["model"]["input_size_hw"] == list(meta.input_size_hw)
-    assert config["model"]["framing"] == (meta.framing.to_dict() if meta.framing else None)
-    for key in ("file",):
-        assert (exported / config["model"][key]).read_bytes() == PHONE_MODEL.read_bytes()
-        assert (exported / config["detector"][key]).read_bytes()[4:8] == b"TFL3"
-    manifest = json.loads((exported / "vendor" / "MANIFEST.json").read_text())
-    package = manifest["packages"][0]
-    assert package["license"] and (exported / "vendor" / package["folder"] / "LICENSE").stat().st_size > 1000
-    for name, entry in package["files"].items():
-        data = (exported / "vendor" / package["folder"] / name).read_bytes()
-        assert hashlib.sha256(data).hexdigest() == entry["sha256"], name
-    sw = (exported / "sw.js").read_text()
-    listed = json.loads(sw.split("const FILES = ", 1)[1].split(";\n", 1)[0])
-    on_disk = {p.relative_to(exported).as_posix() for p in exported.rglob("*") if p.is_file()} - {"sw.js"}
-    assert set(listed) == on_disk | {"./"}
-    html = (exported / "index.html").read_text()
-    assert "connect-src 'self'" in html and "http" not in html.split("<body>", 1)[1]
-
-
-def test_vendored_runtime_matches_its_manifest():
-    manifest = json.loads((VENDOR_DIR / "MANIFEST.json").read_text())
-    for package in manifest["packages"]:
-        folder = VENDOR_DIR / package["folder"]
-        assert sorted(p.name for p in folder.iterdir()) == sorted(package["files"])
-        for name, entry in package["files"].items():
-            assert (folder / name).stat().st_size == entry["bytes"], name
-
-
-@pytest.mark.parametrize("args, message", [
-    (["--model", str(INT8_MODEL)], "takes gray input"),
-    (["--model", str(ONNX_MODEL)], "reads .tflite files"),
-    (["--model", "missing.tflite"], "not found"),
-    (["--delegate", "webgpu"], "Invalid value for '--delegate'"),
-    (["--detect-every", "0"], "detect_every must be >= 1"),
-    (["--smooth", "1.5"], "smooth must be in [0, 1)"),
-    (["--detector-model", "MODEL_AS_DETECTOR"], "not a TFLite file"),
-])
-def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
-    bogus = tmp_path / "bogus.tflite"
-    bogus.write_bytes(b"<html>not a model</html>")
-    args = [str(bogus) if a == "MODEL_AS_DETECTOR" else a for a in args]
-    out = tmp_path / "site"
-    result = _cli("export-web", str(out), *args)
-    assert result.exit_code == 2, result.output
-    assert message in result.output and "Traceback" not in result.output
-    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["bogus.tflite"]
-
-
-def test_non_empty_folder_needs_force(tmp_path, detector_dir):
-    out = tmp_path / "site"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
-    options = WebExportOptions(detector_model=detector_dir / "blazeface_short_range.tflite")
-    from edge_fer.errors import OutputError
-
-    with pytest.raises(OutputError, match="not empty"):
-        export_web(out, options)
-    assert (out / "keep.txt").read_text() == "mine"
-    export_web(out, options, force=True)
-    assert not (out / "keep.txt").exists() and (out / "index.html").is_file()
-    assert [p.name for p in tmp_path.iterdir()] == ["site"]  # no temp or old folder left
 
 
 # -- the browser -------------------------------------------------------------------------------
