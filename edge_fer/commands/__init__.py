@@ -47,3 +47,22 @@ def finite_float(ctx, param, value: float | None) -> float | None:
 
         raise OptionsError(f"{param.opts[0]} must be a finite number, got {value}")
     return value
+
+
+def detection_options(command):
+    """The detector options that ``run`` and ``analyze`` share: --detector, --detector-model,
+    --detect-width, --detect-every, --min-face (defaults from edge_fer.defaults)."""
+    from .. import defaults
+
+    for option in reversed((
+            click.option("--detector", default=defaults.DETECTOR, show_default=True, type=DETECTOR,
+                         help="Face detector."),
+            click.option("--detector-model", help="The detector's file, or a folder holding its files."),
+            click.option("--detect-width", default=defaults.DETECT_WIDTH, show_default=True, type=int,
+                         help="Downscale frames to this width for detection (0: full size)."),
+            click.option("--detect-every", default=defaults.DETECT_EVERY, show_default=True, type=int,
+                         help="Detect every Nth frame; tracked boxes are carried between."),
+            click.option("--min-face", default=defaults.MIN_FACE_PX, show_default=True, type=int,
+                         help="Smallest face side in pixels."))):
+        command = option(command)
+    return command

@@ -8,7 +8,7 @@ import sys
 import click
 
 from .. import defaults
-from . import DETECTOR
+from . import detection_options
 
 
 def _exit_on_sigterm(signum, frame) -> None:
@@ -32,13 +32,7 @@ def _exit_on_sigterm(signum, frame) -> None:
 @click.option("--timeline", "timeline_dir",
               help="Write one PNG per video here: each track's expression probabilities over time.")
 @click.option("--model", "model_path", help="Classifier .tflite or .onnx; default: the bundled model.")
-@click.option("--detector", default=defaults.DETECTOR, show_default=True, type=DETECTOR, help="Face detector.")
-@click.option("--detector-model", help="The detector's file, or a folder holding its files.")
-@click.option("--detect-width", default=defaults.DETECT_WIDTH, show_default=True, type=int,
-              help="Downscale frames to this width for detection (0: full size).")
-@click.option("--detect-every", default=defaults.DETECT_EVERY, show_default=True, type=int,
-              help="Detect every Nth frame; tracked boxes are carried between.")
-@click.option("--min-face", default=defaults.MIN_FACE_PX, show_default=True, type=int, help="Smallest face side in pixels.")
+@detection_options
 @click.option("--threads", default=defaults.CLASSIFIER_THREADS, show_default=True, type=int,
               help="Classifier threads per worker.")
 @click.option("--cv-threads", default=defaults.OPENCV_THREADS, show_default=True, type=int,

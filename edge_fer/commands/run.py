@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import COLOR, DETECTOR, DEVICE, finite_float
+from . import COLOR, DEVICE, detection_options, finite_float
 
 from .. import defaults
 
@@ -20,13 +20,7 @@ from .. import defaults
 @click.option("--input-scale", type=float, callback=finite_float, help="Model input = pixel * scale + offset (overrides metadata).")
 @click.option("--input-offset", type=float, callback=finite_float, help="See --input-scale.")
 @click.option("--input-color", type=COLOR, help="Input colour (overrides metadata).")
-@click.option("--detector", default=defaults.DETECTOR, show_default=True, type=DETECTOR, help="Face detector.")
-@click.option("--detector-model", help="The detector's file, or a folder holding its files.")
-@click.option("--detect-width", default=defaults.DETECT_WIDTH, show_default=True, type=int,
-              help="Downscale frames to this width for detection (0: full size).")
-@click.option("--detect-every", default=defaults.DETECT_EVERY, show_default=True, type=int,
-              help="Detect every Nth frame; tracked boxes are carried between.")
-@click.option("--min-face", default=defaults.MIN_FACE_PX, show_default=True, type=int, help="Smallest face side in pixels.")
+@detection_options
 @click.option("--threads", default=defaults.CLASSIFIER_THREADS, show_default=True, type=int, help="Classifier CPU threads.")
 @click.option("--cv-threads", default=defaults.OPENCV_THREADS, show_default=True, type=int, help="OpenCV threads.")
 @click.option("--device", default="auto", show_default=True, type=DEVICE,
