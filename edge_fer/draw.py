@@ -53,12 +53,23 @@ def _label(image: np.ndarray, text: str, x: int, y: int, color, scale: float) ->
 
 
 def draw_face(image: np.ndarray, face: TrackedFace) -> None:
-    """Draw one face's box and ``#id label score`` on ``image`` in place."""
+    """Draw one face's box, its landmarks (where the detector gives them) and
+    ``#id label score`` on ``image`` in place."""
     x, y, w, h = (int(v) for v in face.face.box_xywh)
     color = color_for(face.expression.label)
     scale = _text_scale(image)
     cv2.rectangle(image, (x, y), (x + w, y + h), color, max(2, int(round(scale * 2))))
+    draw_landmarks(image, face.face.landmarks_xy, color, radius=max(2, int(round(scale * 2.5))))
     _label(image, f"#{face.track_id} {face.expression.label} {face.expression.score:.2f}", x, y, color, scale)
+
+
+def draw_landmarks(image: np.ndarray, landmarks_xy, color, radius: int = 2) -> None:
+    """A dot per landmark (``{name: (x, y)}`` in image pixels), with a dark rim so it shows on
+    any skin tone; nothing for None."""
+    for px, py in (landmarks_xy or {}).values():
+        centre = (int(round(px)), int(round(py)))
+        cv2.circle(image, centre, radius + 1, (20, 20, 20), cv2.FILLED, cv2.LINE_AA)
+        cv2.circle(image, centre, radius, color, cv2.FILLED, cv2.LINE_AA)
 
 
 def draw_result(frame_bgr: np.ndarray, result: FrameResult, fps: float | None = None) -> np.ndarray:

@@ -299,3 +299,18 @@ def test_calibrate_framing_bad_input(fer_train, args, message):
     result = CliRunner().invoke(main, ["calibrate-framing", "--data", str(fer_train), *args])
     assert result.exit_code != 0 and message in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_overlay_draws_the_landmarks(justin):
+    """Each landmark gets a dot in the expression's colour; a face without landmarks gets none."""
+    from edge_fer.draw import color_for, draw_result
+    from edge_fer.types import Expression, FrameResult, TrackedFace
+
+    face = detect_one("blazeface", justin)
+    expression = Expression("happy", 0.9, {"happy": 0.9, "sad": 0.1})
+    drawn = draw_result(justin, FrameResult(0, 0.0, (TrackedFace(1, face, expression),)))
+    plain = draw_result(justin, FrameResult(0, 0.0, (TrackedFace(1, Face(face.box_xywh, face.score), expression),)))
+    for px, py in face.landmarks_xy.values():
+        x, y = int(round(px)), int(round(py))
+        assert tuple(int(v) for v in drawn[y, x]) == color_for("happy")
+        assert tuple(int(v) for v in plain[y, x]) == tuple(int(v) for v in justin[y, x])
