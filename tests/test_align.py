@@ -16,6 +16,7 @@ from edge_fer.classifier import DEFAULT_MODEL, ClassifierOptions, ExpressionClas
 from edge_fer.detectors import DetectorOptions, create_detector
 from edge_fer.errors import DetectorError, ModelError
 from edge_fer.metadata import Framing, read_model_meta
+from edge_fer.tracking import iou_xywh as iou
 from edge_fer.types import Face
 
 from conftest import MEDIA
@@ -139,12 +140,6 @@ def aligned_frame_xywh(face: Face, framing: Framing, size_hw):
     x0, y0 = corners.min(axis=0)
     x1, y1 = corners.max(axis=0)
     return x0, y0, x1 - x0, y1 - y0
-
-
-def iou(a, b):
-    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
-    inter = max(0, min(ax1, bx1) - max(a[0], b[0])) * max(0, min(ay1, by1) - max(a[1], b[1]))
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
 def media_frames():

@@ -46,11 +46,10 @@ def check_priors(net, settings: dict) -> None:
 
 
 def box_iou(a, b) -> float:
-    """IoU of two corner-form boxes."""
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
-    return w * h / union if union > 0 else 0.0
+    """IoU of two corner-form boxes (edge-fer's one IoU, :func:`edge_fer.tracking.iou_one_to_many`)."""
+    from ..tracking import iou_one_to_many
+
+    return float(iou_one_to_many(np.asarray(a, np.float64), np.asarray([b], np.float64))[0])
 
 
 def match_report(caffe_faces, onnx_faces) -> float:
