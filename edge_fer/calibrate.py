@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import random
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -25,7 +26,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError, OptionsError
-from .capture import IMAGE_SUFFIXES
+from .images import list_images, read_image
 from .metadata import Framing
 from .types import Face
 
@@ -55,7 +56,7 @@ def list_labelled_images(data_dir: str | Path, labels: Sequence[str] | None = No
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         if labels is not None and folder.name not in labels:
             raise InputError(f"{folder}: class {folder.name!r} is not one of the model's labels {list(labels)}")
-        items += [(p, folder.name) for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+        items += [(p, folder.name) for p in list_images(folder)]
     if not items:
         raise InputError(f"no images in class folders under {data_dir} (expected DIR/<class>/*.jpg)")
     return items
@@ -63,7 +64,7 @@ def list_labelled_images(data_dir: str | Path, labels: Sequence[str] | None = No
 
 def load_faces(items: Sequence[tuple[Path, str]]) -> Iterator[LabelledFace]:
     for path, label in items:
-        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        image = read_image(path, cv2.IMREAD_GRAYSCALE)
         if image is None:
             log.warning("skipping %s: not a readable image", path)
             continue
@@ -113,31 +114,35 @@ def fit_framing(data_dir: str | Path, detectors: Sequence[str], count: int = 300
     boxes: dict[str, tuple] = {}
     report = {"data": str(data_dir), "faces": len(items), "seed": seed, "upscale": upscale,
               "pad_px": pad_px, "detectors": {}}
-    for name in detectors:
-        samples_uv: dict[str, list] = {}
-        box_rows = []
-        options = protocol_detector_options(name, (detector_models or {}).get(name))
-        with create_detector(options) as detector:
-            for face in load_faces(items):
-                frame, (fx, fy, fw, fh) = synthesize_frame(face.image_gray, upscale, pad_px)
+    box_rows: dict[str, list] = {name: [] for name in detectors}
+    samples_uv: dict[str, dict[str, list]] = {name: {} for name in detectors}
+    with ExitStack() as stack:  # every detector open at once: each face is read and upscaled once
+        opened = {name: stack.enter_context(create_detector(
+            protocol_detector_options(name, (detector_models or {}).get(name)))) for name in detectors}
+        for face in load_faces(items):
+            frame, (fx, fy, fw, fh) = synthesize_frame(face.image_gray, upscale, pad_px)
+            for name, detector in opened.items():
                 found = largest_face(detector.detect(frame), (fx, fy, fw, fh))
                 if found is None:
                     continue
                 x, y, w, h = found.box_xywh
-                box_rows.append(((fx + fw / 2 - (x + w / 2)) / w, (fy + fh / 2 - (y + h / 2)) / h, fw / w, fh / h))
+                box_rows[name].append(((fx + fw / 2 - (x + w / 2)) / w, (fy + fh / 2 - (y + h / 2)) / h,
+                                       fw / w, fh / h))
                 for key, (px, py) in (found.landmarks_xy or {}).items():
-                    samples_uv.setdefault(key, []).append(((px - fx) / fw, (py - fy) / fh))
-        if not box_rows:
+                    samples_uv[name].setdefault(key, []).append(((px - fx) / fw, (py - fy) / fh))
+    for name in detectors:
+        rows = np.array(box_rows[name])
+        if not len(rows):
             raise InputError(f"detector {name} found none of the {len(items)} faces: nothing to fit")
-        boxes[name] = tuple(round(float(v), 4) for v in np.median(np.array(box_rows), axis=0))
-        if samples_uv:
+        boxes[name] = tuple(round(float(v), 4) for v in np.median(rows, axis=0))
+        if samples_uv[name]:
             points[name] = {k: tuple(round(float(v), 4) for v in np.median(np.array(uv), axis=0))
-                            for k, uv in samples_uv.items()}
-        spread = np.percentile(np.array(box_rows), [25, 75], axis=0)
-        report["detectors"][name] = {"found": len(box_rows), "found_share": round(len(box_rows) / len(items), 4),
+                            for k, uv in samples_uv[name].items()}
+        spread = np.percentile(rows, [25, 75], axis=0)
+        report["detectors"][name] = {"found": len(rows), "found_share": round(len(rows) / len(items), 4),
                                      "box": boxes[name], "box_iqr": [[round(float(v), 4) for v in r] for r in spread],
                                      "points": points.get(name)}
-        log.info("%s: found %d of %d faces; box %s", name, len(box_rows), len(items), boxes[name])
+        log.info("%s: found %d of %d faces; box %s", name, len(rows), len(items), boxes[name])
     fitted_on = (f"{len(items)} faces of {Path(data_dir).name}/ (seed {seed}), each upscaled {upscale}x "
                  f"(bicubic) and padded {pad_px} px, detected at full size; medians "
                  f"(edge-fer calibrate-framing)")
