@@ -26,6 +26,7 @@ COMMANDS = {
     "convert": "convert:convert_command",
     "train": "train:train_command",
     "eval": "train:eval_command",
+    "teacher-probs": "train:teacher_probs_command",
     "balance": "balance:balance_command",
     "doctor": "doctor:doctor_command",
     "calibrate-framing": "calibrate:calibrate_command",

@@ -196,3 +196,31 @@ def test_crop_detector_choices_match_the_runtime():
     from edge_fer.detectors import DETECTORS
 
     assert tuple(CROP_DETECTORS.choices) == DETECTORS
+
+
+@pytest.mark.parametrize("augment", ["none", "flip"])
+def test_light_augmentation_levels(fer_val, augment):
+    """--augment none passes the faces through; flip gives each face or its mirror image, nothing else."""
+    from edge_fer.train.trainer import make_tf_dataset
+
+    data = load_folder(fer_val, size_hw=(48, 48), limit_per_class=2)
+    batches = list(make_tf_dataset(data, "gray", 64, True, seed=3, augment=augment))
+    x = np.concatenate([b[0].numpy() for b in batches])[..., 0]
+    y = np.concatenate([b[1].numpy() for b in batches]).argmax(1)
+    originals = {(img.tobytes(), label) for img, label in zip(data.images.astype("float32"), data.labels)}
+    mirrors = {(img[:, ::-1].tobytes(), label) for img, label in zip(data.images.astype("float32"), data.labels)}
+    got = [(img.tobytes(), label) for img, label in zip(x, y)]
+    assert len(got) == len(data)
+    allowed = originals if augment == "none" else originals | mirrors
+    assert all(item in allowed for item in got)
+    if augment == "flip":
+        assert any(item in mirrors and item not in originals for item in got)  # some were mirrored
+
+
+def test_optimizer_and_augment_choices_match_the_trainer():
+    from edge_fer.commands.train import train_command
+    from edge_fer.train.trainer import AUGMENTS, OPTIMIZERS
+
+    params = {p.name: p for p in train_command.params}
+    assert tuple(params["optimizer"].type.choices) == OPTIMIZERS
+    assert tuple(params["augment"].type.choices) == AUGMENTS

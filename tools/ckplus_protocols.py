@@ -45,8 +45,9 @@ def command(name: str, args) -> list[str]:
            "--epochs", str(epochs), "--seed", str(args.seed), "--out", str(args.out / name)]
     if args.batch_size:
         cmd += ["--batch-size", str(args.batch_size)]
-    if args.lr:
-        cmd += ["--lr", str(args.lr)]
+    for flag in ("lr", "optimizer", "augment", "threads"):
+        if getattr(args, flag):
+            cmd += [f"--{flag}", str(getattr(args, flag))]
     if name in args.partial:
         cmd += ["--run-folds", str(args.partial[name])]
     return cmd
@@ -89,6 +90,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
+    parser.add_argument("--optimizer", help="edge-fer train --optimizer (default: the architecture's)")
+    parser.add_argument("--augment", help="edge-fer train --augment (default: full)")
+    parser.add_argument("--threads", type=int, help="edge-fer train --threads")
     parser.add_argument("--only", help=f"comma-separated, of {list(CONFIGS)} (default: all, in that order)")
     parser.add_argument("--partial", default="",
                         help="NAME=N,...: run only the first N folds of these configurations")

@@ -39,6 +39,20 @@ CROP_DETECTORS = DETECTOR
               type=click.Choice(["default", "mirrored", "multiworker"]),
               help="tf.distribute: mirrored = every local GPU; multiworker = the machines in "
                    "TF_CONFIG. --batch-size is per replica.")
+@click.option("--optimizer", type=click.Choice(["sgd-pyfer", "adam", "adam-transfer", "adamw-cosine", "sgd-nesterov-cosine"]),
+              help="Override the architecture's optimizer (docs/train.md lists each).")
+@click.option("--init-from", type=click.Path(), help="Start from this .keras file's weights (same architecture).")
+@click.option("--teacher", type=click.Path(),
+              help="Distil from the teacher probabilities in this .npz (from `edge-fer teacher-probs`).")
+@click.option("--distill-alpha", default=0.5, show_default=True, type=float,
+              help="With --teacher: weight of the distillation term against cross-entropy.")
+@click.option("--distill-temperature", default=3.0, show_default=True, type=float,
+              help="With --teacher: softening temperature T.")
+@click.option("--augment", default="full", show_default=True, type=click.Choice(["full", "flip", "none"]),
+              help="Training augmentation: flip, rotation, zoom, shift, brightness and contrast; "
+                   "the mirror image only; or none.")
+@click.option("--threads", "num_threads", type=click.IntRange(1, 256),
+              help="TensorFlow threads (default: every core); set it when jobs share the machine.")
 @click.option("--protocol", type=click.Choice(["random", "subject"]),
               help="Evaluate the recipe by k-fold cross-validation instead (CK+): folds of random "
                    "images or of subjects; writes OUT/protocol.json.")
@@ -66,6 +80,24 @@ def train_command(protocol, folds, run_folds, **kwargs) -> None:
     click.echo(f"saved {result.model_path}: {result.epochs_run} epochs, best epoch "
                f"{result.best_epoch}, val accuracy {acc}, {result.seconds:.0f} s, "
                f"{result.replicas} replica(s) x batch {result.batch_per_replica}")
+
+
+@click.command("teacher-probs")
+@click.option("--model", "models", multiple=True, required=True, type=click.Path(),
+              help="A teacher (.keras, .tflite, .onnx with edge-fer metadata); repeat for an ensemble.")
+@click.option("--data", required=True, type=click.Path(), help="The training folder (folder-per-class).")
+@click.option("--out", required=True, type=click.Path(), help="The .npz to write.")
+@click.option("--no-flip", is_flag=True, help="Do not average each teacher over the face and its mirror.")
+@click.option("--threads", "num_threads", default=2, show_default=True, type=click.IntRange(1, 64))
+def teacher_probs_command(models, data, out, no_flip, num_threads) -> None:
+    """Cache teachers' averaged probabilities on the training images, for train --teacher."""
+    from ..train.distill import TeacherOptions, write_teacher_probs
+
+    summary = write_teacher_probs(TeacherOptions(tuple(models), data, out, flip=not no_flip,
+                                                 num_threads=num_threads))
+    accuracy = ", ".join(f"{k} {v:.4f}" for k, v in summary["train_accuracy"].items())
+    click.echo(f"wrote {out}: {summary['images']} images, {len(summary['classes'])} classes; "
+               f"accuracy on them: {accuracy}")
 
 
 @click.command("eval")

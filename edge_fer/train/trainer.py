@@ -30,6 +30,11 @@ from .models import arch_spec, build_model
 
 log = logging.getLogger(__name__)
 
+#: Training augmentation levels: every transform below, the mirror image only, or none.
+AUGMENTS = ("full", "flip", "none")
+#: Optimizers ``--optimizer`` may pick over an architecture's own (ArchSpec.optimizer).
+OPTIMIZERS = ("sgd-pyfer", "adam", "adam-transfer", "adamw-cosine", "sgd-nesterov-cosine")
+
 
 @dataclass(frozen=True)
 class TrainOptions:
@@ -52,6 +57,13 @@ class TrainOptions:
     first_as_neutral: bool = False  # CK+: also each sequence's first frame, as neutral
     flip_tta: bool = False  # export the best epoch wrapped in horizontal-flip averaging
     strategy: str = "default"  # default | mirrored | multiworker (tf.distribute; batch is per replica)
+    optimizer: str | None = None  # None: the architecture's own; or one of OPTIMIZERS
+    init_from: str | None = None  # a .keras of the same architecture: start from its weights
+    teacher: str | None = None  # an `edge-fer teacher-probs` .npz: distil from it (see distill.py)
+    distill_alpha: float = 0.5
+    distill_temperature: float = 3.0
+    num_threads: int | None = None  # TensorFlow's intra-op threads (None: every core)
+    augment: str = "full"  # one of AUGMENTS
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -66,6 +78,13 @@ class TrainOptions:
         if self.last_frames < 1:
             raise OptionsError(f"--last-frames must be >= 1, got {self.last_frames}")
         check_strategy(self.strategy)
+        if self.augment not in AUGMENTS:
+            raise OptionsError(f"unknown augmentation {self.augment!r}; expected one of {list(AUGMENTS)}")
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
+            raise OptionsError(f"unknown optimizer {self.optimizer!r}; expected one of {list(OPTIMIZERS)}")
+        if self.teacher:
+            from .distill import check_distill
+            check_distill(self.distill_alpha, self.distill_temperature)
 
 
 @dataclass
@@ -97,52 +116,76 @@ def load_training_data(folders, spec, limit_per_class=None, seed=0, classes=None
                        sum(p.no_face for p in parts))
 
 
-def make_tf_dataset(data: FaceDataset, color: str, batch_size: int, training: bool, seed: int):
-    """Batches of ``(raw pixels float32 NHWC, one-hot)``; augmented and shuffled for training.
-    Build it outside a strategy's scope (the augmentation's seeds are not to be mirrored)."""
+def make_tf_dataset(data: FaceDataset, color: str, batch_size: int, training: bool, seed: int,
+                    teacher: np.ndarray | None = None, augment: str = "full"):
+    """Batches of ``(raw pixels float32 NHWC, one-hot)`` (``[one-hot | teacher]`` with a teacher's
+    probabilities); augmented and shuffled for training. Build it outside a strategy's scope (the
+    augmentation's seeds are not to be mirrored)."""
     import keras
     import tensorflow as tf
 
     x = data.images[..., None].astype("float32")
     y = keras.utils.to_categorical(data.labels, len(data.classes)).astype("float32")
+    if teacher is not None:
+        y = np.concatenate([y, teacher.astype("float32")], axis=1)
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if training:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
-    if training:
-        augment = keras.Sequential([
-            keras.layers.RandomFlip("horizontal", seed=seed),
-            keras.layers.RandomRotation(0.04, fill_mode="reflect", seed=seed + 1),
-            keras.layers.RandomZoom(0.12, fill_mode="reflect", seed=seed + 2),
-            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed + 3),
-            keras.layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed + 4),
-            keras.layers.RandomContrast(0.25, value_range=(0, 255), seed=seed + 5),
-        ], name="augment")
-        ds = ds.map(lambda a, b: (augment(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
+    if training and augment != "none":
+        steps = [keras.layers.RandomFlip("horizontal", seed=seed)]
+        if augment == "full":
+            steps += [
+                keras.layers.RandomRotation(0.04, fill_mode="reflect", seed=seed + 1),
+                keras.layers.RandomZoom(0.12, fill_mode="reflect", seed=seed + 2),
+                keras.layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed + 3),
+                keras.layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed + 4),
+                keras.layers.RandomContrast(0.25, value_range=(0, 255), seed=seed + 5),
+            ]
+        transform = keras.Sequential(steps, name="augment")
+        ds = ds.map(lambda a, b: (transform(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
     if color == "rgb":
         ds = ds.map(lambda a, b: (tf.image.grayscale_to_rgb(a), b))
     return shard_by_data(ds.prefetch(tf.data.AUTOTUNE))
 
 
-def _compile(model, spec, steps_per_epoch: int, epochs: int, lr: float | None):
+def _compile(model, spec, steps_per_epoch: int, epochs: int, lr: float | None, optimizer_name=None,
+             distill: tuple[float, float] | None = None):
+    """Compile with ``optimizer_name`` (default: the architecture's); ``distill``: (alpha, T)."""
     import keras
 
-    if spec.optimizer == "sgd-pyfer":  # the PyFER paper's optimizer
+    name = optimizer_name or spec.optimizer
+    total = steps_per_epoch * epochs
+    warmup = min(2 * steps_per_epoch, total // 4)
+    if name == "sgd-pyfer":  # the PyFER paper's optimizer
         optimizer = keras.optimizers.SGD(lr or 0.001, momentum=0.9, weight_decay=0.01)
         smoothing = 0.0
-    elif spec.optimizer == "adam-transfer":  # the second seed's optimizer
+    elif name == "adam":  # plain Adam, constant rate
+        optimizer = keras.optimizers.Adam(lr or 0.001)
+        smoothing = 0.0
+    elif name == "adam-transfer":  # the second seed's optimizer
         optimizer = keras.optimizers.Adam(lr or 0.001, beta_1=0.5)
         smoothing = 0.0
+    elif name == "sgd-nesterov-cosine":  # Khaireddin & Chen 2021's SGD, on edgenet's schedule
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=max(1, total - warmup), warmup_target=lr or 0.01, warmup_steps=warmup)
+        optimizer = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=5e-4)
+        smoothing = 0.1
     else:  # edgenet: AdamW, 2-epoch warm-up, cosine decay to zero over the run
-        total = steps_per_epoch * epochs
-        warmup = min(2 * steps_per_epoch, total // 4)
         schedule = keras.optimizers.schedules.CosineDecay(
             0.0, decay_steps=max(1, total - warmup), warmup_target=lr or 3e-3, warmup_steps=warmup)
         optimizer = keras.optimizers.AdamW(schedule, weight_decay=5e-3)
         smoothing = 0.1
-    model.compile(optimizer=optimizer,
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=smoothing),
-                  metrics=["accuracy"])
+    if distill is None:
+        model.compile(optimizer=optimizer,
+                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=smoothing),
+                      metrics=["accuracy"])
+        return
+    from .distill import distill_loss, hard_accuracy
+
+    classes = int(model.output_shape[-1])
+    model.compile(optimizer=optimizer, loss=distill_loss(classes, *distill, smoothing),
+                  metrics=[hard_accuracy(classes)])
 
 
 def train(options: TrainOptions) -> TrainResult:
@@ -166,6 +209,8 @@ def train_on(data: FaceDataset, val: FaceDataset | None, options: TrainOptions) 
     loss), write ``options.out``; resumes from its backup. Only the chief writes ``out``."""
     spec = arch_spec(options.arch)
     task = check_strategy(options.strategy)
+    if options.num_threads:
+        set_tf_threads(options.num_threads)
     strategy = make_strategy(options.strategy)  # first: multi-worker setup precedes other TF work
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -180,7 +225,11 @@ def train_on(data: FaceDataset, val: FaceDataset | None, options: TrainOptions) 
     per_replica = options.batch_size or spec.batch_size
     replicas = int(strategy.num_replicas_in_sync)
     batch = per_replica * replicas
-    train_ds = make_tf_dataset(data, spec.color, batch, True, options.seed)
+    teacher = None
+    if options.teacher:
+        from .distill import teacher_for
+        teacher = teacher_for(options.teacher, data.paths, data.classes)
+    train_ds = make_tf_dataset(data, spec.color, batch, True, options.seed, teacher, options.augment)
     val_ds = make_tf_dataset(val, spec.color, 256, False, options.seed) if val else None
     steps = int(np.ceil(len(data) / batch))
 
@@ -190,7 +239,10 @@ def train_on(data: FaceDataset, val: FaceDataset | None, options: TrainOptions) 
         shutil.rmtree(backup)
     with strategy.scope():
         model = build_model(options.arch, len(data.classes), weights=options.weights)
-        _compile(model, spec, steps, options.epochs, options.learning_rate)
+        if options.init_from:
+            init_weights(model, options.init_from)
+        _compile(model, spec, steps, options.epochs, options.learning_rate, options.optimizer,
+                 (options.distill_alpha, options.distill_temperature) if options.teacher else None)
     if options.strategy == "multiworker":  # works around Keras 3.15 (see distribute.py)
         prebuild_for_multiworker(model, strategy, train_ds)
     best_path = out / "best.keras"
@@ -248,6 +300,33 @@ def train_on(data: FaceDataset, val: FaceDataset | None, options: TrainOptions) 
                "python": platform.python_version(), "keras": keras.__version__}
     write_json_atomic(out / "summary.json", summary, indent=2)
     return result
+
+
+def set_tf_threads(num_threads: int) -> None:
+    """Limit TensorFlow's thread pools; only possible before its runtime starts in this process."""
+    import tensorflow as tf
+
+    if tf.config.threading.get_intra_op_parallelism_threads() == num_threads:
+        return  # set already (an earlier fold of a protocol)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(num_threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, num_threads))
+    except RuntimeError:  # TensorFlow already ran something here: its pools are fixed
+        log.warning(f"--threads {num_threads} ignored: TensorFlow already started in this process "
+                    f"with {tf.config.threading.get_intra_op_parallelism_threads() or 'all'} threads")
+
+
+def init_weights(model, path: str) -> None:
+    """Copy the weights of the ``.keras`` file ``path`` into ``model`` (same architecture)."""
+    from .keras_io import load_keras
+
+    source, _ = load_keras(path)
+    shapes = [tuple(w.shape) for w in source.weights]
+    if shapes != [tuple(w.shape) for w in model.weights]:
+        raise InputError(f"--init-from {path}: its {len(shapes)} weight tensors do not fit the "
+                         f"{model.name} being trained ({len(model.weights)} tensors)")
+    model.set_weights(source.get_weights())
+    log.info(f"starting from the weights of {path}")
 
 
 def _read_history(path: Path) -> dict[str, list[float]]:
