@@ -25,6 +25,7 @@ from _common import DETECTOR_DIR, MEDIA, RESULTS, markdown_table, provenance
 
 from edge_fer import defaults
 from edge_fer.bench.machine import machine_info
+from edge_fer.capture import VideoSource
 from edge_fer.detectors import DETECTORS, DetectorOptions, create_detector
 from edge_fer.fileio import write_json_atomic
 
@@ -36,16 +37,8 @@ REFERENCE = "yunet"
 def load_frames() -> list[tuple[str, np.ndarray]]:
     frames = [("justin.jpg", cv2.imread(str(MEDIA / "justin.jpg")))]
     for name, step in VIDEO_STEPS.items():
-        capture = cv2.VideoCapture(str(MEDIA / name))
-        index = 0
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            if index % step == 0:
-                frames.append((f"{name}#{index}", frame))
-            index += 1
-        capture.release()
+        with VideoSource(MEDIA / name) as video:
+            frames += [(f"{name}#{f.index}", f.frame_bgr) for f in video if f.index % step == 0]
     return frames
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from edge_fer.capture import VideoSource
 from edge_fer.detectors import DETECTOR_FILES, DetectorOptions, create_detector
 from edge_fer.detectors.ssd import ONNX_FILES, SsdDetector, detection_output, ssd_priors
 from edge_fer.detectors.ssd_convert import MATCH_IOU, SsdConvertOptions, convert_ssd, corners_xyxy, match_report
@@ -35,16 +36,8 @@ INT8_MATCH_SHARE = 0.95
 def media_frames(media_dir) -> list[np.ndarray]:
     frames = [cv2.imread(str(media_dir / "justin.jpg"))]
     for name, step in VIDEO_STEPS.items():
-        capture = cv2.VideoCapture(str(media_dir / name))
-        index = 0
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            if index % step == 0:
-                frames.append(frame)
-            index += 1
-        capture.release()
+        with VideoSource(media_dir / name) as video:
+            frames += [f.frame_bgr for f in video if f.index % step == 0]
     assert len(frames) == 1 + 58 + 29
     return frames
 
