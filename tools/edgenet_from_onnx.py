@@ -24,27 +24,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def folded_weights(onnx_path: str):
-    """The Conv nodes' (kernel OIHW, bias) of one edgenet branch, in graph order, and the head."""
+    """The Conv nodes' (kernel OIHW, bias) of one edgenet branch, in graph order, and the dense
+    head (kernel, bias): the MatMul fed by the last conv's channels and the Add after it."""
     import onnx
     from onnx import numpy_helper
 
     graph = onnx.load(onnx_path).graph
     init = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    convs, head = [], None
-    seen = set()
+    convs, seen = [], set()
     for node in graph.node:
         if node.op_type == "Conv":
-            key = node.input[1]
-            if key in seen:  # the flip-TTA branch reuses the same weights: stop at the repeat
-                break
-            seen.add(key)
+            if node.input[1] in seen:
+                break  # the flip-TTA branch reuses the same weights: one branch is enough
+            seen.add(node.input[1])
             convs.append((init[node.input[1]], init[node.input[2]]))
+    if not convs:
+        raise SystemExit(f"{onnx_path}: no convolutions found")
+    channels = convs[-1][0].shape[0]
     for node in graph.node:
-        if node.op_type == "MatMul" and init.get(node.input[1]) is not None and init[node.input[1]].shape[0] != 48:
-            head = init[node.input[1]]
-        if node.op_type == "Add" and head is not None and node.input[1] in init and init[node.input[1]].ndim == 1:
-            return convs, (head, init[node.input[1]])
-    raise SystemExit(f"{onnx_path}: no dense head found")
+        weight = init.get(node.input[1]) if node.op_type == "MatMul" else None
+        if weight is not None and weight.shape[0] == channels:
+            add = next(n for n in graph.node if n.op_type == "Add" and n.input[0] == node.output[0])
+            return convs, (weight, init[add.input[1]])
+    raise SystemExit(f"{onnx_path}: no dense head on {channels} channels found")
 
 
 def rebuild(onnx_path: str, images: np.ndarray):

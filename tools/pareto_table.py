@@ -24,7 +24,7 @@ FER = REPO.parent / "shared" / "data" / "fer2013"
 PEER_FLAGS = ["--labels", "fer2013", "--input-scale", "0.00784313725", "--input-offset", "-1"]
 
 
-def edge_fer(*args: str) -> str:
+def run_edge_fer(*args: str) -> str:
     exe = Path(sys.executable).with_name("edge-fer")
     done = subprocess.run([str(exe), *args], capture_output=True, text=True)
     if done.returncode not in (0, 1):  # bench exits 1 when a row misses the 20 ms target
@@ -43,13 +43,13 @@ def main() -> int:
     rows = {}
     for model in args.models + args.peer:
         flags = PEER_FLAGS if model in args.peer else []
-        report = json.loads(edge_fer("eval", "--model", model, "--data", str(FER / "val"),
+        report = json.loads(run_edge_fer("eval", "--model", model, "--data", str(FER / "val"),
                                      "--dedup-against", str(FER / "train"), "--json", *flags))
         rows[model] = {"model": Path(model).name, "val": report["accuracy"],
                        "val_dedup": report["dedup"]["accuracy"], "bytes": Path(model).stat().st_size}
     bench_json = args.out.with_suffix(".bench.json")
     # One run for all (the peer flags apply only to files without edge-fer metadata).
-    edge_fer("bench", "--classifier-only", "--model", ",".join(rows), "--repeat", str(args.repeat),
+    run_edge_fer("bench", "--classifier-only", "--model", ",".join(rows), "--repeat", str(args.repeat),
              "--frames", str(args.frames), "--threads", "1", "--json", str(bench_json),
              *(PEER_FLAGS if args.peer else []))
     for row, model in zip(json.loads(bench_json.read_text())["rows"], rows):
