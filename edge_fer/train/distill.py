@@ -49,18 +49,14 @@ class TeacherOptions:
 def model_probs(model_path: str, images: np.ndarray, classes: tuple[str, ...], flip: bool,
                 batch_size: int, num_threads: int) -> np.ndarray:
     """One model's probabilities (N, len(classes)) in ``classes`` order, flip-averaged if asked."""
-    from .evaluate import EvalOptions, label_map, open_runner
+    from .evaluate import EvalOptions, label_map, open_runner, predict_proba
 
     with open_runner(EvalOptions(model_path, "", num_threads=num_threads)) as runner:
         columns = label_map(classes, tuple(runner.meta.labels))
-        out = []
-        for start in range(0, len(images), batch_size):
-            crops = images[start:start + batch_size]
-            probs = runner.predict_proba(list(crops))
-            if flip:
-                probs = (probs + runner.predict_proba(list(crops[:, :, ::-1]))) / 2
-            out.append(probs[:, columns])
-    probs = np.concatenate(out).astype(np.float32)
+        probs = predict_proba(runner, images, batch_size)
+        if flip:
+            probs = (probs + predict_proba(runner, images[:, :, ::-1], batch_size)) / 2
+    probs = probs[:, columns]
     return probs / probs.sum(axis=1, keepdims=True)
 
 

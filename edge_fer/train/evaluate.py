@@ -159,11 +159,16 @@ def score(true: np.ndarray, pred: np.ndarray, labels: tuple[str, ...]) -> Scores
     return Scores(int(len(true)), accuracy, per_class, confusion.tolist())
 
 
+def predict_proba(runner, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """The runner's scores (N, labels) for each image, in batches."""
+    probs = [np.asarray(runner.predict_proba(list(images[i:i + batch_size])), np.float32)
+             for i in range(0, len(images), batch_size)]
+    return np.concatenate(probs) if probs else np.zeros((0, len(runner.meta.labels)), np.float32)
+
+
 def predict(runner, images: np.ndarray, batch_size: int) -> np.ndarray:
     """Predicted label index of each image, in batches."""
-    preds = [np.argmax(runner.predict_proba(list(images[i:i + batch_size])), axis=1)
-             for i in range(0, len(images), batch_size)]
-    return np.concatenate(preds).astype(np.int64) if preds else np.zeros(0, np.int64)
+    return np.argmax(predict_proba(runner, images, batch_size), axis=1).astype(np.int64)
 
 
 def evaluate(options: EvalOptions) -> EvalReport:
