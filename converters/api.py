@@ -23,6 +23,7 @@ from .calibration import FaceSet, accuracy, sample_faces
 from .options import ALL_VARIANTS, SUFFIXES, ConversionReport, ConvertOptions
 from .quiet import quiet
 from .sources import Source, open_source
+from .verify import verified_on
 
 VARIANT_NAMES = {"none": "float32", "fp16": "fp16", "dynamic": "dynamic", "int8": "int8"}
 SUMMARY_FILE = "summary.json"
@@ -105,7 +106,9 @@ def _convert_one(source: Source, faces: Faces, options: ConvertOptions, target: 
                                   f"(--min-agreement); {out.name} not written")
         size = tmp.stat().st_size
     return ConversionReport(str(out), target, quantization, size, check.agreement, faces.source_accuracy,
-                            check.converted_accuracy, check.max_prob_diff, round(seconds, 2), check.faces)
+                            check.converted_accuracy, check.max_prob_diff, round(seconds, 2), check.faces,
+                            cpu=verified_on())
+
 
 
 def variant_path(folder: Path, stem: str, target: str, quantization: str) -> Path:
@@ -148,10 +151,11 @@ def convert_all(options: ConvertOptions, variants=ALL_VARIANTS) -> list[Conversi
                 reports.append(ConversionReport(str(out), target, quantization, 0, None,
                                                 faces.source_accuracy, None, None,
                                                 round(time.perf_counter() - started, 2), len(faces.verify),
-                                                error=str(exc)))
+                                                error=str(exc), cpu=verified_on()))
         summary = {"source": str(options.model_path), "source_sha256": source.meta.source_sha256,
                    "meta": source.meta.to_dict(), "verify_faces": len(faces.verify),
                    "calibration_faces": 0 if faces.calibration is None else len(faces.calibration),
+                   "verified_on": verified_on(),
                    "variants": [r.to_dict() for r in reports]}
     write_json_atomic(folder / SUMMARY_FILE, summary, indent=2)
     return reports
@@ -169,6 +173,8 @@ def format_summary(reports: list[ConversionReport]) -> str:
         lines.append(f"{Path(r.out_path).name:34} {r.format:6} {r.quantization:7} {r.size_bytes / 1024:8.1f} "
                      f"{pct(r.agreement)} {pct(r.source_accuracy):>7} {pct(r.converted_accuracy)} {dp} "
                      f"{r.seconds:6.1f}  {'ok' if r.ok else 'FAILED: ' + r.error}")
+    if reports:
+        lines.append(f"verified on {reports[0].cpu}")
     return "\n".join(lines)
 
 
@@ -180,5 +186,5 @@ def format_report(report: ConversionReport) -> str:
     return (f"wrote {report.out_path} ({report.format} {report.quantization}, {report.size_bytes / 1024:.1f} KiB, "
             f"{report.seconds:.1f} s): agreement {pct(report.agreement)} on {report.faces} faces, accuracy "
             f"source {pct(report.source_accuracy)} / converted {pct(report.converted_accuracy)}, "
-            f"max |dp| {report.max_prob_diff:.4f}")
+            f"max |dp| {report.max_prob_diff:.4f}; verified on {report.cpu}")
 

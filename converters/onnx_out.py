@@ -10,6 +10,7 @@ import numpy as np
 from edge_fer.backends import first_line
 from edge_fer.errors import ConversionError
 from edge_fer.metadata import METADATA_KEY, ModelMeta
+from edge_fer.quant import ort_static_int8_settings
 
 
 def to_onnx(source, quantization: str, calibration_nhwc: np.ndarray | None, path: Path) -> None:
@@ -27,10 +28,10 @@ def to_onnx(source, quantization: str, calibration_nhwc: np.ndarray | None, path
 
 
 def quantize_onnx(float_path: Path, prepared: Path, out: Path, calibration_nhwc: np.ndarray) -> None:
-    """Static int8 (S8S8, per-channel weights, QDQ format), min-max calibrated; softmax float."""
+    """Static int8 (S8S8, 7-bit per-channel weights, QDQ format: :func:`ort_static_int8_settings`),
+    min-max calibrated; softmax float."""
     import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import CalibrationDataReader, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     graph = onnx.load(str(float_path), load_external_data=False).graph
@@ -54,9 +55,8 @@ def quantize_onnx(float_path: Path, prepared: Path, out: Path, calibration_nhwc:
     try:
         # Shapes are static but for the batch: ONNX shape inference is enough (no sympy).
         quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
-                        nodes_to_exclude=softmax)
+        quantize_static(str(prepared), str(out), Reader(), nodes_to_exclude=softmax,
+                        **ort_static_int8_settings("int8"))
     except Exception as exc:  # the quantizer raises assorted types
         raise ConversionError(f"ONNX Runtime int8 quantization failed: {first_line(exc)}") from None
 

@@ -109,6 +109,8 @@ class ConversionReport:
     ``agreement``: fraction of verification faces whose top-1 class matches the source model's;
     accuracies are None when the verification folder is not labelled with the model's classes;
     ``agreement``/``max_prob_diff`` are None and ``error`` says why when the variant failed.
+    ``cpu``: the CPU the verification ran on, with the features that pick int8 kernels (an int8
+    file's agreement can depend on them: :func:`edge_fer.quant.ort_static_int8_settings`).
     """
 
     out_path: str
@@ -122,6 +124,7 @@ class ConversionReport:
     seconds: float
     faces: int = 0
     error: str = ""
+    cpu: str = ""
 
     @property
     def ok(self) -> bool:

@@ -31,7 +31,7 @@ def convert_phone(options: ConvertOptions) -> ConversionReport:
     from .api import check_out, load_faces
     from .quiet import quiet
     from .sources import open_source
-    from .verify import verify
+    from .verify import verified_on, verify
 
     out = check_out(Path(options.out), "phone")
     with quiet(), open_source(options) as source:
@@ -51,7 +51,8 @@ def convert_phone(options: ConvertOptions) -> ConversionReport:
                                       f"{options.required_agreement:.1%}; {out.name} not written")
             size = tmp.stat().st_size
     return ConversionReport(str(out), "phone", options.quantize, size, check.agreement, faces.source_accuracy,
-                            check.converted_accuracy, check.max_prob_diff, round(seconds, 2), check.faces)
+                            check.converted_accuracy, check.max_prob_diff, round(seconds, 2), check.faces,
+                            cpu=verified_on())
 
 
 # phone variant -----------------------------------------------------------------------------

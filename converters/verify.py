@@ -43,3 +43,11 @@ def verify(path: Path, faces: FaceSet, reference: np.ndarray, expected: ModelMet
     agreement = float((probs.argmax(axis=1) == reference.argmax(axis=1)).mean())
     return Verification(len(probs), agreement, accuracy(probs, faces.truth),
                         float(np.abs(probs - reference).max()))
+
+
+def verified_on() -> str:
+    """``model (flags)`` of this CPU: what the verification's int8 kernels were chosen for."""
+    from edge_fer.bench.machine import cpu_model_and_flags
+
+    model, flags = cpu_model_and_flags()
+    return f"{model} ({' '.join(flags) or 'no listed features'})"

@@ -368,3 +368,29 @@ def test_issue_command_on_the_peer_needs_no_flags(peer_dir, fer_train, tmp_path)
     meta = read_model_meta(out)
     assert meta.labels == FER2013_LABELS and meta.scale == pytest.approx(2 / 255) and meta.offset == -1.0
     assert meta.quantization == "int8" and meta.source_sha256 == sha256(peer_dir / "emotion_model.hdf5")
+
+
+# int8 ONNX on every CPU ----------------------------------------------------------------------
+def test_onnx_int8_weights_cannot_saturate_avx2(tiny_model, fer_train, fer_val, tmp_path):
+    """ONNX Runtime's x86 int8 kernels without VNNI (AVX2; AVX-512 without VNNI) add pairs of
+    u8 x s8 products in int16 and saturate on full 8-bit weights. The converter's weights are
+    7-bit, so the file behaves the same on every CPU: checked on the weights themselves, which
+    does not depend on the box the test lands on."""
+    import onnx
+    from onnx import numpy_helper
+
+    from edge_fer.quant import ORT_INT8_WEIGHT_RANGE
+
+    out = tmp_path / "tiny_int8.onnx"
+    result = invoke(tiny_model, "--to", "onnx", "--quantize", "int8", "--calibration", fer_train,
+                    "--calibration-count", 100, "--verify", fer_val, "--verify-count", 100, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "; verified on " in result.stdout  # the CPU whose kernels the agreement was measured on
+    model = onnx.load(str(out))
+    weights = [numpy_helper.to_array(t) for t in model.graph.initializer
+               if t.data_type == onnx.TensorProto.INT8 and np.prod(t.dims) > 64]
+    assert len(weights) >= 4  # three convolutions and the dense layer
+    low, high = ORT_INT8_WEIGHT_RANGE
+    assert min(int(w.min()) for w in weights) >= low and max(int(w.max()) for w in weights) <= high
+    # ...and they use that range (per channel): not collapsed to a few levels
+    assert max(int(np.abs(w).max()) for w in weights) >= 60

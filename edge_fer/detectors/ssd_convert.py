@@ -98,15 +98,17 @@ def float_nodes(model) -> list[str]:
 
 
 def quantize_int8(float_path: Path, out_path: Path, frames: list[np.ndarray], keep_float: list[str]) -> None:
-    """Static int8 QDQ of the backbone (per-channel weights, uint8 activations, MinMax ranges
-    over ``frames``); ``keep_float`` nodes stay float32."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    """Static int8 QDQ of the backbone (7-bit per-channel weights, uint8 activations:
+    :func:`ort_static_int8_settings`; MinMax ranges over ``frames``); ``keep_float`` nodes stay float32."""
+    from onnxruntime.quantization import CalibrationMethod, quantize_static
+
+    from ..quant import ort_static_int8_settings
 
     logging.disable(logging.WARNING)  # its "consider pre-processing" advice, on the root logger
     try:
-        quantize_static(str(float_path), str(out_path), _FrameReader(frames, "data"), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=keep_float)
+        quantize_static(str(float_path), str(out_path), _FrameReader(frames, "data"),
+                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=keep_float,
+                        **ort_static_int8_settings("uint8"))
     finally:
         logging.disable(logging.NOTSET)
 
