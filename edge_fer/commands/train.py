@@ -48,6 +48,12 @@ CROP_DETECTORS = DETECTOR
               help="With --teacher: weight of the distillation term against cross-entropy.")
 @click.option("--distill-temperature", default=3.0, show_default=True, type=float,
               help="With --teacher: softening temperature T.")
+@click.option("--soft-labels", type=click.Path(),
+              help="Mix people's votes into the targets: a FER+ votes CSV (file, neutral, happiness, "
+                   "..., NF), e.g. ../shared/data/ferplus/ferplus_votes.csv. Contempt, unknown and "
+                   "not-a-face votes are dropped; faces with none left keep their label.")
+@click.option("--soft-label-weight", default=0.5, show_default=True, type=float,
+              help="With --soft-labels: w in target = (1 - w) * label + w * votes.")
 @click.option("--augment", default="full", show_default=True, type=click.Choice(["full", "flip", "none"]),
               help="Training augmentation: flip, rotation, zoom, shift, brightness and contrast; "
                    "the mirror image only; or none.")

@@ -62,6 +62,8 @@ class TrainOptions:
     teacher: str | None = None  # an `edge-fer teacher-probs` .npz: distil from it (see distill.py)
     distill_alpha: float = 0.5
     distill_temperature: float = 3.0
+    soft_labels: str | None = None  # a FER+ votes CSV: mix people's votes into the targets (soft_labels.py)
+    soft_label_weight: float = 0.5  # w in target = (1 - w) * one-hot + w * votes
     num_threads: int | None = None  # TensorFlow's intra-op threads (None: every core)
     augment: str = "full"  # one of AUGMENTS
     extra: dict = field(default_factory=dict)
@@ -85,6 +87,12 @@ class TrainOptions:
         if self.teacher:
             from .distill import check_distill
             check_distill(self.distill_alpha, self.distill_temperature)
+        if self.soft_labels:
+            from .soft_labels import check_weight
+            check_weight(self.soft_label_weight)
+            if self.teacher:
+                raise OptionsError("soft labels and a teacher cannot be combined: distil from teachers "
+                                   "that were trained on the soft labels instead")
 
 
 @dataclass
@@ -225,10 +233,15 @@ def train_on(data: FaceDataset, val: FaceDataset | None, options: TrainOptions) 
     per_replica = options.batch_size or spec.batch_size
     replicas = int(strategy.num_replicas_in_sync)
     batch = per_replica * replicas
-    teacher = None
+    teacher, distill = None, None
     if options.teacher:
         from .distill import teacher_for
         teacher = teacher_for(options.teacher, data.paths, data.classes)
+        distill = (options.distill_alpha, options.distill_temperature)
+    elif options.soft_labels:  # (1 - w) CE + w KL at T = 1: cross-entropy against the mixed target
+        from .soft_labels import soft_targets
+        teacher = soft_targets(options.soft_labels, data.paths, data.labels, data.classes).probs
+        distill = (options.soft_label_weight, 1.0)
     train_ds = make_tf_dataset(data, spec.color, batch, True, options.seed, teacher, options.augment)
     val_ds = make_tf_dataset(val, spec.color, 256, False, options.seed) if val else None
     steps = int(np.ceil(len(data) / batch))
@@ -241,8 +254,7 @@ def train_on(data: FaceDataset, val: FaceDataset | None, options: TrainOptions) 
         model = build_model(options.arch, len(data.classes), weights=options.weights)
         if options.init_from:
             init_weights(model, options.init_from)
-        _compile(model, spec, steps, options.epochs, options.learning_rate, options.optimizer,
-                 (options.distill_alpha, options.distill_temperature) if options.teacher else None)
+        _compile(model, spec, steps, options.epochs, options.learning_rate, options.optimizer, distill)
     if options.strategy == "multiworker":  # works around Keras 3.15 (see distribute.py)
         prebuild_for_multiworker(model, strategy, train_ds)
     best_path = out / "best.keras"
