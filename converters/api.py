@@ -7,7 +7,7 @@ agreement with the source model reaches the threshold.
 
 from __future__ import annotations
 
-import json
+import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,12 +18,15 @@ from edge_fer.errors import ConversionError, EdgeFerError, OptionsError, OutputE
 from edge_fer.fileio import atomic_path, check_writable_folder, output_error, write_json_atomic
 
 from edge_fer.classifier import preprocess_crops
+from edge_fer.metadata import NO_FRAMING
 
-from .calibration import FaceSet, accuracy, sample_faces
+from .calibration import FaceSet, accuracy, sample_faces, shared_split
 from .options import ALL_VARIANTS, SUFFIXES, ConversionReport, ConvertOptions
 from .quiet import quiet
 from .sources import Source, open_source
 from .verify import verified_on
+
+log = logging.getLogger("edge_fer.converters")
 
 VARIANT_NAMES = {"none": "float32", "fp16": "fp16", "dynamic": "dynamic", "int8": "int8"}
 SUMMARY_FILE = "summary.json"
@@ -40,19 +43,41 @@ class Faces:
     source_accuracy: float | None
 
 
-def load_faces(options: ConvertOptions, source: Source) -> Faces:
+def face_counts(options: ConvertOptions, quantizations: tuple[str, ...]) -> tuple[int, int]:
+    """``(calibration faces, verification faces)`` to draw. Only full int8 calibrates: float,
+    fp16 and dynamic draw no calibration sample (0) and verify on ``--verify`` or, else, on the
+    calibration folder. Full int8 with one folder for both splits it (:func:`shared_split`);
+    called before any model loads, so a folder too small fails at once."""
+    if options.calibration is None or "int8" not in quantizations:
+        return 0, options.verify_count
+    if options.verify is not None:
+        return options.calibration_count, options.verify_count
+    return shared_split(options.calibration, options.calibration_count, options.verify_count)
+
+
+def load_faces(options: ConvertOptions, source: Source, counts: tuple[int, int]) -> Faces:
+    """The faces of :func:`face_counts` ``counts``, and the source model's probabilities on them."""
     meta = source.meta
+    calibration_count, verify_count = counts
     calibration, held_out = None, None
-    if options.calibration is not None:
-        counts = [options.calibration_count] + ([] if options.verify else [options.verify_count])
-        sets = sample_faces(options.calibration, counts, meta.labels, meta.color, options.seed, "calibration")
+    if calibration_count:
+        shared = options.verify is None
+        sets = sample_faces(options.calibration, [calibration_count] + ([verify_count] if shared else []),
+                            meta.labels, meta.color, options.seed, "calibration")
         calibration = preprocess_crops(meta, sets[0].crops)
-        held_out = sets[1] if len(sets) > 1 else None
+        held_out = sets[1] if shared else None
     if held_out is None:  # ConvertOptions guarantees a calibration or a verification folder
-        held_out = sample_faces(options.verify, [options.verify_count], meta.labels, meta.color,
-                                options.seed, "verification")[0]
+        folder, what = (options.verify, "verification") if options.verify is not None else \
+            (options.calibration, "calibration")
+        held_out = sample_faces(folder, [verify_count], meta.labels, meta.color, options.seed, what)[0]
     reference = source.predict(preprocess_crops(meta, held_out.crops))
     return Faces(calibration, held_out, reference, accuracy(reference, held_out.truth))
+
+
+def warn_without_framing(meta, written: str) -> None:
+    """The ``written`` model(s) have no framing table: say so (the runtime then cuts plain boxes)."""
+    if meta.framing is None:
+        log.warning("warning: %s: %s", written, NO_FRAMING)
 
 
 def check_out(path: Path, target: str) -> Path:
@@ -77,8 +102,12 @@ def convert(options: ConvertOptions) -> ConversionReport:
     out = check_out(Path(options.out), target)
     if out.resolve() == Path(options.model_path).resolve():
         raise OptionsError(f"--out {out} is the source model itself: choose another file name")
+    counts = face_counts(options, (options.quantize,))
     with quiet(), open_source(options) as source:
-        return _convert_one(source, load_faces(options, source), options, target, out)
+        report = _convert_one(source, load_faces(options, source, counts), options, target, out)
+        meta = source.meta
+    warn_without_framing(meta, out.name)  # after quiet(), which silences logging
+    return report
 
 
 def _convert_one(source: Source, faces: Faces, options: ConvertOptions, target: str,
@@ -136,8 +165,9 @@ def convert_all(options: ConvertOptions, variants=ALL_VARIANTS) -> list[Conversi
         raise output_error(folder, exc) from None
     check_writable_folder(folder, "--out")
     reports = []
+    counts = face_counts(options, tuple(q for _, q in variants))
     with quiet(), open_source(options) as source:
-        faces = load_faces(options, source)
+        faces = load_faces(options, source, counts)
         stem = Path(options.model_path).stem or "model"
         for target, quantization in variants:
             out = variant_path(folder, stem, target, quantization)
@@ -158,6 +188,8 @@ def convert_all(options: ConvertOptions, variants=ALL_VARIANTS) -> list[Conversi
                    "verified_on": verified_on(),
                    "variants": [r.to_dict() for r in reports]}
     write_json_atomic(folder / SUMMARY_FILE, summary, indent=2)
+    if any(r.ok for r in reports):
+        warn_without_framing(source.meta, f"{folder}/{stem}_*")
     return reports
 
 

@@ -2,11 +2,14 @@
 
 Faces come from a folder-per-class tree (``root/<class>/<image>``; a flat folder of images also
 works, unlabelled). Samples are spread evenly over the classes and seeded; the verification
-sample is disjoint from the calibration sample when both come from one folder.
+sample is disjoint from the calibration sample when both come from one folder
+(:func:`shared_split` sizes the two). Float, fp16 and dynamic conversions draw no calibration
+sample: they verify on the folder alone.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -16,6 +19,11 @@ import numpy as np
 
 from edge_fer.errors import InputError
 from edge_fer.images import IMAGE_SUFFIXES, list_images, read_image
+
+log = logging.getLogger("edge_fer.converters")
+
+#: Fewest faces each side gets when full-int8 calibration and verification share one folder.
+MIN_SHARED_FACES = 20
 
 
 @dataclass
@@ -65,6 +73,35 @@ def even_quota(sizes: Sequence[int], total: int) -> list[int]:
             quota[i] += take
             left -= take
     return quota
+
+
+def count_faces(root: str | Path, what: str) -> int:
+    """Images in a face folder (listed, not read)."""
+    return sum(len(files) for files in list_faces(root, what).values())
+
+
+def shared_split(root: str | Path, calibration_count: int, verify_count: int) -> tuple[int, int]:
+    """``(calibration, verification)`` face counts for one folder that gives both (full int8
+    without ``--verify``): as asked when the folder holds both samples (``verify_count`` 0, every
+    face left, counts as at least MIN_SHARED_FACES); else calibration gets at most half the folder
+    and verification the rest (logged). InputError, naming the size needed, for a folder too small
+    to give each side MIN_SHARED_FACES (or the smaller count asked for)."""
+    total = count_faces(root, "calibration")
+    wanted_verify = verify_count or MIN_SHARED_FACES
+    if calibration_count + wanted_verify <= total:
+        return calibration_count, verify_count
+    calibrate = min(calibration_count, total // 2)
+    verify = total - calibrate if verify_count == 0 else min(verify_count, total - calibrate)
+    least = (min(calibration_count, MIN_SHARED_FACES), min(wanted_verify, MIN_SHARED_FACES))
+    if calibrate < least[0] or verify < least[1]:
+        raise InputError(f"calibration folder {root} has {total} image{'' if total == 1 else 's'}: full int8 "
+                         f"calibrates on {least[0]}+ and verifies on {least[1]}+ other faces of one folder, so it "
+                         f"needs at least {sum(least)} (add images or pass --verify DIR)")
+    asked = f"{verify_count} verification" if verify_count else f"at least {MIN_SHARED_FACES} left to verify on"
+    log.warning("calibration folder %s has %d images, fewer than the %d calibration faces + %s asked for: "
+                "calibrating on %d, verifying on %d others (--verify DIR verifies on another folder)",
+                root, total, calibration_count, asked, calibrate, verify)
+    return calibrate, verify
 
 
 def sample_faces(root: str | Path, counts: Sequence[int], labels: Sequence[str], color: str,

@@ -28,17 +28,18 @@ GRAY_WEIGHTS_RGB = (0.299, 0.587, 0.114)
 def convert_phone(options: ConvertOptions) -> ConversionReport:
     """``options.model_path`` (Keras) -> the phone variant at ``options.out``, written only if its
     top-1 agreement with the Keras model on the verification faces reaches the threshold."""
-    from .api import check_out, load_faces
+    from .api import check_out, face_counts, load_faces, warn_without_framing
     from .quiet import quiet
     from .sources import open_source
     from .verify import verified_on, verify
 
     out = check_out(Path(options.out), "phone")
+    counts = face_counts(options, (options.quantize,))
     with quiet(), open_source(options) as source:
         if source.kind != "keras":
             raise OptionsError(f"--to phone converts a Keras model (.keras, .h5); {Path(options.model_path).name} "
                                f"is {source.kind}")
-        faces = load_faces(options, source)
+        faces = load_faces(options, source, counts)
         started = time.perf_counter()
         data, phone_meta = phone_variant_bytes(source.model, source.meta, options.quantize, source.path.name)
         with atomic_path(out, ".tflite") as tmp:
@@ -50,6 +51,7 @@ def convert_phone(options: ConvertOptions) -> ConversionReport:
                                       f"{check.faces} held-out faces, below the required "
                                       f"{options.required_agreement:.1%}; {out.name} not written")
             size = tmp.stat().st_size
+    warn_without_framing(phone_meta, out.name)
     return ConversionReport(str(out), "phone", options.quantize, size, check.agreement, faces.source_accuracy,
                             check.converted_accuracy, check.max_prob_diff, round(seconds, 2), check.faces,
                             cpu=verified_on())

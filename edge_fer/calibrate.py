@@ -312,13 +312,18 @@ def write_model_framing(path: str | Path, framing: Framing) -> Path:
     return path
 
 
+#: The detectors ``calibrate-framing`` fits by default, those of them whose files are here.
+FRAMING_DETECTORS = ("yunet", "blazeface", "haar", "ssd", "rfb")
+
+
 @dataclass(frozen=True)
 class CalibrateOptions:
-    """``edge-fer calibrate-framing``: fit on ``data_dir``, write into ``models``."""
+    """``edge-fer calibrate-framing``: fit on ``data_dir``, write into ``models``. ``detectors``:
+    None fits every one of FRAMING_DETECTORS whose files are here (see :func:`present_detectors`)."""
 
     data_dir: str
     models: tuple[str, ...] = ()
-    detectors: tuple[str, ...] = ("yunet", "blazeface", "haar", "ssd", "rfb")
+    detectors: tuple[str, ...] | None = None
     detector_models: tuple[str, ...] = ()  # "name=path"
     count: int = 3000
     seed: int = 0
@@ -327,8 +332,8 @@ class CalibrateOptions:
     def __post_init__(self) -> None:
         from .detectors import DETECTORS
 
-        bad = [d for d in self.detectors if d not in DETECTORS]
-        if bad or not self.detectors:
+        bad = [d for d in self.detectors or () if d not in DETECTORS]
+        if bad or self.detectors == ():
             raise OptionsError(f"detectors must be some of {', '.join(DETECTORS)}, got {','.join(self.detectors) or 'none'}")
         for item in self.detector_models:
             if "=" not in item or item.split("=", 1)[0] not in DETECTORS:
@@ -338,13 +343,29 @@ class CalibrateOptions:
                 raise OptionsError(f"--model {model}: expected an existing .tflite or .onnx file")
 
 
+def present_detectors(models: dict[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """FRAMING_DETECTORS split into those whose files are here (shipped, OpenCV's Haar, the
+    detector cache folders, or ``models``: name -> file or folder) and those skipped."""
+    from .detectors import detector_files_present
+
+    present = tuple(d for d in FRAMING_DETECTORS if detector_files_present(d, models.get(d)))
+    return present, tuple(d for d in FRAMING_DETECTORS if d not in present)
+
+
 def calibrate_framing(options: CalibrateOptions) -> dict:
-    """Fit, write into each model, write the report; returns the report (with ``written``)."""
+    """Fit, write into each model, write the report; returns the report (with ``written``, and
+    ``skipped``: default detectors left out because their files are not here)."""
     from .fileio import write_json_atomic
 
     models = dict(item.split("=", 1) for item in options.detector_models)
-    framing, report = fit_framing(options.data_dir, options.detectors, options.count, options.seed,
+    detectors, skipped = (options.detectors, ()) if options.detectors is not None else present_detectors(models)
+    if skipped:
+        log.info("note: skipping %s: %s files are not here (`edge-fer fetch-detectors %s`, or "
+                 "--detector-model NAME=PATH)", ", ".join(skipped), "their" if len(skipped) > 1 else "its",
+                 " ".join(skipped))
+    framing, report = fit_framing(options.data_dir, detectors, options.count, options.seed,
                                   detector_models=models)
+    report["skipped"] = list(skipped)
     report["fitted_on"] = framing.fitted_on
     report["framing"] = framing.to_dict()
     report["written"] = [str(write_model_framing(m, framing)) for m in options.models]

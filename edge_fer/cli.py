@@ -12,8 +12,12 @@ with ``-q``. Data (results, reports, JSON) goes to stdout; status lines go to st
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.util
 import logging
+import os
 import sys
+import warnings
 
 import click
 
@@ -83,6 +87,45 @@ def configure_logging(verbosity: int) -> None:
     logger.propagate = False
 
 
+def quiet_tensorflow_start() -> None:
+    """Hide TensorFlow's start-up lines (CUDA probing on a machine without a GPU, CPU-feature
+    notes, absl's "before InitializeLog" warning) and Keras' UserWarnings: ``-v`` shows them.
+    Costs nothing where TensorFlow is never imported (the runtime)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ INFO/WARNING/ERROR lines (cuInit)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"keras(\..*)?$")
+    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietImport())
+
+
+class _QuietImport(importlib.abc.MetaPathFinder):
+    """Runs TensorFlow's first import with fd 2 silenced: its loaders print before any log
+    level applies. Python exceptions still propagate; the finder removes itself when used."""
+
+    def find_spec(self, name, path, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+class _QuietLoader(importlib.abc.Loader):
+    def __init__(self, loader) -> None:
+        self._loader = loader
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        from .backends import quiet_native_fds
+
+        module.__loader__ = self._loader
+        with quiet_native_fds((2,)):
+            self._loader.exec_module(module)
+
+
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="edge-fer")
 @click.option("-v", "--verbose", count=True, help="More detail on stderr (debug messages).")
@@ -90,6 +133,8 @@ def configure_logging(verbosity: int) -> None:
 def main(verbose: int, quiet: bool) -> None:
     """Facial expression recognition on edge devices: run, bench, convert, train."""
     configure_logging(-1 if quiet else verbose)
+    if verbose < 1:
+        quiet_tensorflow_start()
 
 
 if __name__ == "__main__":  # pragma: no cover

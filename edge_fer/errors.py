@@ -30,6 +30,10 @@ class ConversionError(EdgeFerError):
     """A conversion that failed or did not pass verification."""
 
 
+class WorkerError(EdgeFerError):
+    """Worker processes that could not start (a script without a ``__main__`` guard, say)."""
+
+
 class OutputError(EdgeFerError):
     """An output (video, image folder, report, model file) that cannot be written in full:
     a missing or read-only folder, a full disk."""

@@ -49,6 +49,17 @@ def check_writable_folder(folder: str | Path, what: str = "output") -> Path:
     return folder
 
 
+def make_output_folder(folder: str | Path, what: str = "output") -> Path:
+    """``folder`` and its missing parents created, then probed with :func:`check_writable_folder`:
+    call it before any slow work, so a bad output path fails at once. OutputError naming it."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {what} folder {folder}: {exc.strerror or type(exc).__name__}") from None
+    return check_writable_folder(folder, what)
+
+
 def sync_file(path: str | Path) -> None:
     """Flush a written file's data to the disk (``fsync``); OutputError when that fails."""
     try:

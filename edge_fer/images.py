@@ -8,7 +8,10 @@ declares more pixels than OpenCV allows gives None (and a reason), never an exce
 
 from __future__ import annotations
 
+import os
 import stat
+import sys
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -55,6 +58,46 @@ def decode_image(path: str | Path, flags: int = cv2.IMREAD_COLOR) -> tuple[np.nd
     if image is None or image.size == 0:
         return None, "not an image or an unsupported format"
     return image, ""
+
+
+def decode_image_strict(path: str | Path, flags: int = cv2.IMREAD_COLOR) -> tuple[np.ndarray | None, str]:
+    """:func:`decode_image`, but a file the decoder complains about (libjpeg's "Premature end of
+    JPEG file" on a truncated file, which still decodes, half grey) is refused with that complaint
+    as the reason, and nothing reaches the terminal. For training data, read by one thread:
+    whatever any thread writes to fd 2 meanwhile is taken for the decoder's."""
+    log = _decoder_log()
+    if log is None:  # no file descriptors to swap (an embedded interpreter): plain decoding
+        return decode_image(path, flags)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = os.dup(2)
+    os.ftruncate(log, 0)
+    os.lseek(log, 0, os.SEEK_SET)
+    os.dup2(log, 2)
+    try:
+        image, why = decode_image(path, flags)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    said = os.pread(log, 4096, 0).decode("utf-8", "replace").strip()
+    if said and image is not None:
+        return None, f"damaged ({said.splitlines()[0].strip()})"
+    return image, why
+
+
+_DECODER_LOG: list[int] = []
+
+
+def _decoder_log() -> int | None:
+    """One anonymous temp file per process that catches a decoder's fd-2 output."""
+    if not _DECODER_LOG:
+        try:
+            handle, name = tempfile.mkstemp(prefix="edge-fer-decoder-")
+            os.unlink(name)
+            _DECODER_LOG.append(handle)
+        except OSError:
+            return None
+    return _DECODER_LOG[0]
 
 
 def read_image(path: str | Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray | None:

@@ -19,6 +19,8 @@ METADATA_KEY = "edge_fer"
 SCHEMA_VERSION = 1
 COLORS = ("gray", "rgb", "bgr")
 QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
+#: Said (logged) by ``convert`` and ``run`` for a model whose metadata has no framing table.
+NO_FRAMING = "no framing table: faces are cut as plain boxes; run calibrate-framing"
 
 #: FER2013's class order (its CSV's ``emotion`` column 0..6).
 FER2013_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")

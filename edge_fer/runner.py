@@ -39,6 +39,7 @@ from .capture import FrameSource, SourceOptions, open_source
 from .draw import DisplayUnavailable, draw_result, open_window
 from .errors import OptionsError, OutputError
 from .fileio import check_writable_folder, commit_file, output_error, write_bytes_atomic
+from .metadata import NO_FRAMING
 from .pipeline import FerPipeline, PipelineOptions
 from .types import FrameResult
 
@@ -108,6 +109,8 @@ def run(options: RunOptions, on_result: Callable[[FrameResult], None] | None = N
         pipeline = stack.enter_context(FerPipeline.create_from_options(options.pipeline))
         sink = stack.enter_context(open_sink(options.save_video, source)) if options.save_video else None
         window = None if options.headless else _try_window(stack, serving=server is not None)
+        if pipeline.classifier.meta.framing is None:
+            log.warning("warning: %s: %s", Path(pipeline.classifier.model_path).name, NO_FRAMING)
         start = last = time.perf_counter()
         for index, time_ms, frame_bgr in source:
             if source.stills:

@@ -280,6 +280,34 @@ def test_calibrate_framing_writes_a_framing_that_reads_back(fer_train, tmp_path)
         pass  # the rewritten file still loads
 
 
+def test_calibrate_framing_defaults_to_the_detectors_present(fer_train, tmp_path, monkeypatch):
+    """With no --detectors it fits those whose files are here (ssd and rfb are not shipped and
+    not in this test's empty cache folders) and names the ones it skipped."""
+    from click.testing import CliRunner
+
+    from edge_fer.cli import main
+
+    monkeypatch.setenv("EDGE_FER_DETECTORS", str(tmp_path / "no-detectors"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    result = CliRunner().invoke(main, ["calibrate-framing", "--data", str(fer_train), "--count", "50",
+                                       "--report", str(tmp_path / "framing.json")])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines()[0].startswith("edge-fer: note: skipping ssd, rfb: their files are not here")
+    report = json.loads((tmp_path / "framing.json").read_text())
+    assert list(report["detectors"]) == ["yunet", "blazeface", "haar"] and report["skipped"] == ["ssd", "rfb"]
+
+
+def test_present_detectors_counts_files_given_by_path(detector_dir, tmp_path, monkeypatch):
+    from edge_fer.calibrate import FRAMING_DETECTORS, present_detectors
+
+    monkeypatch.setenv("EDGE_FER_DETECTORS", str(tmp_path / "no-detectors"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    given = {"ssd": str(detector_dir), "rfb": str(detector_dir / "ultralight_rfb_320.onnx")}
+    assert present_detectors(given) == (FRAMING_DETECTORS, ())
+    missing = {"rfb": str(tmp_path / "missing.onnx")}
+    assert present_detectors(missing) == (("yunet", "blazeface", "haar"), ("ssd", "rfb"))
+
+
 @pytest.mark.parametrize("args, message", [
     (["--detectors", "nope"], "detectors must be some of"),
     (["--count", "10"], "10"),

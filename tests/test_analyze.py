@@ -14,6 +14,8 @@ import importlib.util
 import os
 import re
 import shutil
+import subprocess
+import sys
 import threading
 from collections import Counter
 from pathlib import Path
@@ -256,6 +258,43 @@ def test_worker_crash_is_a_failure_row_and_the_rest_completes(media_dir, tmp_pat
     # The sources in flight with it are retried one at a time: only the culprit fails.
     assert all(r.ok and len(r.rows) == 1 for r in results[1:])
     assert len({(r.rows[0].x, r.rows[0].y, r.rows[0].expression) for r in results[1:]}) == 1
+
+
+#: A user's script around edge_fer.analyze with 2 workers; ``{call}``: how it calls main().
+SCRIPT = """import sys
+
+import edge_fer
+
+
+def main() -> None:
+    rows = list(edge_fer.analyze(sys.argv[1:], edge_fer.AnalyzeOptions(workers=2)))
+    print(len(rows), "rows")
+
+
+{call}
+"""
+
+
+def run_script(path: Path, call: str, sources: list[Path]) -> subprocess.CompletedProcess:
+    path.write_text(SCRIPT.format(call=call))
+    return subprocess.run([sys.executable, str(path), *map(str, sources)], capture_output=True, text=True,
+                          timeout=300, cwd=path.parent, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+def test_a_script_without_a_main_guard_fails_with_one_clear_error(media_dir, tmp_path):
+    """Spawned workers import the main script again: unguarded, each would start an analysis of
+    its own and the pool never starts. analyze raises one clear error (before, it yielded no rows
+    and no error); the workers leave quietly; the same script guarded gives its row."""
+    sources = [media_dir / "justin.jpg", media_dir / "no-faces.jpg"]
+    unguarded = run_script(tmp_path / "unguarded.py", "main()", sources)
+    assert unguarded.returncode == 1 and unguarded.stdout == "", unguarded.stdout + unguarded.stderr
+    last = unguarded.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(r"edge_fer\.errors\.WorkerError: the 2 analyze worker processes exited while starting, "
+                        r"before reading any source: a script that calls edge_fer\.analyze with workers > 1 must "
+                        r"call it under `if __name__ == \"__main__\":` .*", last), unguarded.stderr
+    assert "bootstrapping phase" not in unguarded.stderr and unguarded.stderr.count("Traceback") == 1
+    guarded = run_script(tmp_path / "guarded.py", 'if __name__ == "__main__":\n    main()', sources)
+    assert guarded.returncode == 0 and guarded.stdout == "1 rows\n", guarded.stdout + guarded.stderr
 
 
 @pytest.fixture(scope="module")

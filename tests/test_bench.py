@@ -311,6 +311,8 @@ def test_real_classifier_only_run_with_accuracy(fer_val, media_dir, peer_dir, tm
     row, = report["rows"]
     assert result.exit_code == (0 if row["pass"] else 1), result.output
     assert "detect" not in row["latency_ms"] and row["mode"] == "classifier-only"
+    # --detect-every was not given: no warning about it (issue 26, item 14)
+    assert not any("--detect-every" in w for w in report["warnings"]) and "--detect-every" not in result.output
     # the accuracy is the classifier's own on these 24 faces, computed here independently
     options = ClassifierOptions(peer_dir / "emotion_model_quantized.tflite", num_threads=1,
                                 labels=FER2013_LABELS, scale=0.00784313725, offset=-1.0)
@@ -351,6 +353,13 @@ def test_bad_input_is_one_line_and_exit_2(args, message, media_dir, peer_dir, tm
     assert message in result.output
     assert "Traceback" not in result.output
     assert not out.exists()
+
+
+def test_detect_every_warns_with_classifier_only_only_when_given():
+    assert BenchOptions(models=("m.tflite",), classifier_only=True).warnings() == []
+    assert BenchOptions(models=("m.tflite",), detect_every=2).warnings() == []  # the pipeline uses it
+    assert BenchOptions(models=("m.tflite",), classifier_only=True, detect_every=2).warnings() == [
+        "--detect-every 2 does not apply to --classifier-only"]
 
 
 def test_data_with_unknown_classes_fails_before_timing(peer_dir, tmp_path):

@@ -29,12 +29,19 @@ from edge_fer.cli import main
 from edge_fer.commands.run import run_command
 from edge_fer.detectors import DetectorOptions
 from edge_fer.draw import DisplayUnavailable, color_for, draw_result, open_window
-from edge_fer.metadata import FER2013_LABELS
+from edge_fer.metadata import FER2013_LABELS, NO_FRAMING
 from edge_fer.pipeline import STAGES, FerPipeline, PipelineOptions
 from edge_fer.runner import RunOptions, run
 
 PEER_MODEL = "emotion_model_quantized.tflite"
 FACE_KEYS = {"id", "box_xywh", "expression", "score", "scores"}
+#: What run says at start for the peer's model, which has no framing table.
+PEER_NO_FRAMING = f"edge-fer: warning: {PEER_MODEL}: {NO_FRAMING}"
+
+
+def without_framing_warning(stderr: str) -> list[str]:
+    """stderr's lines less run's framing warning (the peer model gets one; tested on its own)."""
+    return [line for line in stderr.splitlines() if line != PEER_NO_FRAMING]
 
 
 @pytest.fixture(scope="module")
@@ -186,13 +193,13 @@ def test_run_table(cli, model_args, media_dir, peer_dir, detector_dir, tmp_path,
         assert result.exception is None
         (line,) = result.stdout.splitlines()
         assert re.search(pattern, line), line
-        *notes, summary = result.stderr.splitlines()
+        *notes, summary = without_framing_warning(result.stderr)
         assert summary.startswith("edge-fer: 1 frames in ")
         assert notes == ([] if args(media_dir, None, None, tmp_path) else  # no source: says so
                          [n for n in notes if "camera 0 did not open and no source was given" in n][:1])
     else:
         assert isinstance(result.exception, SystemExit) and result.stdout == ""
-        (line,) = result.stderr.splitlines()  # exactly one line
+        (line,) = without_framing_warning(result.stderr)  # exactly one error line
         assert line.startswith("edge-fer: error: ")
         assert re.search(pattern, line), line
 
@@ -243,7 +250,8 @@ def test_installed_entry_point(model_args, media_dir):
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
     check_json_frames(json_lines(proc.stdout), 100)
-    assert proc.stderr.splitlines() == [proc.stderr.strip()]  # only the summary on stderr
+    summary, = without_framing_warning(proc.stderr)  # only the summary on stderr (and the warning)
+    assert "100 frames in" in summary
 
 
 def test_whole_video_one_face_one_track(classifier_options, media_dir):
@@ -352,6 +360,15 @@ def test_default_model_when_bundled(cli, media_dir):
     assert result.exit_code == 0, result.output
     (line,) = json_lines(result.stdout)
     assert len(line["faces"]) == 1
+    assert NO_FRAMING not in result.stderr  # the shipped model has its framing table
+
+
+def test_a_model_without_framing_warns_at_start(cli, model_args, media_dir):
+    """The peer's model has no framing table: run says so, once, before the frames."""
+    result = invoke(cli, *model_args, "--headless", "--image", media_dir / "justin.jpg")
+    assert result.exit_code == 0, result.output
+    warning, summary = result.stderr.splitlines()
+    assert warning == PEER_NO_FRAMING and summary.startswith("edge-fer: 1 frames in ")
 
 
 # display ------------------------------------------------------------------------------------------
@@ -363,7 +380,7 @@ def test_no_display_is_one_note_then_headless(cli, model_args, media_dir, monkey
         monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     result = invoke(cli, *model_args, "--image", media_dir / "justin.jpg")
     assert result.exit_code == 0, result.output
-    note, summary = result.stderr.splitlines()
+    note, summary = without_framing_warning(result.stderr)
     assert note.startswith("edge-fer: note: no display (") and "running headless" in note
     assert result.stdout.startswith("justin.jpg: #1 ")
     monkeypatch.delenv("DISPLAY", raising=False)

@@ -108,7 +108,8 @@ def test_mirrored_on_two_logical_cpus(fer_train, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["options"]["strategy"] == "mirrored" and summary["replicas"] == 2
     assert summary["train_counts"] == {"happy": 32, "surprise": 32}
-    assert sorted(p.name for p in out.iterdir()) == ["best.keras", "history.csv", "model.keras", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["best.keras", "curve.png", "history.csv", "model.keras", "run.json",
+                                                       "summary.json"]
 
 
 WORKER = r"""
@@ -155,6 +156,6 @@ def test_multiworker_two_local_processes(fer_train, tmp_path):
     results = [json.loads(next(x for x in out.splitlines() if x.startswith("RESULT "))[7:]) for out, _ in outputs]
     assert results[0] == {"model": str(tmp_path / "w0" / "model.keras"), "replicas": 2}
     assert results[1] == {"model": "", "replicas": 2}
-    assert sorted(p.name for p in (tmp_path / "w0").iterdir()) == ["best.keras", "history.csv", "model.keras",
-                                                                    "summary.json"]
+    assert sorted(p.name for p in (tmp_path / "w0").iterdir()) == ["best.keras", "curve.png", "history.csv",
+                                                                    "model.keras", "run.json", "summary.json"]
     assert list((tmp_path / "w1").iterdir()) == []

@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 
 from ..errors import InputError, OptionsError
 from ..pipeline import PipelineOptions
-from .engines import ENGINES, InlineEngine, LocalEngine, RayEngine, parse_ray_address
+from .engines import ENGINES, InlineEngine, LocalEngine, RayEngine, leave_if_spawning, parse_ray_address
 from .items import discover
 from .summary import AnalysisSummary
 from .worker import FaceRow, SourceAnalyzer, SourceResult
@@ -101,6 +101,8 @@ class Analysis:
                  previous: dict | None = None) -> None:
         self.options = options
         self.items = discover(paths, options.glob)
+        if options.engine == "local" and options.local_workers(len(self.items)) > 1:
+            leave_if_spawning()  # a spawned worker running an unguarded script again: before the model loads
         with SourceAnalyzer(options.pipeline) as probe:  # a model or detector that does not load fails here
             self.labels = probe.labels
         self._summary = AnalysisSummary(self.labels)

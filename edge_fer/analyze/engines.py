@@ -26,7 +26,7 @@ from concurrent.futures import ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterator
 
-from ..errors import OptionsError
+from ..errors import OptionsError, WorkerError
 from .items import WorkItem
 from .worker import SourceAnalyzer, SourceResult
 
@@ -84,7 +84,19 @@ def _die_with_parent() -> None:
         pass
 
 
-def _init_worker(pipeline_options, events) -> None:
+def leave_if_spawning() -> None:
+    """In a worker process that is still starting (spawn runs the parent's main script again,
+    as ``__mp_main__``), an analysis must not start another pool: that is a script calling
+    ``analyze`` without an ``if __name__ == "__main__":`` guard. The worker exits quietly and
+    the parent raises WorkerError (:meth:`LocalEngine.run`), one message instead of a
+    multiprocessing traceback from every worker."""
+    import multiprocessing
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):  # what spawn itself checks
+        raise SystemExit(1)
+
+
+def _init_worker(pipeline_options, events, ready) -> None:
     global _worker_analyzer, _worker_events
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and ends the pool
     _die_with_parent()
@@ -92,6 +104,8 @@ def _init_worker(pipeline_options, events) -> None:
         os.environ.setdefault(name, "1")
     _worker_events = events
     _worker_analyzer = SourceAnalyzer(pipeline_options)
+    with ready.get_lock():  # shared memory: seen by the parent at once, even if this worker dies next
+        ready.value += 1
 
 
 def _report(kind: str, index: int, value: int) -> None:
@@ -118,15 +132,27 @@ class LocalEngine:
     def __enter__(self) -> "LocalEngine":
         import multiprocessing
 
+        leave_if_spawning()
         context = multiprocessing.get_context("spawn")  # no inherited threads or OpenCV state
         self._events = context.Queue()
         self._context = context
         return self
 
     def _start(self) -> ProcessPoolExecutor:
+        self._ready = self._context.Value("i", 0)  # workers of this pool that finished starting
         self._executor = ProcessPoolExecutor(self.workers, mp_context=self._context, initializer=_init_worker,
-                                             initargs=(self.pipeline_options, self._events))
+                                             initargs=(self.pipeline_options, self._events, self._ready))
         return self._executor
+
+    def _check_started(self) -> None:
+        """The pool broke: WorkerError if no worker of it ever finished starting (a crash while
+        reading a source is not that, and is retried instead)."""
+        if self._ready.value == 0:
+            raise WorkerError(
+                f"the {self.workers} analyze worker processes exited while starting, before reading any source: "
+                "a script that calls edge_fer.analyze with workers > 1 must call it under "
+                "`if __name__ == \"__main__\":` (workers are spawned and run the main script again), "
+                "or pass workers=1") from None
 
     def _drain(self, on_event: Event) -> None:
         while True:
@@ -167,6 +193,7 @@ class LocalEngine:
             try:
                 result = future.result()
             except BrokenProcessPool:
+                self._check_started()
                 if not suspects:
                     self._recover(in_flight)
                     continue

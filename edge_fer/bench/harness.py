@@ -89,7 +89,8 @@ class BenchOptions:
     device: str = "auto"
     detector_model: str | None = None
     detect_width: int = defaults.DETECT_WIDTH
-    detect_every: int = defaults.DETECT_EVERY
+    #: None: not given (the pipeline's default, defaults.DETECT_EVERY).
+    detect_every: int | None = None
 
     def __post_init__(self) -> None:
         from ..detectors import DETECTORS
@@ -132,8 +133,8 @@ class BenchOptions:
         if self.frames < MIN_FRAMES:
             out.append(f"--frames {self.frames} is below the documented minimum of {MIN_FRAMES}: "
                        "tail percentiles (p99, max) rest on few frames")
-        if self.classifier_only and self.detect_every != 1:
-            out.append("--detect-every does not apply to --classifier-only")
+        if self.classifier_only and self.detect_every is not None:
+            out.append(f"--detect-every {self.detect_every} does not apply to --classifier-only")
         return out
 
     def to_dict(self) -> dict:
@@ -213,7 +214,8 @@ def pipeline_options(options: BenchOptions, row: RowConfig):
     from ..pipeline import PipelineOptions
 
     return PipelineOptions(classifier=classifier_options(options, row.model_path, row.threads),
-                           detector=detector_options(options, row), detect_every=options.detect_every,
+                           detector=detector_options(options, row),
+                           detect_every=defaults.DETECT_EVERY if options.detect_every is None else options.detect_every,
                            opencv_threads=row.cv_threads)
 
 

@@ -52,7 +52,9 @@ def _ints(values: tuple[str, ...], name: str, default: int) -> tuple[int, ...]:
               help="ONNX Runtime providers (ONNX models).")
 @click.option("--detector-model", type=click.Path(), help="Detector file, or a folder holding detectors' files.")
 @click.option("--detect-width", default=defaults.DETECT_WIDTH, show_default=True, help="Frames wider than this are downscaled for detection.")
-@click.option("--detect-every", default=defaults.DETECT_EVERY, show_default=True, help="Run the detector every Nth frame.")
+@click.option("--detect-every", type=int,
+              help=f"Run the detector every Nth frame (not with --classifier-only).  "
+                   f"[default: {defaults.DETECT_EVERY}]")
 @click.option("--target-ms", default=20.0, show_default=True, help="Pass when p95 of total latency is within this.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write every figure and per-frame totals.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a PNG (needs matplotlib).")

@@ -13,8 +13,9 @@ from . import DETECTOR_NAMES
               help="The model's training faces, one folder per class (e.g. fer2013/train).")
 @click.option("--model", "models", multiple=True, type=click.Path(),
               help="A .tflite/.onnx file to write the framing into (repeatable; none: only report).")
-@click.option("--detectors", default=",".join(DETECTOR_NAMES), show_default=True,
-              help="Comma-separated detectors to fit.")
+@click.option("--detectors", help=f"Comma-separated detectors to fit (some of {', '.join(DETECTOR_NAMES)}).  "
+                                  "[default: every one whose files are here: blazeface and yunet ship, haar "
+                                  "comes with OpenCV, ssd and rfb with fetch-detectors or --detector-model]")
 @click.option("--detector-model", "detector_models", multiple=True, metavar="NAME=PATH",
               help="A detector's file or folder, e.g. ssd=~/detectors (repeatable).")
 @click.option("--count", default=3000, show_default=True, type=click.IntRange(50, 1_000_000),
@@ -25,8 +26,9 @@ def calibrate_command(data, models, detectors, detector_models, count, seed, rep
     """Fit each detector's framing on real training faces (upscaled 4x, padded 96 px)."""
     from ..calibrate import CalibrateOptions, calibrate_framing
 
-    result = calibrate_framing(CalibrateOptions(data, tuple(models), tuple(d for d in detectors.split(",") if d),
-                                                tuple(detector_models), count, seed, report))
+    chosen = None if detectors is None else tuple(d for d in detectors.split(",") if d)
+    result = calibrate_framing(CalibrateOptions(data, tuple(models), chosen, tuple(detector_models), count, seed,
+                                                report))
     for name, row in result["detectors"].items():
         click.echo(f"{name}: found {row['found']} of {result['faces']} faces; box (dx, dy, sw, sh) "
                    f"{row['box']}" + ("; landmarks " + ", ".join(f"{k} {v}" for k, v in row["points"].items())

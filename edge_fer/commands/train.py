@@ -102,8 +102,9 @@ def teacher_probs_command(models, data, out, no_flip, num_threads) -> None:
     summary = write_teacher_probs(TeacherOptions(tuple(models), data, out, flip=not no_flip,
                                                  num_threads=num_threads))
     accuracy = ", ".join(f"{k} {v:.4f}" for k, v in summary["train_accuracy"].items())
+    ensemble = f"; ensemble accuracy {summary['ensemble_accuracy']:.4f}" if len(models) > 1 else ""
     click.echo(f"wrote {out}: {summary['images']} images, {len(summary['classes'])} classes; "
-               f"accuracy on them: {accuracy}")
+               f"accuracy on them: {accuracy}{ensemble}")
 
 
 @click.command("eval")

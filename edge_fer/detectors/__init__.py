@@ -122,6 +122,18 @@ def find_detector_files(name: str, model_path: str | None) -> list[Path]:
                         f"or pass --detector-model PATH (`edge-fer fetch-detectors` downloads them)")
 
 
+def detector_files_present(name: str, model_path: str | None = None) -> bool:
+    """Whether ``name`` can find its files (:func:`find_detector_files`; Haar's cascade comes
+    with OpenCV): nothing is loaded and nothing raised."""
+    if name == "haar":
+        return not model_path or Path(model_path).is_file()
+    try:
+        find_detector_files(name, model_path)
+    except DetectorError:
+        return False
+    return True
+
+
 def load_error(name: str, where: str | Path, exc: BaseException) -> DetectorError:
     """The one-line error for detector files that exist but do not load (corrupt, HTML...)."""
     from ..backends import first_line

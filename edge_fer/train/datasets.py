@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,10 @@ import numpy as np
 from ..classifier import resize_to
 from ..errors import InputError, OptionsError
 from ..images import IMAGE_SUFFIXES  # noqa: F401 (ckplus and callers import it from here)
+from ..images import decode_image_strict
 from ..metadata import LABEL_PRESETS
+
+log = logging.getLogger(__name__)
 
 #: Explicit class sets (one definition: edge_fer.metadata.LABEL_PRESETS).
 CLASS_SETS = LABEL_PRESETS
@@ -86,11 +90,12 @@ def fit_size(image: np.ndarray, size_hw: tuple[int, int] | None) -> np.ndarray:
 
 
 def read_face(path: str | Path, size_hw=None, cropper=None) -> tuple[np.ndarray | None, str]:
-    """``(gray image, "")``, or ``(None, "skipped")`` if unreadable, or ``(None, "no_face")``
-    if ``cropper`` (which cuts out the largest face of a full frame) finds no face."""
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if cropper is None else cv2.IMREAD_COLOR)
-    if image is None or image.size == 0:
-        return None, "skipped"
+    """``(gray image, "")``, or ``(None, "unreadable: why")`` (a file that does not decode, or that
+    the decoder complains about: :func:`~edge_fer.images.decode_image_strict`), or ``(None,
+    "no_face")`` if ``cropper`` (which cuts out the largest face of a full frame) finds no face."""
+    image, why = decode_image_strict(path, cv2.IMREAD_GRAYSCALE if cropper is None else cv2.IMREAD_COLOR)
+    if image is None:
+        return None, f"unreadable: {why}"
     if cropper is not None:
         image = cropper.crop(image)
         if image is None:
@@ -98,19 +103,33 @@ def read_face(path: str | Path, size_hw=None, cropper=None) -> tuple[np.ndarray 
     return fit_size(image, size_hw), ""
 
 
+#: Unreadable files named at warning level; the rest only in the debug log (``-v``).
+NAMED_UNREADABLE = 3
+
+
 def read_faces(items, classes, size_hw=None, cropper=None, where: str = "dataset") -> FaceDataset:
     """Read ``(path, label)`` pairs with :func:`read_face` into a :class:`FaceDataset`; images
-    that are unreadable or faceless are counted. One-line errors for nothing usable or mixed
-    sizes."""
-    images, labels, paths, misses = [], [], [], {"skipped": 0, "no_face": 0}
+    that are unreadable or faceless are counted, and the unreadable ones named (the first
+    :data:`NAMED_UNREADABLE` in a warning, every one in the debug log). One-line errors for
+    nothing usable or mixed sizes."""
+    images, labels, paths, misses, unreadable = [], [], [], {"skipped": 0, "no_face": 0}, []
     for path, label in items:
         image, why = read_face(path, size_hw, cropper)
         if image is None:
-            misses[why] += 1
+            misses["no_face" if why == "no_face" else "skipped"] += 1
+            if why != "no_face":
+                unreadable.append(f"{path} ({why.split(': ', 1)[1]})")
             continue
         images.append(image)
         labels.append(label)
         paths.append(str(path))
+    if unreadable:
+        more = len(unreadable) - NAMED_UNREADABLE
+        log.warning(f"{where}: {len(unreadable)} unreadable image(s) skipped: "
+                    f"{'; '.join(unreadable[:NAMED_UNREADABLE])}"
+                    f"{f'; and {more} more (verbose logging lists them)' if more > 0 else ''}")
+        for line in unreadable:
+            log.debug(f"unreadable, skipped: {line}")
     return stack_dataset(images, labels, classes, paths, misses, where)
 
 

@@ -1,14 +1,15 @@
 """``edge-fer train``: fit a classifier on folder-per-class face crops.
 
-Resumable (Keras ``BackupAndRestore`` after every epoch), deterministic with a seed, selects the
-best epoch on a validation folder, and writes a ``.keras`` file that records its classes and
-preprocessing. Uses a GPU when TensorFlow sees one; ``strategy`` spreads the steps over several
+Resumable (Keras ``BackupAndRestore`` after every epoch, optimizer included; a run folder only
+resumes the run it was started with: :mod:`.run_folder`), deterministic with a seed, selects the
+best epoch on a validation folder (across resumed parts), and writes a ``.keras`` file that
+records its classes and preprocessing, with ``history.csv``, ``curve.png`` and ``summary.json``.
+Uses a GPU when TensorFlow sees one; ``strategy`` spreads the steps over several
 GPUs or machines (:mod:`.distribute`). :func:`train_on` fits in-memory sets (the CK+ protocols).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import platform
 import os
@@ -27,6 +28,8 @@ from .datasets import FaceDataset, resolve_classes
 from .distribute import check_strategy, make_strategy, prebuild_for_multiworker, shard_by_data
 from .loaders import CKPLUS_KINDS, LoadOptions, dataset_kind, load_dataset
 from .models import arch_spec, build_model
+from .run_folder import (CURVE_FILE, HISTORY_FILE, check_or_record, fingerprint, make_callbacks,
+                         plot_curve, read_history)
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +207,12 @@ def train(options: TrainOptions) -> TrainResult:
         raise OptionsError("--last-frames/--first-as-neutral apply to CK+ folders; no --data is one")
     data = load_training_data(options.data, spec, options.limit_per_class, options.seed, options.classes,
                               options.crop_faces, *ckplus)
+    empty = [c for c, n in data.counts().items() if n == 0]
+    if empty:
+        raise InputError(f"classes {empty} have no training images (their output would never be "
+                         "learned): add images, or leave the class out with --classes")
+    if options.val:
+        warn_val_classes_left_out(options.val, data.classes)
     val = (load_dataset(options.val, LoadOptions(size_hw=spec.input_size_hw, classes=data.classes,
                                                  usage="PublicTest", crop_faces=options.crop_faces,
                                                  last_k=options.last_frames,
@@ -248,8 +257,13 @@ def train_on(data: FaceDataset, val: FaceDataset | None, options: TrainOptions) 
 
     files = out if task.is_chief else out / f".{task.type}-{task.index}"  # a worker's private backup
     backup = files / "backup"
-    if options.fresh and backup.exists():
-        shutil.rmtree(backup)
+    if task.is_chief:
+        check_or_record(out, fingerprint(options, data, spec, batch), options.fresh)
+    if options.fresh:
+        if backup.exists():
+            shutil.rmtree(backup)
+        for name in (HISTORY_FILE, "best.keras", "summary.json", CURVE_FILE):
+            (out / name).unlink(missing_ok=True)
     with strategy.scope():
         model = build_model(options.arch, len(data.classes), weights=options.weights)
         if options.init_from:
@@ -259,38 +273,43 @@ def train_on(data: FaceDataset, val: FaceDataset | None, options: TrainOptions) 
         prebuild_for_multiworker(model, strategy, train_ds)
     best_path = out / "best.keras"
     monitor = "val_accuracy" if val_ds is not None else "loss"
+    earlier = read_history(out / HISTORY_FILE)
+    # a resumed part must beat the best epoch of the parts before it, not start from scratch
+    best_so_far = ((max if val_ds is not None else min)(earlier[monitor])
+                   if earlier.get(monitor) and best_path.exists() else None)
     callbacks = [keras.callbacks.BackupAndRestore(str(backup))]
     if task.is_chief:
+        progress = sys.stderr.isatty() if options.verbose is None else options.verbose == 1
         callbacks += [
             keras.callbacks.ModelCheckpoint(str(best_path), monitor=monitor, save_best_only=True,
-                                            mode="max" if val_ds is not None else "min"),
-            keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
+                                            mode="max" if val_ds is not None else "min",
+                                            initial_value_threshold=best_so_far),
+            *make_callbacks(out, len(data), options.epochs, progress),
         ]
     if spec.optimizer == "adam-transfer":
         callbacks += [keras.callbacks.EarlyStopping(monitor=monitor, patience=10, restore_best_weights=True),
                       keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=5)]
-    verbose = options.verbose if options.verbose is not None else (1 if sys.stdout.isatty() else 2)
     log.info(f"training {options.arch} on {len(data)} images {data.counts()} "
              f"({data.skipped} unreadable skipped, {data.no_face} without a face), {options.epochs} epochs, "
              f"batch {batch} ({per_replica} x {replicas} replicas, strategy {options.strategy})")
     started = time.time()
-    done = len(_read_history(out / "history.csv").get("loss", []))
+    done = len(earlier.get("loss", []))
+    if done and done < options.epochs and task.is_chief:
+        log.info(f"resuming {out} after epoch {done} of {options.epochs}")
     # Every worker of a cluster must step together: only a single process skips a finished run.
-    if options.fresh or done < options.epochs or not best_path.exists() or task.workers > 1:
-        model.fit(train_ds, validation_data=val_ds, epochs=options.epochs, callbacks=callbacks,
-                  verbose=verbose)
+    if done < options.epochs or not best_path.exists() or task.workers > 1:
+        model.fit(train_ds, validation_data=val_ds, epochs=options.epochs, callbacks=callbacks, verbose=0)
     else:  # an earlier run finished every epoch (its backup is gone): export its best epoch only
         log.info(f"{out} already holds all {done} epochs: exporting its best epoch")
-        earlier = out / "summary.json"
-        if earlier.exists():  # keep the training time of the run that did the epochs
-            started -= float(json.loads(earlier.read_text()).get("seconds", 0.0))
     seconds = time.time() - started
     if not task.is_chief:  # the chief exports; a finished worker needs no backup
         shutil.rmtree(files, ignore_errors=True)
         return TrainResult("", options.epochs, 0, None, float("nan"), float("nan"), round(seconds, 1),
                            replicas, per_replica)
 
-    history = _read_history(out / "history.csv")
+    history = read_history(out / HISTORY_FILE)
+    if history.get("seconds"):  # every part's epochs, not only this call's
+        seconds = sum(history["seconds"])
     if best_path.exists():
         model = keras.saving.load_model(best_path, compile=False, safe_mode=True)
     if options.flip_tta:
@@ -301,7 +320,8 @@ def train_on(data: FaceDataset, val: FaceDataset | None, options: TrainOptions) 
     from .keras_io import save_keras
     model_path = save_keras(model, out / "model.keras", meta)
     accs = history.get("val_accuracy") or []
-    best_epoch = int(np.argmax(accs)) + 1 if accs else len(history.get("loss", []))
+    best_epoch = (int(history["epoch"][int(np.argmax(accs))]) if accs
+                  else len(history.get("loss", [])))
     losses = history.get("loss") or [float("nan")]
     result = TrainResult(str(model_path), len(losses), best_epoch,
                          float(max(accs)) if accs else None, float(losses[0]), float(losses[-1]),
@@ -311,7 +331,25 @@ def train_on(data: FaceDataset, val: FaceDataset | None, options: TrainOptions) 
                "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                "python": platform.python_version(), "keras": keras.__version__}
     write_json_atomic(out / "summary.json", summary, indent=2)
+    plot_curve(history, out / CURVE_FILE, f"{options.arch} on {', '.join(Path(d).name for d in options.data)}")
     return result
+
+
+def warn_val_classes_left_out(val: str, classes: tuple[str, ...]) -> None:
+    """Warn, naming them, when the validation folder has classes training does not (their
+    images are left out of every val number)."""
+    from ..images import list_images
+    from .datasets import class_folders
+
+    root = Path(val)
+    if dataset_kind(root) != "folder" or not root.is_dir():
+        return
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    extra = {name: len(list_images(root / folder)) for name, folder in class_folders(root, folders).items()
+             if name not in classes}
+    if extra:
+        log.warning(f"validation classes {sorted(extra)} are not among the training classes "
+                    f"{list(classes)}: their {sum(extra.values())} images are left out of validation")
 
 
 def set_tf_threads(num_threads: int) -> None:
@@ -339,21 +377,3 @@ def init_weights(model, path: str) -> None:
                          f"{model.name} being trained ({len(model.weights)} tensors)")
     model.set_weights(source.get_weights())
     log.info(f"starting from the weights of {path}")
-
-
-def _read_history(path: Path) -> dict[str, list[float]]:
-    import csv
-
-    if not path.exists():
-        return {}
-    rows = list(csv.DictReader(path.open()))
-    by_epoch = {}
-    for row in rows:  # a resumed run appends; keep the last row of each epoch
-        by_epoch[int(row["epoch"])] = row
-    ordered = [by_epoch[k] for k in sorted(by_epoch)]
-    out = {}
-    for key in (ordered[0].keys() if ordered else []):
-        values = [row[key] for row in ordered]
-        if key != "epoch" and all(v not in ("", "NA") for v in values):  # NA: not logged (no --val)
-            out[key] = [float(v) for v in values]
-    return out
