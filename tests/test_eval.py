@@ -233,3 +233,58 @@ def test_eval_cli(request, tmp_path, fer_val, model, data, extra, expect):
         assert len(lines) == 1 and lines[0].startswith("edge-fer: error: "), result.output
         assert re.search(expect, lines[0]), lines[0]
         assert not out.exists()
+
+
+# people's labels, CK+ cross-dataset, calibration ------------------------------------------------
+SHIPPED_INT8 = Path(__file__).parent.parent / "edge_fer" / "models" / "edgenet_fer2013_int8.tflite"
+
+
+def test_eval_against_ferplus_votes_and_ece(fer_val, tmp_path):
+    """--votes scores against the people's plurality of each face (one computed here from the
+    CSV by hand); the ECE matches a direct computation over the same predictions."""
+    import csv
+
+    votes = fer_val.parent.parent / "ferplus" / "ferplus_votes.csv"
+    report = evaluate(EvalOptions(str(SHIPPED_INT8), str(fer_val), limit_per_class=40, votes=str(votes)))
+    columns = {"anger": "angry", "disgust": "disgust", "fear": "fear", "happiness": "happy",
+               "sadness": "sad", "surprise": "surprise", "neutral": "neutral"}
+    rows = {r["file"].split("/", 1)[1]: r for r in csv.DictReader(votes.open()) if r["split"] == "val"}
+    data = load_folder(fer_val, limit_per_class=40, seed=0)
+    with open_runner(EvalOptions(str(SHIPPED_INT8), str(fer_val))) as runner:
+        probs = np.concatenate([runner.predict_proba(list(data.images[i:i + 64])) for i in range(0, len(data), 64)])
+    names = list(runner.meta.labels)
+    hits = total = 0
+    for path, p in zip(data.paths, probs):
+        row = rows.get("/".join(Path(path).parts[-2:]))
+        if row is None:
+            continue
+        counts = {k: int(v) for k, v in row.items() if k not in ("split", "file")}
+        top = max(counts.values())
+        winners = [k for k, v in counts.items() if v == top]
+        if len(winners) == 1 and winners[0] in columns:
+            total += 1
+            hits += names[int(np.argmax(p))] == columns[winners[0]]
+    assert report.votes.n == total and total > 200
+    assert report.votes.accuracy == pytest.approx(hits / total)
+    true = np.asarray([names.index(data.classes[i]) for i in data.labels])
+    conf, correct = probs.max(1), probs.argmax(1) == true
+    edges = np.linspace(0, 1, 16)
+    gap = sum(abs(correct[m].mean() - conf[m].mean()) * m.mean()
+              for m in ((conf >= lo) & (conf < hi) if hi < 1 else (conf >= lo) for lo, hi in zip(edges, edges[1:]))
+              if m.any())
+    assert report.ece == pytest.approx(gap, abs=1e-6) and 0 < report.ece < 0.2
+    assert "against the FER+ plurality" in format_report(report)
+
+
+def test_eval_ckplus48_on_the_shared_classes(ckplus48):
+    """CK+48 cross-dataset: the last frame of each sequence of the 6 classes FER2013 shares
+    (309 faces), named by CK+'s folder spellings or FER2013's; without --classes, contempt is
+    a one-line error that names both lists."""
+    result = CliRunner().invoke(main, ["eval", "--model", str(SHIPPED_INT8), "--data", str(ckplus48),
+                                       "--classes", "anger,disgust,fear,happy,sadness,surprise", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["n"] == 309 and 0.55 < report["accuracy"] < 0.95
+    assert set(report["per_class"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise"}
+    bad = CliRunner().invoke(main, ["eval", "--model", str(SHIPPED_INT8), "--data", str(ckplus48)])
+    assert bad.exit_code == 2 and "['contempt'] are not among the model's labels" in bad.output

@@ -127,9 +127,13 @@ def teacher_probs_command(models, data, out, no_flip, num_threads) -> None:
 @click.option("--upscale", default=4, show_default=True, type=click.IntRange(1, 16), help="With --through-detector.")
 @click.option("--pad", default=96, show_default=True, type=click.IntRange(0, 1024), help="With --through-detector: px.")
 @click.option("--detector-model", type=click.Path(), help="With --through-detector: the detector's file or folder.")
+@click.option("--classes", help="Evaluate on these dataset classes only, e.g. CK+48 without contempt: "
+                                "'angry,disgust,fear,happy,sad,surprise' (folder aliases like anger apply).")
+@click.option("--votes", type=click.Path(), help="A FER+ votes CSV: also report accuracy against the "
+                                                  "people's plurality label (../shared/data/ferplus/ferplus_votes.csv).")
 def eval_command(model_path, data, as_json, out, limit_per_class, dedup_against, labels,
                  input_scale, input_offset, color, crop_faces, through_detector, upscale, pad,
-                 detector_model) -> None:
+                 detector_model, classes, votes) -> None:
     """Accuracy, per-class recall and confusion matrix of any model format."""
     if through_detector:
         import json
@@ -144,5 +148,6 @@ def eval_command(model_path, data, as_json, out, limit_per_class, dedup_against,
 
     report = evaluate(EvalOptions(model_path, data, out, limit_per_class, labels=labels,
                                   input_scale=input_scale, input_offset=input_offset,
-                                  color=color, dedup_against=dedup_against, crop_faces=crop_faces))
+                                  color=color, dedup_against=dedup_against, crop_faces=crop_faces,
+                                  classes=classes, votes=votes))
     click.echo(report.to_json_text() if as_json else format_report(report))

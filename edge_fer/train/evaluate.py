@@ -33,7 +33,10 @@ class EvalOptions:
     """``labels``/``input_scale``/``input_offset``/``color`` stand in for (or override) the metadata a
     model file lacks, as in ``convert``. ``dedup_against``: a training folder; the report adds
     accuracy on the images of ``data`` that have no pixel-identical twin there.
-    ``crop_faces``: a detector to cut faces out of full-frame datasets (CK+)."""
+    ``crop_faces``: a detector to cut faces out of full-frame datasets (CK+). ``classes``: evaluate
+    on these dataset classes only (CK+48 without ``contempt`` for a 7-class FER2013 model).
+    ``votes``: a FER+ votes CSV (:mod:`.soft_labels`); the report adds accuracy against the
+    people's plurality label of each face that has one among the model's labels."""
 
     model_path: str
     data: str
@@ -45,6 +48,8 @@ class EvalOptions:
     color: str | None = None
     dedup_against: str | None = None
     crop_faces: str | None = None
+    classes: tuple[str, ...] | str | None = None
+    votes: str | None = None
     batch_size: int = 256
     num_threads: int = defaults.BATCH_THREADS
     seed: int = 0
@@ -55,6 +60,7 @@ class EvalOptions:
             raise OptionsError(f"unsupported model file {Path(self.model_path).name!r}: expected one of "
                                f"{KERAS_SUFFIXES + RUNTIME_SUFFIXES}")
         object.__setattr__(self, "labels", resolve_classes(self.labels))
+        object.__setattr__(self, "classes", resolve_classes(self.classes))
         if self.limit_per_class is not None and self.limit_per_class < 1:
             raise OptionsError(f"limit per class must be >= 1, got {self.limit_per_class}")
         defaults.check_threads("num_threads", self.num_threads)
@@ -88,6 +94,8 @@ class EvalReport:
     no_face: int
     dedup: Scores | None
     seconds: float
+    ece: float = 0.0  # expected calibration error of the top score, 15 equal-width bins
+    votes: Scores | None = None  # against the FER+ plurality (EvalOptions.votes)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -178,23 +186,51 @@ def evaluate(options: EvalOptions) -> EvalReport:
         check_out_folder(Path(options.out))
     with open_runner(options) as runner:
         meta = runner.meta
-        load = LoadOptions(size_hw=meta.input_size_hw, limit_per_class=options.limit_per_class,
-                           seed=options.seed, usage="PublicTest", crop_faces=options.crop_faces)
+        load = LoadOptions(size_hw=meta.input_size_hw, classes=options.classes,
+                           limit_per_class=options.limit_per_class, seed=options.seed, usage="PublicTest",
+                           crop_faces=options.crop_faces)
         data = load_dataset(options.data, load)
         to_model = label_map(data.classes, meta.labels)
         true = to_model[data.labels]
-        pred = predict(runner, data.images, options.batch_size)
+        probs = predict_proba(runner, data.images, options.batch_size)
+        pred = np.argmax(probs, axis=1).astype(np.int64)
     scores = score(true, pred, meta.labels)
+    voted = None
+    if options.votes:
+        from .soft_labels import plurality_labels
+
+        plural = plurality_labels(options.votes, data.paths, tuple(meta.labels))
+        keep = np.flatnonzero(plural >= 0)
+        if not len(keep):
+            raise InputError(f"no image of {options.data} has a FER+ plurality label in {options.votes}")
+        voted = score(plural[keep], pred[keep], meta.labels)
     dedup = None
     if options.dedup_against:
         keep = dedup_against(data, _load_reference(options.dedup_against, meta.input_size_hw))
         dedup = score(true[keep], pred[keep], meta.labels)
     report = EvalReport(str(options.model_path), str(options.data), meta.labels, scores.n,
                         scores.accuracy, scores.per_class, scores.confusion, data.skipped,
-                        data.no_face, dedup, round(time.time() - started, 2))
+                        data.no_face, dedup, round(time.time() - started, 2),
+                        expected_calibration_error(probs, true), voted)
     if options.out:
         write_outputs(report, Path(options.out))
     return report
+
+
+def expected_calibration_error(probs: np.ndarray, true: np.ndarray, bins: int = 15) -> float:
+    """ECE (Guo et al. 2017): the top score's mean gap to accuracy over ``bins`` equal-width
+    confidence bins, weighted by the share of images in each."""
+    if not len(true):
+        return 0.0
+    confidence = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == true).astype(np.float64)
+    which = np.minimum((confidence * bins).astype(np.int64), bins - 1)
+    gap = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            gap += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(gap)
 
 
 def _load_reference(path: str, size_hw) -> FaceDataset:
@@ -208,6 +244,10 @@ def format_report(report: EvalReport) -> str:
     if report.dedup is not None:
         lines.append(f"de-duplicated against training set: accuracy {report.dedup.accuracy:.4f} over "
                      f"{report.dedup.n} images ({report.n - report.dedup.n} with a twin in train removed)")
+    if report.votes is not None:
+        lines.append(f"against the FER+ plurality: accuracy {report.votes.accuracy:.4f} over {report.votes.n} "
+                     "images with a unique plurality among the model's labels")
+    lines.append(f"expected calibration error (15 bins): {report.ece:.4f}")
     lines.append("recall per class:")
     lines += [f"  {name:>10s} {recall:.4f}" for name, recall in report.per_class.items()]
     width = max(6, max(len(x) for x in report.labels) + 1)

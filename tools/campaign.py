@@ -1,0 +1,125 @@
+"""The model campaign's records: each run's history and its models' three accuracies, committed
+as small JSON files under docs/model_card/runs/, and the campaign table built from them.
+
+    python tools/campaign.py record --name c1-edgenet-mix50 --run ../runs/c1-edgenet-mix50 \
+        --model ../runs/c1-edgenet-mix50/model.keras --model /tmp/c1_int8.tflite \
+        --command "edge-fer train ..." [--note "..."]
+    python tools/campaign.py record --name shipped-v1 --model edge_fer/models/edgenet_fer2013_int8.tflite
+    python tools/campaign.py table            # markdown, one row per model of every record
+
+Each model is scored with ``edge-fer eval``'s library call on: FER2013 val de-duplicated against
+train (FER2013's labels), FER2013 val against the FER+ plurality (people's labels), and CK+48's
+last frames of the 6 classes both share (posed faces, cross-dataset); plus the ECE on val.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+RUNS = REPO / "docs" / "model_card" / "runs"
+SHARED = Path(os.environ.get("EDGE_FER_SHARED", REPO.parent / "shared")) / "data"
+CKPLUS_SHARED = "angry,disgust,fear,happy,sad,surprise"
+
+
+def score(model: str, threads: int = 2) -> dict:
+    """The campaign's measures of one model file (any format eval reads)."""
+    from edge_fer.train.evaluate import EvalOptions, evaluate
+
+    val = evaluate(EvalOptions(model, str(SHARED / "fer2013" / "val"), num_threads=threads,
+                               dedup_against=str(SHARED / "fer2013" / "train"),
+                               votes=str(SHARED / "ferplus" / "ferplus_votes.csv")))
+    ck = evaluate(EvalOptions(model, str(SHARED / "ckplus48"), num_threads=threads, classes=CKPLUS_SHARED))
+    return {"model": Path(model).name, "val": round(val.accuracy, 4), "val_dedup": round(val.dedup.accuracy, 4),
+            "val_ferplus": round(val.votes.accuracy, 4), "ckplus48": round(ck.accuracy, 4),
+            "ece_val": round(val.ece, 4), "val_per_class": {k: round(v, 4) for k, v in val.per_class.items()},
+            "ckplus48_per_class": {k: round(v, 4) for k, v in ck.per_class.items()}}
+
+
+def history(run: Path) -> dict:
+    """What the run folder says of itself: fingerprint, summary and per-epoch rows."""
+    out = {}
+    for name in ("run.json", "summary.json"):
+        if (run / name).is_file():
+            out[name.split(".")[0]] = json.loads((run / name).read_text())
+    if (run / "history.csv").is_file():
+        with (run / "history.csv").open(newline="") as handle:
+            rows = {int(r["epoch"]): r for r in csv.DictReader(handle)}
+        out["epochs"] = [{k: (round(float(v), 4) if k != "epoch" else int(v)) for k, v in rows[e].items() if v}
+                         for e in sorted(rows)]
+    for part in ("run", "summary"):  # machine paths are not committed: keep names only
+        for key in ("data",):
+            if key in out.get(part, {}):
+                out[part][key] = [Path(p).name for p in out[part][key]]
+    if "summary" in out:
+        out["summary"].pop("model_path", None)
+        options = out["summary"].get("options", {})
+        for key in ("data", "val", "out", "soft_labels", "teacher", "init_from"):
+            value = options.get(key)
+            if isinstance(value, str):
+                options[key] = Path(value).name
+            elif isinstance(value, list):
+                options[key] = [Path(v).name for v in value]
+    labels = out.get("run", {}).get("labels", {})
+    if "file" in labels:
+        labels["file"] = Path(labels["file"]).name
+    if out.get("run", {}).get("init_from"):
+        out["run"]["init_from"] = Path(out["run"]["init_from"]).name
+    return out
+
+
+def record(args) -> Path:
+    entry = {"name": args.name, "command": args.command, "note": args.note,
+             "models": [score(m, args.threads) for m in args.model]}
+    if args.run:
+        entry.update(history(Path(args.run)))
+    RUNS.mkdir(parents=True, exist_ok=True)
+    path = RUNS / f"{args.name}.json"
+    path.write_text(json.dumps(entry, indent=1) + "\n")
+    for m in entry["models"]:
+        print(f"{args.name} {m['model']}: val {m['val']:.4f}, de-dup {m['val_dedup']:.4f}, "
+              f"FER+ {m['val_ferplus']:.4f}, CK+48 {m['ckplus48']:.4f}, ECE {m['ece_val']:.4f}")
+    return path
+
+
+def table() -> str:
+    lines = ["| run | model | epochs | wall h | de-dup val | val vs FER+ | CK+48 | ECE | note |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for path in sorted(RUNS.glob("*.json")):
+        entry = json.loads(path.read_text())
+        epochs = len(entry.get("epochs", [])) or "-"
+        seconds = entry.get("summary", {}).get("seconds")
+        hours = f"{seconds / 3600:.2f}" if seconds else "-"
+        for m in entry["models"]:
+            lines.append(f"| {entry['name']} | {m['model']} | {epochs} | {hours} | {100 * m['val_dedup']:.2f}% | "
+                         f"{100 * m['val_ferplus']:.2f}% | {100 * m['ckplus48']:.1f}% | {100 * m['ece_val']:.1f}% | "
+                         f"{entry.get('note') or ''} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="verb", required=True)
+    rec = sub.add_parser("record", help="score models (and a run folder's history) into docs/model_card/runs/")
+    rec.add_argument("--name", required=True)
+    rec.add_argument("--model", action="append", required=True)
+    rec.add_argument("--run", help="the run folder (run.json, summary.json, history.csv)")
+    rec.add_argument("--command", default="")
+    rec.add_argument("--note", default="")
+    rec.add_argument("--threads", type=int, default=2)
+    sub.add_parser("table", help="the campaign table (markdown)")
+    args = parser.parse_args()
+    if args.verb == "record":
+        print(record(args))
+    else:
+        print(table())
+
+
+if __name__ == "__main__":
+    main()
