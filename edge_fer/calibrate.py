@@ -286,8 +286,13 @@ def run_through_detector(options: ThroughDetectorOptions) -> ThroughDetectorRepo
 
 # writing ---------------------------------------------------------------------------------------
 def write_model_framing(path: str | Path, framing: Framing) -> Path:
-    """Put ``framing`` into the edge-fer metadata of a .tflite or .onnx file, atomically (the
-    other metadata, and a TFLite file's standard metadata, kept); checked by reading it back."""
+    """Put ``framing`` into the edge-fer metadata of a .tflite or .onnx file (:func:`write_model_fields`)."""
+    return write_model_fields(path, framing=framing)
+
+
+def write_model_fields(path: str | Path, **fields) -> Path:
+    """Set ``fields`` of the edge-fer metadata of a .tflite or .onnx file, atomically (the other
+    metadata, and a TFLite file's standard metadata, kept); checked by reading it back."""
     from .errors import ModelError
     from .fileio import atomic_path
     from .metadata import read_model_meta
@@ -295,8 +300,9 @@ def write_model_framing(path: str | Path, framing: Framing) -> Path:
     path = Path(path)
     meta = read_model_meta(path)
     if meta is None:
-        raise ModelError(f"{path.name} carries no edge-fer metadata to put a framing into (convert it first)")
-    wanted = meta.with_(framing=framing)
+        raise ModelError(f"{path.name} carries no edge-fer metadata to put {', '.join(fields)} into "
+                         "(convert it first)")
+    wanted = meta.with_(**fields)
     with atomic_path(path, suffix=path.suffix) as tmp:
         if path.suffix.lower() == ".tflite":
             from converters.tflite_out import add_tflite_metadata
@@ -308,7 +314,7 @@ def write_model_framing(path: str | Path, framing: Framing) -> Path:
             tmp.write_bytes(path.read_bytes())
             add_onnx_metadata(tmp, wanted)
         if read_model_meta(tmp) != wanted:
-            raise ModelError(f"{path.name}: the framing did not read back as written")
+            raise ModelError(f"{path.name}: {', '.join(fields)} did not read back as written")
     return path
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from . import defaults
 from .backends import BackendOptions, check_model_file, open_backend
+from .confidence import soften
 from .errors import ModelError, OptionsError
 from .metadata import LABEL_PRESETS, ModelMeta, read_model_meta, resolve_model_meta
 from .types import Expression, Face
@@ -101,7 +102,7 @@ class ExpressionClassifier:
         probs = self._backend.run(batch_nhwc)
         if probs.shape[1] != len(self.meta.labels):
             raise ModelError(f"model outputs {probs.shape[1]} scores but has {len(self.meta.labels)} labels")
-        return probs
+        return soften(probs, self.meta.temperature)
 
     def to_expression(self, probs: np.ndarray) -> Expression:
         best = int(np.argmax(probs))

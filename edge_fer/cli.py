@@ -34,6 +34,7 @@ COMMANDS = {
     "balance": "balance:balance_command",
     "doctor": "doctor:doctor_command",
     "calibrate-framing": "calibrate:calibrate_command",
+    "calibrate-confidence": "calibrate:calibrate_confidence_command",
     "convert-ssd": "convert_ssd:convert_ssd_command",
     "fetch-detectors": "fetch:fetch_command",
     "check-phone": "phone:check_phone_command",

@@ -89,6 +89,7 @@ class ModelMeta:
     name: str = ""
     crop_margin: float = 0.0
     framing: Framing | None = None
+    temperature: float = 1.0  # scores are softmax(log p / temperature): edge_fer.confidence
 
     def __post_init__(self) -> None:
         if isinstance(self.framing, Mapping):
@@ -106,6 +107,8 @@ class ModelMeta:
         if not self.scale or not math.isfinite(self.scale) or not math.isfinite(self.offset):
             raise ModelError(f"scale must be a finite non-zero number and offset a finite one, got "
                              f"scale {self.scale}, offset {self.offset}")
+        if not (math.isfinite(self.temperature) and 0.01 <= self.temperature <= 100.0):
+            raise ModelError(f"temperature must be a number in [0.01, 100], got {self.temperature}")
         if not 0.0 <= self.crop_margin <= 1.0:
             raise ModelError(f"crop_margin must be in [0, 1], got {self.crop_margin}")
 
@@ -122,6 +125,8 @@ class ModelMeta:
         data["framing"] = self.framing.to_dict() if self.framing is not None else None
         if data["framing"] is None:
             del data["framing"]  # files without one stay byte-identical to schema 1's
+        if data["temperature"] == 1.0:
+            del data["temperature"]  # likewise for files with no fitted temperature
         data["labels"] = list(self.labels)
         data["input_size_hw"] = list(self.input_size_hw)
         data["schema"] = SCHEMA_VERSION

@@ -36,3 +36,19 @@ def calibrate_command(data, models, detectors, detector_models, count, seed, rep
     click.echo(f"fitted on {result['fitted_on']}")
     for path in result["written"]:
         click.echo(f"wrote the framing into {path}")
+
+
+@click.command("calibrate-confidence")
+@click.option("--model", "models", multiple=True, required=True, type=click.Path(),
+              help="A .tflite/.onnx file whose temperature to fit and write (repeatable).")
+@click.option("--data", required=True, type=click.Path(),
+              help="Labelled faces, one folder per class (e.g. fer2013/val).")
+@click.option("--dedup-against", type=click.Path(), help="Also report the ECE without faces that have a twin here.")
+@click.option("--out", type=click.Path(), help="Folder for reliability.png and confidence.json.")
+@click.option("--dry-run", is_flag=True, help="Fit and report only; leave the model files as they are.")
+def calibrate_confidence_command(models, data, dedup_against, out, dry_run) -> None:
+    """Fit each model's temperature so its scores mean what they say (ECE before/after)."""
+    from ..train.temperature import ConfidenceOptions, calibrate_confidence, format_rows
+
+    click.echo(format_rows(calibrate_confidence(ConfidenceOptions(tuple(models), data, dedup_against, out,
+                                                                  write=not dry_run))))

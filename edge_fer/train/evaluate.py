@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import defaults
 from ..classifier import ClassifierOptions, ExpressionClassifier, preprocess_crops
+from ..confidence import expected_calibration_error, soften
 from ..errors import InputError, ModelError, OptionsError, OutputError
 from ..fileio import check_writable_folder, output_error, write_with_atomic
 from ..metadata import resolve_model_meta
@@ -127,7 +128,7 @@ class KerasRunner:
 
     def predict_proba(self, crops) -> np.ndarray:
         batch = preprocess_crops(self.meta, crops)
-        return np.asarray(self._model.predict_on_batch(batch), np.float32)
+        return soften(np.asarray(self._model.predict_on_batch(batch), np.float32), self.meta.temperature)
 
     def close(self) -> None:
         self._model = None
@@ -215,22 +216,6 @@ def evaluate(options: EvalOptions) -> EvalReport:
     if options.out:
         write_outputs(report, Path(options.out))
     return report
-
-
-def expected_calibration_error(probs: np.ndarray, true: np.ndarray, bins: int = 15) -> float:
-    """ECE (Guo et al. 2017): the top score's mean gap to accuracy over ``bins`` equal-width
-    confidence bins, weighted by the share of images in each."""
-    if not len(true):
-        return 0.0
-    confidence = probs.max(axis=1)
-    correct = (probs.argmax(axis=1) == true).astype(np.float64)
-    which = np.minimum((confidence * bins).astype(np.int64), bins - 1)
-    gap = 0.0
-    for b in range(bins):
-        members = which == b
-        if members.any():
-            gap += members.mean() * abs(correct[members].mean() - confidence[members].mean())
-    return float(gap)
 
 
 def _load_reference(path: str, size_hw) -> FaceDataset:

@@ -123,7 +123,7 @@ def page_config(options: WebExportOptions, model_name: str, detector_name: str) 
         "edge_fer_version": EDGE_FER_VERSION,
         "model": {"file": f"models/{model_name}", "name": meta.name, "labels": list(meta.labels),
                   "input_size_hw": list(meta.input_size_hw), "color": meta.color, "scale": meta.scale,
-                  "offset": meta.offset, "crop_margin": meta.crop_margin,
+                  "offset": meta.offset, "crop_margin": meta.crop_margin, "temperature": meta.temperature,
                   "framing": meta.framing.to_dict() if meta.framing is not None else None,
                   "scaling_note": "scale/offset are applied by MediaPipe from the file's standard TFLite metadata"},
         "detector": {"name": DETECTOR, "file": f"models/{detector_name}", "input_size": INPUT_SIZE,

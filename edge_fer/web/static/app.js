@@ -52,10 +52,17 @@ function rawOutputs(result, detector) {
 }
 
 /** Probabilities in the model's label order (MediaPipe returns categories sorted by score). */
-function probabilities(result, labels) {
+// The model's scores, softened by its fitted temperature as edge_fer/confidence.py soften() does:
+// softmax(log(p) / T); T = 1 leaves them as they are.
+function probabilities(result, labels, temperature = 1) {
   const probs = new Float32Array(labels.length);
   for (const c of result.classifications[0].categories) probs[c.index] = c.score;
-  return probs;
+  if (temperature === 1) return probs;
+  const logits = Array.from(probs, p => Math.log(Math.min(Math.max(p, 1e-6), 1)) / temperature);
+  const top = Math.max(...logits);
+  let sum = 0;
+  logits.forEach((v, k) => { probs[k] = Math.exp(v - top); sum += probs[k]; });
+  return probs.map(v => v / sum);
 }
 
 class Pipeline {
@@ -90,7 +97,7 @@ class Pipeline {
     // file's standard TFLite metadata; here only the crop becomes an ImageData.
     const images = crops.map(c => new ImageData(c.data, c.width, c.height));
     const t4 = performance.now();
-    const probs = images.map(image => probabilities(tasks.classifier.classify(image), labels));
+    const probs = images.map(image => probabilities(tasks.classifier.classify(image), labels, config.model.temperature ?? 1));
     const t5 = performance.now();
     const faces = tracks.map((t, i) => {
       const p = this.tracker.smoothProbs(t, probs[i]);
