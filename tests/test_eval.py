@@ -288,3 +288,30 @@ def test_eval_ckplus48_on_the_shared_classes(ckplus48):
     assert set(report["per_class"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise"}
     bad = CliRunner().invoke(main, ["eval", "--model", str(SHIPPED_INT8), "--data", str(ckplus48)])
     assert bad.exit_code == 2 and "['contempt'] are not among the model's labels" in bad.output
+
+
+def test_eval_crop_faces_frames_faces_as_run_does(media_dir, tmp_path):
+    """One crop path: the same photo through `run --image` and through eval's face cutting
+    (`--crop-faces blazeface`) gives the same crop, so the same label and scores."""
+    from edge_fer.classifier import ClassifierOptions, ExpressionClassifier
+    from edge_fer.train.loaders import LoadOptions, load_dataset
+
+    photo = media_dir / "justin.jpg"
+    ran = CliRunner().invoke(main, ["run", "--image", str(photo), "--json", "--smooth", "0"])
+    assert ran.exit_code == 0, ran.output
+    face = json.loads(ran.stdout.splitlines()[0])["faces"][0]
+    folder = tmp_path / "data" / face["expression"]
+    folder.mkdir(parents=True)
+    shutil.copy(photo, folder / photo.name)
+    with ExpressionClassifier.create_from_options(ClassifierOptions()) as classifier:
+        meta = classifier.meta
+        assert meta.framing is not None  # the shipped model aligns BlazeFace faces on landmarks
+        data = load_dataset(tmp_path / "data", LoadOptions(size_hw=meta.input_size_hw, crop_faces="blazeface",
+                                                           crop_margin=meta.crop_margin, framing=meta.framing))
+        probs = classifier.predict_proba(list(data.images))[0]
+    for k, name in enumerate(meta.labels):
+        assert probs[k] == pytest.approx(face["scores"][name], abs=1e-4)
+    report = CliRunner().invoke(main, ["eval", "--model", str(SHIPPED_INT8), "--data", str(tmp_path / "data"),
+                                       "--crop-faces", "blazeface", "--json"])
+    assert report.exit_code == 0, report.output
+    assert json.loads(report.stdout)["accuracy"] == 1.0

@@ -189,7 +189,8 @@ def evaluate(options: EvalOptions) -> EvalReport:
         meta = runner.meta
         load = LoadOptions(size_hw=meta.input_size_hw, classes=options.classes,
                            limit_per_class=options.limit_per_class, seed=options.seed, usage="PublicTest",
-                           crop_faces=options.crop_faces)
+                           crop_faces=options.crop_faces, crop_margin=meta.crop_margin,
+                           framing=meta.framing)  # faces cut and framed as `run` frames them
         data = load_dataset(options.data, load)
         to_model = label_map(data.classes, meta.labels)
         true = to_model[data.labels]

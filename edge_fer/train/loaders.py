@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, OptionsError
+from ..metadata import Framing
 from .ckplus import is_ckplus_crops, is_ckplus_root, load_ckplus, load_ckplus_crops
 from .datasets import (FaceDataset, fit_size, limit_classes, load_fer2013_csv, load_folder,
                        resolve_classes, select_classes)
@@ -40,6 +41,7 @@ class LoadOptions:
     crop_faces: str | None = None
     detector_model: str | None = None
     crop_margin: float = 0.0
+    framing: Framing | None = None  # how cut faces are framed (a model's table; None: the box)
     usage: str | None = "Training"
     last_k: int = 1
     first_as_neutral: bool = False
@@ -83,7 +85,7 @@ def load_dataset(path: str | Path, options: LoadOptions = LoadOptions()) -> Face
         from .cropping import open_cropper
 
         cropper = open_cropper(options.crop_faces, options.size_hw, options.crop_margin,
-                               options.detector_model)
+                               options.detector_model, options.framing)
     try:
         if kind == "folder":
             return load_folder(path, options.size_hw, options.classes, options.limit_per_class,
