@@ -94,6 +94,18 @@ class FerPipeline:
         return FrameResult(index, time.time() * 1000.0 if time_ms is None else time_ms, faces,
                            {k: v * 1000.0 for k, v in latency.items()})
 
+    def process_image(self, image_bgr: np.ndarray, frame_index: int = 0,
+                      time_ms: float | None = None) -> FrameResult:
+        """One still image, unrelated to the frames before it: detection always runs, and no
+        track or smoothing carries over (the image verb; :meth:`process_video` for video)."""
+        self.reset()
+        return self.process(image_bgr, frame_index, time_ms)
+
+    def process_video(self, frame_bgr: np.ndarray, frame_index: int, time_ms: float) -> FrameResult:
+        """The next frame of one video or camera, with its index and timestamp: tracks and
+        smoothing carry over, detection runs every ``detect_every`` frames (the video verb)."""
+        return self.process(frame_bgr, frame_index, time_ms)
+
     def reset(self) -> None:
         """Forget every track and its smoothing (call between unrelated images)."""
         o = self.options

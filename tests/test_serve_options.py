@@ -43,7 +43,7 @@ def test_image_json_names_its_file_and_the_note_mentions_serve(media_dir, tmp_pa
     def no_window(title):
         raise DisplayUnavailable("no GUI")
 
-    monkeypatch.setattr("edge_fer.runner.open_window", no_window)
+    monkeypatch.setattr("edge_fer.sinks.live.open_window", no_window)
     result = CliRunner().invoke(main, ["run", "--image", str(folder), "--json"])
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]

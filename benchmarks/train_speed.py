@@ -1,0 +1,198 @@
+"""Training speed of edgenet on this machine against its compute floor, side by side.
+
+Each configuration trains edgenet (same model, same optimizer, same full augmentation) on real
+FER2013 faces for a fixed number of steps in a fresh process; configurations alternate over
+rounds and the table gives the median images/s of the timed steps (after warm-up). The floor is
+the model's training FLOPs per image against the FLOP/s this machine's cores reach on a large
+float32 matrix product (NumPy's BLAS, the same thread count).
+
+    python benchmarks/train_speed.py --rounds 3 --steps 60 --threads 2 \
+        --config tf-b64 --config tf-b128 [--config torch-b64 --torch-python /path/venv-torch/bin/python] \
+        --json benchmarks/results/train_speed.json
+
+Configurations: ``tf-bN`` (``edge-fer train``'s own input pipeline and compile, TensorFlow,
+batch N) and ``torch-bN`` (Keras 3 on PyTorch, the same builder, the augmentation's Keras layers
+run on each batch; needs a Python with torch and keras: ``--torch-python``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("EDGE_FER_SHARED", REPO.parent / "shared")) / "data"
+
+
+def edgenet_train_flops(size_hw=(48, 48), widths=(32, 48, 96, 192), classes=7) -> float:
+    """Multiply-adds of one forward pass of edgenet x 2 (FLOPs) x 3 (forward + two backward)."""
+    h, w = size_hw
+    macs, channels = 0, 1
+    for block, width in enumerate(widths):
+        for _ in range(1 if block == 0 else 2):
+            macs += h * w * 9 * channels * width
+            channels = width
+        if block < len(widths) - 1:
+            h, w = h // 2, w // 2
+    macs += channels * classes
+    return 2.0 * macs * 3.0
+
+
+def blas_gflops(threads: int, size: int = 1536, repeats: int = 5) -> float:
+    """float32 matrix-product GFLOP/s with ``threads`` BLAS threads (in a fresh process)."""
+    code = (f"import time, numpy as np\nx = np.random.rand({size}, {size}).astype(np.float32)\n"
+            f"x @ x\nbest = 1e9\nfor _ in range({repeats}):\n t = time.perf_counter(); x @ x; "
+            f"best = min(best, time.perf_counter() - t)\nprint(2 * {size} ** 3 / best / 1e9)")
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
+           "MKL_NUM_THREADS": str(threads)}
+    return float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                check=True).stdout.strip())
+
+
+def faces(count: int):
+    sys.path.insert(0, str(REPO))
+    from edge_fer.train.datasets import load_folder
+
+    per_class = max(1, count // 7 + 1)
+    return load_folder(SHARED / "fer2013" / "train", limit_per_class=per_class, seed=0)
+
+
+def worker_tf(batch: int, steps: int, warmup: int, threads: int) -> float:
+    sys.path.insert(0, str(REPO))
+    from edge_fer.train.trainer import set_tf_threads
+
+    set_tf_threads(threads)
+    import keras
+
+    from edge_fer.train.models import arch_spec, build_model
+    from edge_fer.train.trainer import _compile, make_tf_dataset
+
+    data = faces(batch * (steps + warmup))
+    spec = arch_spec("edgenet")
+    keras.utils.set_random_seed(0)
+    model = build_model("edgenet", len(data.classes))
+    _compile(model, spec, steps_per_epoch=steps + warmup, epochs=40, lr=None)
+    ds = make_tf_dataset(data, "gray", batch, True, 0, augment="full").repeat()
+    timer = StepTimer(warmup)
+    model.fit(ds, steps_per_epoch=steps + warmup, epochs=1, verbose=0, callbacks=[timer])
+    return batch * steps / timer.seconds
+
+
+def worker_torch(batch: int, steps: int, warmup: int, threads: int) -> float:
+    os.environ["KERAS_BACKEND"] = "torch"
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(threads)
+    import keras
+
+    sys.path.insert(0, str(REPO))
+    from edge_fer.train.models import build_edgenet
+
+    data = faces(batch * (steps + warmup))
+    keras.utils.set_random_seed(0)
+    augment = keras.Sequential([
+        keras.layers.RandomFlip("horizontal", seed=0),
+        keras.layers.RandomRotation(0.04, fill_mode="reflect", seed=1),
+        keras.layers.RandomZoom(0.12, fill_mode="reflect", seed=2),
+        keras.layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=3),
+        keras.layers.RandomBrightness(0.15, value_range=(0, 255), seed=4),
+        keras.layers.RandomContrast(0.25, value_range=(0, 255), seed=5)])
+    net = build_edgenet(len(data.classes))
+    inputs = keras.Input((48, 48, 1))
+    model = keras.Model(inputs, net(augment(inputs)))
+    schedule = keras.optimizers.schedules.CosineDecay(0.0, decay_steps=1000, warmup_target=3e-3, warmup_steps=50)
+    model.compile(keras.optimizers.AdamW(schedule, weight_decay=5e-3),
+                  keras.losses.CategoricalCrossentropy(label_smoothing=0.1), metrics=["accuracy"])
+    x = data.images[..., None].astype("float32")
+    y = np.eye(len(data.classes), dtype="float32")[data.labels]
+    timer = StepTimer(warmup)
+    model.fit(x, y, batch_size=batch, steps_per_epoch=steps + warmup, epochs=1, verbose=0, shuffle=True,
+              callbacks=[timer])
+    return batch * steps / timer.seconds
+
+
+class StepTimer:
+    """Keras callback (built lazily, any backend): seconds of the steps after ``warmup``."""
+
+    def __new__(cls, warmup: int):
+        import keras
+
+        class Timer(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.seconds, self.started = 0.0, None
+
+            def on_train_batch_end(self, batch, logs=None):
+                if batch + 1 == warmup:
+                    self.started = time.perf_counter()
+
+            def on_train_end(self, logs=None):
+                self.seconds = time.perf_counter() - self.started
+
+        return Timer()
+
+
+def run_config(config: str, args) -> float:
+    kind, batch = config.split("-b")
+    python = args.torch_python if kind == "torch" else sys.executable
+    if kind == "torch" and not python:
+        raise SystemExit("torch configurations need --torch-python (a Python with torch and keras)")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([python, __file__, "--worker", config, "--steps", str(args.steps), "--warmup",
+                           str(args.warmup), "--threads", str(args.threads)],
+                          env=env, capture_output=True, text=True, timeout=3600)
+    if proc.returncode != 0:
+        raise SystemExit(f"{config} failed:\n{proc.stderr[-3000:]}")
+    return float(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", action="append", default=[])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--torch-python")
+    parser.add_argument("--json")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        kind, batch = args.worker.split("-b")
+        fn = worker_torch if kind == "torch" else worker_tf
+        print(fn(int(batch), args.steps, args.warmup, args.threads))
+        return
+    configs = args.config or ["tf-b64"]
+    samples = {c: [] for c in configs}
+    for r in range(args.rounds):
+        for c in configs:
+            samples[c].append(run_config(c, args))
+            print(f"round {r + 1}: {c} {samples[c][-1]:.1f} images/s", file=sys.stderr, flush=True)
+    gflops = blas_gflops(args.threads)
+    flops = edgenet_train_flops()
+    floor = gflops * 1e9 / flops
+    base = statistics.median(samples[configs[0]])
+    print(f"compute floor: edgenet training {flops / 1e9:.3f} GFLOP/image; float32 matmul {gflops:.1f} GFLOP/s "
+          f"on {args.threads} thread(s) -> {floor:.0f} images/s at full BLAS speed")
+    print(f"| configuration | images/s (median of {args.rounds}) | vs {configs[0]} | share of the floor |")
+    print("|---|---|---|---|")
+    rows = []
+    for c in configs:
+        med = statistics.median(samples[c])
+        rows.append({"config": c, "images_per_s": samples[c], "median": med})
+        print(f"| {c} | {med:.1f} | {med / base:.2f}x | {100 * med / floor:.0f}% |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"threads": args.threads, "steps": args.steps, "rounds": args.rounds,
+                                               "train_gflop_per_image": flops / 1e9, "blas_gflops": gflops,
+                                               "floor_images_per_s": floor, "configs": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
