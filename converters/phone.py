@@ -28,7 +28,7 @@ GRAY_WEIGHTS_RGB = (0.299, 0.587, 0.114)
 def convert_phone(options: ConvertOptions) -> ConversionReport:
     """``options.model_path`` (Keras) -> the phone variant at ``options.out``, written only if its
     top-1 agreement with the Keras model on the verification faces reaches the threshold."""
-    from .api import check_out, face_counts, load_faces, warn_without_framing
+    from .faces import check_out, face_counts, load_faces, warn_without_framing
     from .quiet import quiet
     from .sources import open_source
     from .verify import verified_on, verify

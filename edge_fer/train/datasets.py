@@ -59,6 +59,12 @@ class FaceDataset:
                            self.skipped, self.no_face)
 
 
+def image_key(path: str | Path) -> str:
+    """An image's key in teacher and votes files: ``<class folder>/<file name>``."""
+    path = Path(path)
+    return f"{path.parent.name}/{path.name}"
+
+
 def resolve_classes(text: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...] | None:
     """A preset of :data:`CLASS_SETS` (``pyfer``, ``fer2013``, ``ckplus``) or ``"a,b,c"``."""
     if text is None or isinstance(text, (tuple, list)):

@@ -15,13 +15,13 @@ validation targets stay one-hot (C wide) and get the plain cross-entropy.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError, OptionsError
+from .datasets import image_key
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +103,6 @@ def teacher_for(path: str, paths: list[str], classes: tuple[str, ...]) -> np.nda
         raise InputError(f"{len(missing)} training images have no teacher probabilities in {path} "
                          f"(first: {missing[0]}); run teacher-probs on the same --data")
     return np.asarray(probs[[row[image_key(p)] for p in paths]], np.float32)
-
-
-def image_key(path: str) -> str:
-    """A training image's key in a teacher file: ``<class folder>/<file name>``."""
-    return f"{os.path.basename(os.path.dirname(path))}/{os.path.basename(path)}"
 
 
 def check_distill(alpha: float, temperature: float) -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, OptionsError
-from .distill import image_key
+from .datasets import image_key
 
 log = logging.getLogger(__name__)
 
