@@ -9,9 +9,10 @@ import math
 
 import click
 
-# The library's value sets, spelled out so that command modules import only click
+from ..detectors.registry import DETECTORS as DETECTOR_NAMES  # the registry itself (pure Python)
+
+# The library's other value sets, spelled out so that command modules import only click
 # (tests/test_hardening.py checks that they match the library's).
-DETECTOR_NAMES = ("haar", "ssd", "yunet", "blazeface", "rfb")     # edge_fer.detectors.DETECTORS
 DEVICE_NAMES = ("auto", "cpu", "cuda", "tensorrt")                 # edge_fer.backends.DEVICES
 COLOR_NAMES = ("gray", "rgb", "bgr")                               # edge_fer.metadata.COLORS
 ARCH_NAMES = ("edgenet", "pyfer", "transfer")                      # edge_fer.train.models.ARCHS

@@ -7,27 +7,20 @@ detector ran at (``detect_width`` downscales the frame first: the main speed kno
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Protocol
 
 from .. import defaults
 from ..errors import DetectorError, OptionsError
 from ..types import Face
+from .registry import DETECTOR_FILES, DETECTORS, REGISTRY  # noqa: F401 (DETECTOR_FILES: ssd, fetch, tests)
 
-DETECTORS = ("haar", "ssd", "yunet", "blazeface", "rfb")
-
-#: Files each detector needs that do not ship with the package, and where they come from.
-DETECTOR_FILES = {
-    "ssd": ("res10_300x300_ssd_iter_140000.caffemodel", "res10_300x300_ssd_deploy.prototxt"),
-    "yunet": ("face_detection_yunet_2023mar.onnx",),
-    "blazeface": ("blazeface_short_range.tflite",),
-    "rfb": ("ultralight_rfb_320.onnx",),
-}
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -190,17 +183,7 @@ def to_faces(boxes_xywh, scores, factor: float, frame_shape, options: DetectorOp
 
 
 def create_detector(options: DetectorOptions = DetectorOptions()) -> FaceDetector:
-    if options.name == "haar":
-        from .haar import HaarDetector
-        return HaarDetector(options)
-    if options.name == "ssd":
-        from .ssd import SsdDetector
-        return SsdDetector(options)
-    if options.name == "yunet":
-        from .yunet import YuNetDetector
-        return YuNetDetector(options)
-    if options.name == "blazeface":
-        from .blazeface import BlazeFaceDetector
-        return BlazeFaceDetector(options)
-    from .rfb import RfbDetector
-    return RfbDetector(options)
+    """The wrapper :data:`~.registry.REGISTRY` names for ``options.name``, loaded on first use."""
+    spec = REGISTRY[options.name]
+    module = importlib.import_module(f".{spec.module}", __package__)
+    return getattr(module, spec.class_name)(options)
