@@ -25,7 +25,7 @@ from _common import DETECTOR_DIR, MEDIA, RESULTS, markdown_table, provenance
 
 from edge_fer import defaults
 from edge_fer.bench.machine import machine_info
-from edge_fer.capture import VideoSource
+from edge_fer.sources.capture import VideoSource
 from edge_fer.detectors import DETECTORS, DetectorOptions, create_detector
 from edge_fer.fileio import write_json_atomic
 

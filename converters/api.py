@@ -19,7 +19,7 @@ from edge_fer.fileio import atomic_path, check_writable_folder, output_error, wr
 from .faces import Faces, check_out, face_counts, load_faces, warn_without_framing
 from .options import ALL_VARIANTS, SUFFIXES, ConversionReport, ConvertOptions
 from .quiet import quiet
-from .sources import Source, open_source
+from .models import SourceModel, open_model
 from .verify import verified_on
 
 log = logging.getLogger("edge_fer.converters")
@@ -40,14 +40,14 @@ def convert(options: ConvertOptions) -> ConversionReport:
     if out.resolve() == Path(options.model_path).resolve():
         raise OptionsError(f"--out {out} is the source model itself: choose another file name")
     counts = face_counts(options, (options.quantize,))
-    with quiet(), open_source(options) as source:
+    with quiet(), open_model(options) as source:
         report = _convert_one(source, load_faces(options, source, counts), options, target, out)
         meta = source.meta
     warn_without_framing(meta, out.name)  # after quiet(), which silences logging
     return report
 
 
-def _convert_one(source: Source, faces: Faces, options: ConvertOptions, target: str,
+def _convert_one(source: SourceModel, faces: Faces, options: ConvertOptions, target: str,
                  out: Path) -> ConversionReport:
     from .onnx_out import add_onnx_metadata, to_onnx
     from .tflite_out import add_tflite_metadata, to_tflite
@@ -103,7 +103,7 @@ def convert_all(options: ConvertOptions, variants=ALL_VARIANTS) -> list[Conversi
     check_writable_folder(folder, "--out")
     reports = []
     counts = face_counts(options, tuple(q for _, q in variants))
-    with quiet(), open_source(options) as source:
+    with quiet(), open_model(options) as source:
         faces = load_faces(options, source, counts)
         stem = Path(options.model_path).stem or "model"
         for target, quantization in variants:

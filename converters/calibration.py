@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from edge_fer.errors import InputError
-from edge_fer.images import IMAGE_SUFFIXES, list_images, read_image
+from edge_fer.sources.images import IMAGE_SUFFIXES, list_images, read_image
 
 log = logging.getLogger("edge_fer.converters")
 

@@ -18,7 +18,7 @@ from edge_fer.metadata import NO_FRAMING
 
 from .calibration import FaceSet, accuracy, sample_faces, shared_split
 from .options import SUFFIXES, ConvertOptions
-from .sources import Source
+from .models import SourceModel
 
 log = logging.getLogger("edge_fer.converters")
 
@@ -46,7 +46,7 @@ def face_counts(options: ConvertOptions, quantizations: tuple[str, ...]) -> tupl
     return shared_split(options.calibration, options.calibration_count, options.verify_count)
 
 
-def load_faces(options: ConvertOptions, source: Source, counts: tuple[int, int]) -> Faces:
+def load_faces(options: ConvertOptions, source: SourceModel, counts: tuple[int, int]) -> Faces:
     """The faces of :func:`face_counts` ``counts``, and the source model's probabilities on them."""
     meta = source.meta
     calibration_count, verify_count = counts

@@ -85,7 +85,7 @@ def check_agreement(model: str | Path, faces: str | Path, count: int = 500, agai
     import cv2
 
     from edge_fer.classifier import ClassifierOptions, ExpressionClassifier
-    from edge_fer.images import is_image_file, read_image
+    from edge_fer.sources.images import is_image_file, read_image
 
     paths = sorted(p for p in Path(faces).glob("*/*") if is_image_file(p))
     if not paths:

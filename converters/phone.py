@@ -30,12 +30,12 @@ def convert_phone(options: ConvertOptions) -> ConversionReport:
     top-1 agreement with the Keras model on the verification faces reaches the threshold."""
     from .faces import check_out, face_counts, load_faces, warn_without_framing
     from .quiet import quiet
-    from .sources import open_source
+    from .models import open_model
     from .verify import verified_on, verify
 
     out = check_out(Path(options.out), "phone")
     counts = face_counts(options, (options.quantize,))
-    with quiet(), open_source(options) as source:
+    with quiet(), open_model(options) as source:
         if source.kind != "keras":
             raise OptionsError(f"--to phone converts a Keras model (.keras, .h5); {Path(options.model_path).name} "
                                f"is {source.kind}")

@@ -10,7 +10,7 @@ from edge_fer.metadata import METADATA_KEY, ModelMeta
 
 
 def to_tflite(source, quantization: str, calibration_nhwc: np.ndarray | None, int8_io: bool) -> bytes:
-    """Convert ``source`` (a :class:`~converters.sources.Source`) to TFLite flatbuffer bytes.
+    """Convert ``source`` (a :class:`~converters.models.SourceModel`) to TFLite flatbuffer bytes.
 
     Full int8 calibrates on ``calibration_nhwc``: real crops, preprocessed as the runtime does.
     """

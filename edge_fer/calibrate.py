@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError, OptionsError
-from .images import list_images, read_image
+from .sources.images import list_images, read_image
 from .metadata import Framing
 from .types import Face
 

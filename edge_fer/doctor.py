@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .doctor_text import format_report  # noqa: F401 (the command imports it from here)
 from .errors import EdgeFerError, OptionsError, first_line
-from .images import DEMO_IMAGE
+from .sources.images import DEMO_IMAGE
 
 MODELS_DIR = Path(__file__).parent / "models"
 #: Packages whose versions the report lists (distribution names; absent ones are left out).
@@ -192,7 +192,7 @@ def _opencv() -> dict:
 
 def _cameras(count: int, timeout_s: float) -> list[dict]:
     """Open indexes 0..count-1 and read one frame, each in a thread given ``timeout_s``."""
-    from .capture import open_capture
+    from .sources.capture import open_capture
 
     results = []
     for index in range(count):

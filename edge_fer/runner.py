@@ -1,6 +1,6 @@
 """``edge-fer run`` as a library call: source -> pipeline -> sinks, with one summary back.
 
-The loop reads a source (:mod:`edge_fer.capture`), runs each frame through the pipeline's image
+The loop reads a source (:mod:`edge_fer.sources.capture`), runs each frame through the pipeline's image
 or video verb and hands the result to every sink (:mod:`edge_fer.sinks`, chosen from the options
 by :func:`~edge_fer.sinks.open_sinks`); it knows no output by name.
 
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from .capture import FrameSource, SourceOptions, open_source
+from .sources.capture import FrameSource, SourceOptions, open_source
 from .errors import OptionsError
 from .metadata import NO_FRAMING
 from .pipeline import FerPipeline, PipelineOptions

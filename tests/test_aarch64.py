@@ -164,7 +164,7 @@ CSI_PIPELINE = ("nvarguscamerasrc sensor-id=0 ! video/x-raw(memory:NVMM),width=1
 
 
 def test_csi_pipeline_string_is_a_live_source_opencv_accepts():
-    from edge_fer import capture
+    from edge_fer.sources import capture
     from edge_fer.errors import InputError
 
     options = capture.SourceOptions(video=CSI_PIPELINE)

@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_fer import capture
-from edge_fer.capture import (DEMO_IMAGE, ImageSource, LiveSource, SourceOptions, VideoSource,
+from edge_fer.sources import capture
+from edge_fer.sources.capture import (DEMO_IMAGE, ImageSource, LiveSource, SourceOptions, VideoSource,
                               open_source)
 from edge_fer.errors import InputError, OptionsError
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import edge_fer
-from edge_fer.capture import DEMO_IMAGE
+from edge_fer.sources.capture import DEMO_IMAGE
 from edge_fer.classifier import ClassifierOptions, ExpressionClassifier
 from edge_fer.detectors import DetectorOptions
 from edge_fer.errors import DetectorError, InputError, OptionsError

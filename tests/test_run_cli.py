@@ -22,8 +22,8 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import REPO
-from edge_fer import capture
-from edge_fer.capture import SourceOptions
+from edge_fer.sources import capture
+from edge_fer.sources.capture import SourceOptions
 from edge_fer.classifier import DEFAULT_MODEL, ClassifierOptions
 from edge_fer.cli import main
 from edge_fer.commands.run import run_command

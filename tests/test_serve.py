@@ -25,7 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import REPO
-from edge_fer.capture import SourceOptions
+from edge_fer.sources.capture import SourceOptions
 from edge_fer.cli import main
 from edge_fer.pipeline import FerPipeline, PipelineOptions
 from edge_fer.serve import FerServer, ServeOptions
@@ -176,7 +176,7 @@ def test_sigterm_in_any_run_keeps_the_video_like_ctrl_c(media_dir, tmp_path):
 
 
 def test_stopping_a_served_camera_run_releases_camera_and_port(media_dir, monkeypatch):
-    from edge_fer import capture
+    from edge_fer.sources import capture
     from edge_fer.runner import RunOptions, Terminated, run
 
     frame = cv2.imread(str(media_dir / "justin.jpg"))

@@ -10,7 +10,7 @@ import cv2
 import pytest
 from click.testing import CliRunner
 
-from edge_fer.capture import ImageSource, Pacer, SourceOptions, VideoSource, open_source
+from edge_fer.sources.capture import ImageSource, Pacer, SourceOptions, VideoSource, open_source
 from edge_fer.cli import main
 from edge_fer.commands.run import run_command
 from edge_fer.draw import DisplayUnavailable

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edge_fer.capture import VideoSource
+from edge_fer.sources.capture import VideoSource
 from edge_fer.detectors import DETECTOR_FILES, DetectorOptions, create_detector
 from edge_fer.detectors.ssd import ONNX_FILES, SsdDetector, detection_output, ssd_priors
 from edge_fer.detectors.ssd_convert import MATCH_IOU, SsdConvertOptions, convert_ssd, corners_xyxy, match_report

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from ..capture import IMAGE_SUFFIXES, is_url
+from ..sources.capture import IMAGE_SUFFIXES, is_url
 from ..errors import InputError
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv",

@@ -87,7 +87,7 @@ def face_rows(source: str, result) -> list[FaceRow]:
 
 def open_item(item: WorkItem):
     """The frame source of ``item``: an image (one frame) or a video file or URL read in order."""
-    from ..capture import ImageSource, VideoSource
+    from ..sources.capture import ImageSource, VideoSource
 
     return ImageSource(item.source) if item.kind == "image" else VideoSource(item.source)
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import defaults
 from ..errors import InputError, OptionsError
-from ..images import DEMO_IMAGE
+from ..sources.images import DEMO_IMAGE
 from .stats import MIN_FRAMES, RELEASE_FRAMES, RELEASE_SECONDS, Pacer, deadline_misses, fps_from_end_times, \
     measure_loop, summarize
 
@@ -153,7 +153,7 @@ class BenchOptions:
 
 # frame sources ------------------------------------------------------------------------------
 class TimedFrames:
-    """One of :mod:`edge_fer.capture`'s sources, looped for files, read a frame at a time.
+    """One of :mod:`edge_fer.sources.capture`'s sources, looped for files, read a frame at a time.
 
     ``read()`` returns the frame and the milliseconds its read took ("decode"): a video frame's
     read and decode (once per pass, the read that reopens the file at its end also pays the
@@ -179,7 +179,7 @@ class TimedFrames:
 
 def open_frames(spec: SourceSpec) -> TimedFrames:
     """The source ``spec`` names, through capture (files looped, a camera live)."""
-    from ..capture import SourceOptions, open_source
+    from ..sources.capture import SourceOptions, open_source
 
     if spec.kind == "builtin":
         options = SourceOptions(demo=True, loop=True)

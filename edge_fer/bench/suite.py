@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import errors
 from ..errors import EdgeFerError, InputError
-from ..images import list_images, read_image
+from ..sources.images import list_images, read_image
 from .harness import BenchOptions, RowConfig, classifier_options
 from ..fileio import file_sha256
 from .machine import machine_info

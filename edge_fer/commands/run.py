@@ -53,7 +53,7 @@ def run_command(camera, video, image, demo, model_path, labels, input_scale, inp
     With no source, camera 0 is used; where no camera opens, the built-in sample runs instead (a note on stderr says so).
     The end summary goes to stderr.
     """
-    from ..capture import SourceOptions
+    from ..sources.capture import SourceOptions
     from ..classifier import ClassifierOptions, parse_labels
     from ..detectors import DetectorOptions
     from ..pipeline import PipelineOptions

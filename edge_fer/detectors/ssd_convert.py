@@ -65,7 +65,7 @@ def match_report(caffe_faces, onnx_faces) -> float:
 
 def calibration_frames(paths: tuple[str, ...], count: int) -> list[np.ndarray]:
     """About ``count`` frames spread over the videos / images / image folders in ``paths``."""
-    from ..capture import IMAGE_SUFFIXES, SourceOptions, open_source
+    from ..sources.capture import IMAGE_SUFFIXES, SourceOptions, open_source
 
     frames = []
     for path in paths:
@@ -157,7 +157,7 @@ def convert_ssd(options: SsdConvertOptions = SsdConvertOptions()) -> SsdConversi
         import onnx
     except ImportError:
         raise ConversionError("converting the SSD needs the onnx package: pip install 'edge-fer[convert]'") from None
-    from ..capture import DEMO_IMAGE
+    from ..sources.capture import DEMO_IMAGE
     from . import DetectorOptions
     from .ssd import METADATA_KEY, SsdDetector
 

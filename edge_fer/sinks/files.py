@@ -12,7 +12,7 @@ import numpy as np
 from ..backends import quiet_native_stderr
 from ..errors import OptionsError, OutputError
 from ..fileio import check_writable_folder, commit_file, output_error, write_bytes_atomic
-from .base import SinkItem
+from .base import SinkBase, SinkItem
 
 #: --save-video suffix -> FourCC that this OpenCV (FFmpeg backend) writes.
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "XVID"}
@@ -115,7 +115,7 @@ class VideoSink:
         self.close(keep=exc_type is None or issubclass(exc_type, KeyboardInterrupt))
 
 
-class ImageFolderSink:
+class ImageFolderSink(SinkBase):
     """Writes each annotated image into a folder under its source file's name, atomically."""
 
     def __init__(self, folder: str | Path, input_folders: set[Path]) -> None:
@@ -143,12 +143,3 @@ class ImageFolderSink:
             raise OptionsError(f"cannot encode {target.name} as {target.suffix}")
         write_bytes_atomic(target, data.tobytes())
         self.written += 1
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> "ImageFolderSink":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -20,8 +20,8 @@ import numpy as np
 
 from ..classifier import resize_to
 from ..errors import InputError, OptionsError
-from ..images import IMAGE_SUFFIXES  # noqa: F401 (ckplus and callers import it from here)
-from ..images import decode_image_strict
+from ..sources.images import IMAGE_SUFFIXES  # noqa: F401 (ckplus and callers import it from here)
+from ..sources.images import decode_image_strict
 from ..metadata import LABEL_PRESETS
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def fit_size(image: np.ndarray, size_hw: tuple[int, int] | None) -> np.ndarray:
 
 def read_face(path: str | Path, size_hw=None, cropper=None) -> tuple[np.ndarray | None, str]:
     """``(gray image, "")``, or ``(None, "unreadable: why")`` (a file that does not decode, or that
-    the decoder complains about: :func:`~edge_fer.images.decode_image_strict`), or ``(None,
+    the decoder complains about: :func:`~edge_fer.sources.images.decode_image_strict`), or ``(None,
     "no_face")`` if ``cropper`` (which cuts out the largest face of a full frame) finds no face."""
     image, why = decode_image_strict(path, cv2.IMREAD_GRAYSCALE if cropper is None else cv2.IMREAD_COLOR)
     if image is None:

@@ -338,7 +338,7 @@ def train_on(data: FaceDataset, val: FaceDataset | None, options: TrainOptions) 
 def warn_val_classes_left_out(val: str, classes: tuple[str, ...]) -> None:
     """Warn, naming them, when the validation folder has classes training does not (their
     images are left out of every val number)."""
-    from ..images import list_images
+    from ..sources.images import list_images
     from .datasets import class_folders
 
     root = Path(val)

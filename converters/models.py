@@ -1,6 +1,6 @@
 """Source models: Keras (.keras, legacy .h5/.hdf5), TensorFlow SavedModel folders and ONNX files.
 
-A :class:`Source` knows the model's :class:`~edge_fer.metadata.ModelMeta` (from the file or
+A :class:`SourceModel` (from :func:`open_model`) knows the model's :class:`~edge_fer.metadata.ModelMeta` (from the file or
 from the options), runs the model on a float NHWC batch (the verification reference) and hands
 each exporter what it needs: a ``tf.lite.TFLiteConverter`` or a float ONNX file.
 """
@@ -69,7 +69,7 @@ def _output_classes(shape, path: Path) -> int:
     return dims[1]
 
 
-class Source:
+class SourceModel:
     """A loaded source model. Use as a context manager (it may own a temporary folder)."""
 
     kind: str
@@ -103,14 +103,14 @@ class Source:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
 
-    def __enter__(self) -> "Source":
+    def __enter__(self) -> "SourceModel":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
 
-class _TfSource(Source):
+class _TfModel(SourceModel):
     """Shared by Keras and SavedModel sources: ONNX through ``tf2onnx.convert.from_function``."""
 
     def _tf_function(self):
@@ -133,7 +133,7 @@ class _TfSource(Source):
         return tf.TensorSpec([None, h, w, self.meta.channels], tf.float32, name="input")
 
 
-class KerasSource(_TfSource):
+class KerasModel(_TfModel):
     """``.keras`` (with edge-fer's metadata inside) or legacy Keras 2 ``.h5``/``.hdf5``."""
 
     kind = "keras"
@@ -167,7 +167,7 @@ class KerasSource(_TfSource):
         return tf.function(lambda x: self.model(x, training=False), input_signature=[spec]), spec
 
 
-class SavedModelSource(_TfSource):
+class SavedModelDir(_TfModel):
     """A TensorFlow SavedModel folder; its ``serving_default`` signature is the model."""
 
     kind = "savedmodel"
@@ -217,7 +217,7 @@ class SavedModelSource(_TfSource):
         return tf.function(self._call, input_signature=[spec]), spec
 
 
-class OnnxSource(Source):
+class OnnxModel(SourceModel):
     """An ONNX file: reference through ONNX Runtime; TFLite through onnx2tf (optional)."""
 
     kind = "onnx"
@@ -281,11 +281,11 @@ class OnnxSource(Source):
         super().close()
 
 
-def open_source(options: ConvertOptions) -> Source:
+def open_model(options: ConvertOptions) -> SourceModel:
     path = Path(options.model_path)
     kind = source_kind(path)
     if kind == "onnx":
-        return OnnxSource(path, options)
+        return OnnxModel(path, options)
     if kind == "savedmodel":
-        return SavedModelSource(path, options)
-    return KerasSource(path, options)
+        return SavedModelDir(path, options)
+    return KerasModel(path, options)

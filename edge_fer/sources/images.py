@@ -20,7 +20,7 @@ import numpy as np
 #: Suffixes of the image files read from folders (OpenCV decodes them all).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
 #: The built-in sample (NASA's astronaut portrait, public domain; see assets/README.md).
-DEMO_IMAGE = Path(__file__).parent / "assets" / "astronaut.jpg"
+DEMO_IMAGE = Path(__file__).parent.parent / "assets" / "astronaut.jpg"
 
 
 def is_image_file(path: Path) -> bool:

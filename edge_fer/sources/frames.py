@@ -10,7 +10,7 @@ from typing import Iterator, NamedTuple
 import cv2
 import numpy as np
 
-from .backends import quiet_native_stderr
+from ..backends import quiet_native_stderr
 
 
 class Frame(NamedTuple):

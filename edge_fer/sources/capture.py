@@ -36,8 +36,8 @@ from typing import Callable, Iterator
 
 import cv2
 
-from . import defaults
-from .errors import InputError, OptionsError
+from .. import defaults
+from ..errors import InputError, OptionsError
 from .frames import Frame, FrameSource, open_capture  # noqa: F401 (re-exported)
 from .images import DEMO_IMAGE, IMAGE_SUFFIXES, decode_image, list_images, read_image  # noqa: F401 (re-exported)
 from .live import (LatestFrameReader, LiveSource, gstreamer_open_error, is_gstreamer_pipeline,  # noqa: F401

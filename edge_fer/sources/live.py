@@ -10,9 +10,9 @@ from typing import Callable, Iterator
 
 import cv2
 
-from . import defaults
-from .backends import quiet_native_stderr
-from .errors import InputError
+from .. import defaults
+from ..backends import quiet_native_stderr
+from ..errors import InputError
 from .frames import Frame, FrameSource, open_capture
 
 
