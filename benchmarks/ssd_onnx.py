@@ -30,7 +30,7 @@ from _common import DETECTOR_DIR, MEDIA, RESULTS, markdown_table, provenance
 from edge_fer import defaults
 from edge_fer.bench.machine import machine_info
 from edge_fer.detectors import DetectorOptions, create_detector
-from edge_fer.detectors.ssd_convert import MATCH_IOU, SsdConvertOptions, corners_xyxy, convert_ssd, match_report
+from converters.ssd_convert import MATCH_IOU, SsdConvertOptions, corners_xyxy, convert_ssd, match_report
 from edge_fer.fileio import write_json_atomic
 
 CAFFEMODEL = DETECTOR_DIR / "res10_300x300_ssd_iter_140000.caffemodel"

@@ -10,7 +10,7 @@ import numpy as np
 from edge_fer.backends import first_line
 from edge_fer.errors import ConversionError
 from edge_fer.metadata import METADATA_KEY, ModelMeta
-from edge_fer.quant import ort_static_int8_settings
+from edge_fer.backends.quant import ort_static_int8_settings
 
 
 def to_onnx(source, quantization: str, calibration_nhwc: np.ndarray | None, path: Path) -> None:

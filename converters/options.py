@@ -110,7 +110,7 @@ class ConversionReport:
     accuracies are None when the verification folder is not labelled with the model's classes;
     ``agreement``/``max_prob_diff`` are None and ``error`` says why when the variant failed.
     ``cpu``: the CPU the verification ran on, with the features that pick int8 kernels (an int8
-    file's agreement can depend on them: :func:`edge_fer.quant.ort_static_int8_settings`).
+    file's agreement can depend on them: :func:`edge_fer.backends.quant.ort_static_int8_settings`).
     """
 
     out_path: str

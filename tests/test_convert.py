@@ -379,7 +379,7 @@ def test_onnx_int8_weights_cannot_saturate_avx2(tiny_model, fer_train, fer_val, 
     import onnx
     from onnx import numpy_helper
 
-    from edge_fer.quant import ORT_INT8_WEIGHT_RANGE
+    from edge_fer.backends.quant import ORT_INT8_WEIGHT_RANGE
 
     out = tmp_path / "tiny_int8.onnx"
     result = invoke(tiny_model, "--to", "onnx", "--quantize", "int8", "--calibration", fer_train,

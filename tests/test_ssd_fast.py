@@ -1,5 +1,5 @@
 """The res10 SSD on ONNX Runtime (issue 9, item 7): converted here from the shared Caffe files by
-edge_fer/detectors/ssd_convert.py, its boxes against the Caffe net's on the media frames, the
+converters/ssd_convert.py, its boxes against the Caffe net's on the media frames, the
 numpy priors / DetectionOutput against cv2.dnn's, which file the detector picks, and bad files."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from edge_fer.sources.capture import VideoSource
 from edge_fer.detectors import DETECTOR_FILES, DetectorOptions, create_detector
 from edge_fer.detectors.ssd import ONNX_FILES, SsdDetector, detection_output, ssd_priors
-from edge_fer.detectors.ssd_convert import MATCH_IOU, SsdConvertOptions, convert_ssd, corners_xyxy, match_report
-from edge_fer.detectors.ssd_graph import parse_prototxt
+from converters.ssd_convert import MATCH_IOU, SsdConvertOptions, convert_ssd, corners_xyxy, match_report
+from converters.ssd_graph import parse_prototxt
 from edge_fer.errors import ConversionError, DetectorError, OptionsError
 
 from conftest import REPO
@@ -223,7 +223,7 @@ def test_tool_converts_and_reports(tmp_path, detector_dir):
 def test_conversion_needs_onnx_and_a_match(tmp_path, detector_dir, monkeypatch):
     """Without the onnx package: one line naming the extra. A result that does not match the
     Caffe net (the bar raised past 1.0 here): an error, and no file left behind."""
-    from edge_fer.detectors import ssd_convert
+    from converters import ssd_convert
 
     options = SsdConvertOptions(model_path=str(detector_dir), out_dir=str(tmp_path), quantize="none")
     with monkeypatch.context() as patch:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
-from ..quant import dequantize, quantize
+from .quant import dequantize, quantize
 from . import BackendOptions, first_line, image_input_spec, quiet_native_stderr, to_probabilities
 
 

@@ -19,7 +19,7 @@ def convert_ssd_command(model_dir, out_dir, quantize, calibration, calibration_f
     """Build res10_300x300_ssd[_int8].onnx from the res10 SSD's prototxt and caffemodel (needs
     `pip install "edge-fer[convert]"`; the result runs on onnxruntime alone). The ssd detector then
     uses it; pass --detector-model path/to/the.caffemodel to run the Caffe net."""
-    from ..detectors.ssd_convert import SsdConvertOptions, convert_ssd
+    from converters.ssd_convert import SsdConvertOptions, convert_ssd
 
     result = convert_ssd(SsdConvertOptions(model_dir, out_dir, quantize, tuple(calibration), calibration_frames))
     click.echo(f"wrote {result.path} ({result.quantize}); matches the Caffe net on {result.frames_checked} "

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConversionError
+from edge_fer.errors import ConversionError
 
 BN_EPS = 1e-5  # Caffe's BatchNorm default (res10's prototxt sets none)
 NORM_EPS = 1e-10  # Caffe SSD's Normalize default

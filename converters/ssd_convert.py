@@ -20,9 +20,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import ConversionError, OptionsError
-from ..fileio import atomic_path
-from . import find_detector_files, load_error
+from edge_fer.errors import ConversionError, OptionsError
+from edge_fer.fileio import atomic_path
+from edge_fer.detectors import find_detector_files, load_error
 from .ssd_graph import INPUT_HW, build_graph, detector_settings, parse_prototxt
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ ONNX_NAMES = {"none": "res10_300x300_ssd.onnx", "int8": "res10_300x300_ssd_int8.
 
 def check_priors(net, settings: dict) -> None:
     """Our numpy priors must be cv2.dnn's PriorBox output (the same boxes in the same order)."""
-    from .ssd import ssd_priors
+    from edge_fer.detectors.ssd import ssd_priors
 
     net.setInput(np.zeros((1, 3, *INPUT_HW), np.float32))
     theirs = net.forward("mbox_priorbox").reshape(2, -1, 4)
@@ -47,7 +47,7 @@ def check_priors(net, settings: dict) -> None:
 
 def box_iou(a, b) -> float:
     """IoU of two corner-form boxes (edge-fer's one IoU, :func:`edge_fer.tracking.iou_one_to_many`)."""
-    from ..tracking import iou_one_to_many
+    from edge_fer.tracking import iou_one_to_many
 
     return float(iou_one_to_many(np.asarray(a, np.float64), np.asarray([b], np.float64))[0])
 
@@ -65,7 +65,7 @@ def match_report(caffe_faces, onnx_faces) -> float:
 
 def calibration_frames(paths: tuple[str, ...], count: int) -> list[np.ndarray]:
     """About ``count`` frames spread over the videos / images / image folders in ``paths``."""
-    from ..sources.capture import IMAGE_SUFFIXES, SourceOptions, open_source
+    from edge_fer.sources.capture import IMAGE_SUFFIXES, SourceOptions, open_source
 
     frames = []
     for path in paths:
@@ -82,7 +82,7 @@ class _FrameReader:
     """onnxruntime.quantization's CalibrationDataReader over preprocessed frames."""
 
     def __init__(self, frames: list[np.ndarray], input_name: str) -> None:
-        from .ssd import INPUT_SIZE, MEAN_BGR
+        from edge_fer.detectors.ssd import INPUT_SIZE, MEAN_BGR
 
         self._items = iter([{input_name: cv2.dnn.blobFromImage(f, 1.0, INPUT_SIZE, MEAN_BGR)} for f in frames])
 
@@ -102,7 +102,7 @@ def quantize_int8(float_path: Path, out_path: Path, frames: list[np.ndarray], ke
     :func:`ort_static_int8_settings`; MinMax ranges over ``frames``); ``keep_float`` nodes stay float32."""
     from onnxruntime.quantization import CalibrationMethod, quantize_static
 
-    from ..quant import ort_static_int8_settings
+    from edge_fer.backends.quant import ort_static_int8_settings
 
     logging.disable(logging.WARNING)  # its "consider pre-processing" advice, on the root logger
     try:
@@ -157,9 +157,9 @@ def convert_ssd(options: SsdConvertOptions = SsdConvertOptions()) -> SsdConversi
         import onnx
     except ImportError:
         raise ConversionError("converting the SSD needs the onnx package: pip install 'edge-fer[convert]'") from None
-    from ..sources.capture import DEMO_IMAGE
-    from . import DetectorOptions
-    from .ssd import METADATA_KEY, SsdDetector
+    from edge_fer.sources.capture import DEMO_IMAGE
+    from edge_fer.detectors import DetectorOptions
+    from edge_fer.detectors.ssd import METADATA_KEY, SsdDetector
 
     caffemodel, prototxt = find_detector_files("ssd", options.model_path)
     SsdDetector(DetectorOptions("ssd", model_path=str(caffemodel))).close()  # bad Caffe files: one line
@@ -203,8 +203,8 @@ def convert_ssd(options: SsdConvertOptions = SsdConvertOptions()) -> SsdConversi
 def verify(caffemodel: Path, onnx_path: Path, frames: list[np.ndarray], num_threads: int) -> tuple[float, int]:
     """Worst box IoU of the ONNX file's faces against the Caffe net's over ``frames``, and the
     number of faces compared; raises ConversionError below :data:`MATCH_IOU`."""
-    from . import DetectorOptions
-    from .ssd import SsdDetector
+    from edge_fer.detectors import DetectorOptions
+    from edge_fer.detectors.ssd import SsdDetector
 
     caffe = SsdDetector(DetectorOptions("ssd", model_path=str(caffemodel),
                                         detect_width=0, min_face_px=1))
