@@ -49,8 +49,10 @@ def convert(options: ConvertOptions) -> ConversionReport:
 
 def _convert_one(source: SourceModel, faces: Faces, options: ConvertOptions, target: str,
                  out: Path) -> ConversionReport:
-    from .onnx_out import add_onnx_metadata, to_onnx
-    from .tflite_out import add_tflite_metadata, to_tflite
+    from edge_fer.metadata_write import add_onnx_metadata, add_tflite_metadata
+
+    from .onnx_out import to_onnx
+    from .tflite_out import to_tflite
     from .verify import verify
 
     quantization = options.quantize

@@ -9,7 +9,6 @@ import numpy as np
 
 from edge_fer.backends import first_line
 from edge_fer.errors import ConversionError
-from edge_fer.metadata import METADATA_KEY, ModelMeta
 from edge_fer.backends.quant import ort_static_int8_settings
 
 
@@ -59,15 +58,3 @@ def quantize_onnx(float_path: Path, prepared: Path, out: Path, calibration_nhwc:
                         **ort_static_int8_settings("int8"))
     except Exception as exc:  # the quantizer raises assorted types
         raise ConversionError(f"ONNX Runtime int8 quantization failed: {first_line(exc)}") from None
-
-
-def add_onnx_metadata(path: Path, meta: ModelMeta) -> None:
-    """Set ``metadata_props['edge_fer']`` to ``meta``'s JSON, in place."""
-    import onnx
-
-    model = onnx.load(str(path))
-    kept = [(p.key, p.value) for p in model.metadata_props if p.key != METADATA_KEY]
-    del model.metadata_props[:]
-    for key, value in kept + [(METADATA_KEY, meta.to_json_text())]:
-        model.metadata_props.add(key=key, value=value)
-    onnx.save(model, str(path))

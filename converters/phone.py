@@ -19,7 +19,7 @@ from edge_fer.fileio import atomic_path
 from edge_fer.metadata import METADATA_KEY, ModelMeta
 
 from .options import PHONE_QUANTIZATIONS, ConversionReport, ConvertOptions
-from .tflite_metadata import MP_NAME, add_standard_metadata, norm_from_meta, set_metadata_entry, write_model_file
+from edge_fer.tflite_metadata import MP_NAME, add_standard_metadata, norm_from_meta, set_metadata_entry, write_model_file
 
 #: OpenCV's COLOR_RGB2GRAY weights (ITU-R BT.601); they add up to 1.
 GRAY_WEIGHTS_RGB = (0.299, 0.587, 0.114)

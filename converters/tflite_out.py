@@ -6,7 +6,6 @@ import numpy as np
 
 from edge_fer.backends import first_line
 from edge_fer.errors import ConversionError
-from edge_fer.metadata import METADATA_KEY, ModelMeta
 
 
 def to_tflite(source, quantization: str, calibration_nhwc: np.ndarray | None, int8_io: bool) -> bytes:
@@ -35,14 +34,3 @@ def to_tflite(source, quantization: str, calibration_nhwc: np.ndarray | None, in
     except Exception as exc:  # the MLIR converter raises ConverterError/RuntimeError with long texts
         raise ConversionError(f"TFLite converter failed on {source.path.name} ({quantization}): "
                               f"{first_line(exc)}") from None
-
-
-def add_tflite_metadata(model: bytes, meta: ModelMeta) -> bytes:
-    """``model`` with ``meta``'s JSON under the flatbuffer ``metadata`` entry ``edge_fer`` (an
-    earlier one replaced, others kept), then the standard TFLite image-classifier metadata
-    (labels, normalization) that MediaPipe Tasks and Android tooling read. The standard one goes
-    last: it appends ``labels.txt`` after the flatbuffer, which a later rewrite would drop."""
-    from .tflite_metadata import add_standard_metadata, norm_from_meta, set_metadata_entry
-
-    data = set_metadata_entry(model, METADATA_KEY, meta.to_json_text().encode("utf-8"))
-    return add_standard_metadata(data, meta.labels, *norm_from_meta(meta))

@@ -286,36 +286,10 @@ def run_through_detector(options: ThroughDetectorOptions) -> ThroughDetectorRepo
 
 # writing ---------------------------------------------------------------------------------------
 def write_model_framing(path: str | Path, framing: Framing) -> Path:
-    """Put ``framing`` into the edge-fer metadata of a .tflite or .onnx file (:func:`write_model_fields`)."""
+    """Put ``framing`` into the edge-fer metadata of a .tflite or .onnx file."""
+    from .metadata_write import write_model_fields
+
     return write_model_fields(path, framing=framing)
-
-
-def write_model_fields(path: str | Path, **fields) -> Path:
-    """Set ``fields`` of the edge-fer metadata of a .tflite or .onnx file, atomically (the other
-    metadata, and a TFLite file's standard metadata, kept); checked by reading it back."""
-    from .errors import ModelError
-    from .fileio import atomic_path
-    from .metadata import read_model_meta
-
-    path = Path(path)
-    meta = read_model_meta(path)
-    if meta is None:
-        raise ModelError(f"{path.name} carries no edge-fer metadata to put {', '.join(fields)} into "
-                         "(convert it first)")
-    wanted = meta.with_(**fields)
-    with atomic_path(path, suffix=path.suffix) as tmp:
-        if path.suffix.lower() == ".tflite":
-            from converters.tflite_out import add_tflite_metadata
-
-            tmp.write_bytes(add_tflite_metadata(path.read_bytes(), wanted))
-        else:
-            from converters.onnx_out import add_onnx_metadata
-
-            tmp.write_bytes(path.read_bytes())
-            add_onnx_metadata(tmp, wanted)
-        if read_model_meta(tmp) != wanted:
-            raise ModelError(f"{path.name}: {', '.join(fields)} did not read back as written")
-    return path
 
 
 #: The detectors ``calibrate-framing`` fits by default, those of them whose files are here.

@@ -77,7 +77,7 @@ def test_shipped_files_carry_their_fitted_temperature(name):
 @pytest.mark.parametrize("name", SHIPPED[:2])
 def test_runtimes_apply_the_temperature(name, tmp_path, val_faces):
     """LiteRT and ONNX Runtime: a file's scores are its raw scores softened by its temperature."""
-    from edge_fer.calibrate import write_model_fields
+    from edge_fer.metadata_write import write_model_fields
 
     plain, warm = tmp_path / f"plain_{name}", tmp_path / f"warm_{name}"
     shutil.copy(MODELS / name, plain)

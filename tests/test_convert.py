@@ -194,7 +194,7 @@ def tiny_nchw_onnx(tiny_model, tmp_path_factory) -> Path:
     import tensorflow as tf
     import tf2onnx
 
-    from converters.onnx_out import add_onnx_metadata
+    from edge_fer.metadata_write import add_onnx_metadata
     from edge_fer.train.keras_io import load_keras, read_keras_meta
 
     model, _ = load_keras(tiny_model)

@@ -39,7 +39,7 @@ def test_float_conversion_draws_no_calibration_faces(few_faces, tmp_path):
     """A float conversion given --calibration (and no --verify) verifies on that folder: no
     calibration sample takes the faces first. The source here has no framing table (the shipped
     ONNX with it taken out), so convert says so, once."""
-    from converters.onnx_out import add_onnx_metadata
+    from edge_fer.metadata_write import add_onnx_metadata
 
     plain = tmp_path / "plain.onnx"
     plain.write_bytes(SHIPPED_ONNX.read_bytes())

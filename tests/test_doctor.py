@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from converters.tflite_metadata import set_metadata_entry
+from edge_fer.tflite_metadata import set_metadata_entry
 from edge_fer.backends.onnx import PROVIDERS, choose_providers, provider_options
 from edge_fer.cli import main
 from edge_fer.commands.doctor import doctor_command

@@ -53,7 +53,7 @@ def _litert_probs(path, face):
 
 
 def test_tflite_round_trip_on_a_real_model(peer_dir, fer_val, tmp_path):
-    from converters.tflite_out import add_tflite_metadata
+    from edge_fer.metadata_write import add_tflite_metadata
 
     original = (peer_dir / "emotion_model_quantized.tflite").read_bytes()
     before = tflite_metadata_entries(original)
@@ -81,7 +81,7 @@ def test_tflite_round_trip_on_a_real_model(peer_dir, fer_val, tmp_path):
 def test_onnx_round_trip_on_a_real_model(detector_dir, tmp_path):
     import onnx
 
-    from converters.onnx_out import add_onnx_metadata
+    from edge_fer.metadata_write import add_onnx_metadata
 
     path = tmp_path / "rfb.onnx"
     shutil.copyfile(detector_dir / "ultralight_rfb_320.onnx", path)

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from conftest import REPO
 from converters.mediapipe_check import check_agreement, find_mediapipe_python, mediapipe_classify
 from converters.phone import make_phone_variant
-from converters.tflite_metadata import (MP_DESCRIPTION, MP_NAME, STANDARD_KEY, add_standard_metadata, norm_from_meta,
+from edge_fer.tflite_metadata import (MP_DESCRIPTION, MP_NAME, STANDARD_KEY, add_standard_metadata, norm_from_meta,
                                         read_standard_metadata, set_metadata_entry, write_standard_metadata)
 from edge_fer.classifier import ClassifierOptions, ExpressionClassifier
 from edge_fer.cli import main

@@ -39,7 +39,7 @@ class ConfidenceOptions:
 
 def calibrate_confidence(options: ConfidenceOptions) -> list[dict]:
     """Fit, write and report each model's temperature; returns one dict per model."""
-    from ..calibrate import write_model_fields
+    from ..metadata_write import write_model_fields
     from .datasets import dedup_against
     from .evaluate import EvalOptions, label_map, open_runner, predict_proba
     from .loaders import LoadOptions, load_dataset

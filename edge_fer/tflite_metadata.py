@@ -24,9 +24,9 @@ from typing import Sequence
 
 import numpy as np
 
-from edge_fer.errors import ConversionError, ModelError
-from edge_fer.fileio import write_bytes_atomic
-from edge_fer.metadata import ModelMeta, tflite_metadata_entries
+from .errors import ConversionError, ModelError
+from .fileio import write_bytes_atomic
+from .metadata import ModelMeta, tflite_metadata_entries
 
 #: The metadata entry name and file identifier MediaPipe and TFLite Support look for.
 STANDARD_KEY = "TFLITE_METADATA"
