@@ -165,8 +165,8 @@ def test_unreadable_images_are_named_and_the_decoder_kept_quiet(tmp_path, fer_va
     with caplog.at_level("DEBUG", logger="edge_fer"):
         loaded = load_folder(data)
     assert len(loaded) == 10 and loaded.skipped == 4
-    err = capfd.readouterr().err
-    assert "JPEG" not in err, err
+    err = capfd.readouterr().err  # (edge-fer's own log lines may land here too when a CLI test ran first)
+    assert not [x for x in err.splitlines() if x.startswith(("Corrupt JPEG", "Premature end"))], err
     warning = next(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     assert NAMED_UNREADABLE == 3 and "4 unreadable image(s)" in warning and "and 1 more" in warning
     assert "corrupt.jpg (damaged (Corrupt JPEG data" in warning  # the decoder's complaint as the reason

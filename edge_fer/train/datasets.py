@@ -131,7 +131,7 @@ def read_faces(items, classes, size_hw=None, cropper=None, where: str = "dataset
         paths.append(str(path))
     if unreadable:
         more = len(unreadable) - NAMED_UNREADABLE
-        log.warning(f"{where}: {len(unreadable)} unreadable image(s) skipped: "
+        log.warning(f"warning: {where}: {len(unreadable)} unreadable image(s) skipped: "
                     f"{'; '.join(unreadable[:NAMED_UNREADABLE])}"
                     f"{f'; and {more} more (verbose logging lists them)' if more > 0 else ''}")
         for line in unreadable:
