@@ -6,6 +6,7 @@ as small JSON files under docs/model_card/runs/, and the campaign table built fr
         --command "edge-fer train ..." [--note "..."]
     python tools/campaign.py record --name shipped-v1 --model edge_fer/models/edgenet_fer2013_int8.tflite
     python tools/campaign.py table            # markdown, one row per model of every record
+    python tools/campaign.py ensemble --name e1 --model A --model B [--flip]   # members and their mean
 
 Each model is scored with ``edge-fer eval``'s library call on: FER2013 val de-duplicated against
 train (FER2013's labels), FER2013 val against the FER+ plurality (people's labels), and CK+48's
@@ -103,6 +104,49 @@ def table() -> str:
     return "\n".join(lines)
 
 
+def ensemble(args) -> Path:
+    """Each member's and the members' mean probabilities (flip-averaged with ``--flip``) scored on
+    the campaign's three sets; recorded like a run, one row per member plus one for the mean."""
+    import numpy as np
+
+    from edge_fer.confidence import expected_calibration_error
+    from edge_fer.train.datasets import dedup_against, load_folder, resolve_classes
+    from edge_fer.train.distill import model_probs
+    from edge_fer.train.loaders import LoadOptions, load_dataset
+    from edge_fer.train.soft_labels import plurality_labels
+
+    val = load_folder(SHARED / "fer2013" / "val")
+    keep = dedup_against(val, load_folder(SHARED / "fer2013" / "train"))
+    plural = plurality_labels(SHARED / "ferplus" / "ferplus_votes.csv", val.paths, val.classes)
+    voted = plural >= 0
+    ck = load_dataset(SHARED / "ckplus48", LoadOptions(classes=resolve_classes(CKPLUS_SHARED)))
+    ck_true = np.asarray([val.classes.index(c) for c in ck.classes])[ck.labels]
+    rows, val_probs, ck_probs = [], [], []
+    for model in args.model:
+        pv = model_probs(model, val.images, val.classes, args.flip, 256, args.threads)
+        # over all 7 outputs, as eval scores it: a CK+ face called neutral is wrong, not re-ranked
+        pc = model_probs(model, ck.images, val.classes, args.flip, 256, args.threads)
+        val_probs.append(pv)
+        ck_probs.append(pc)
+        rows.append((Path(model).name + (" (flip)" if args.flip else ""), pv, pc))
+    rows.append((f"mean of {len(args.model)}", np.mean(val_probs, axis=0), np.mean(ck_probs, axis=0)))
+    models = []
+    for name, pv, pc in rows:
+        pred = pv.argmax(1)
+        models.append({"model": name, "val": round(float((pred == val.labels).mean()), 4),
+                       "val_dedup": round(float((pred[keep] == val.labels[keep]).mean()), 4),
+                       "val_ferplus": round(float((pred[voted] == plural[voted]).mean()), 4),
+                       "ckplus48": round(float((pc.argmax(1) == ck_true).mean()), 4),
+                       "ece_val": round(expected_calibration_error(pv, val.labels), 4)})
+        m = models[-1]
+        print(f"{name}: val {m['val']:.4f}, de-dup {m['val_dedup']:.4f}, FER+ {m['val_ferplus']:.4f}, "
+              f"CK+48 {m['ckplus48']:.4f}, ECE {m['ece_val']:.4f}")
+    path = RUNS / f"{args.name}.json"
+    path.write_text(json.dumps({"name": args.name, "command": args.command, "note": args.note,
+                                "models": models}, indent=1) + "\n")
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="verb", required=True)
@@ -113,10 +157,19 @@ def main() -> None:
     rec.add_argument("--command", default="")
     rec.add_argument("--note", default="")
     rec.add_argument("--threads", type=int, default=2)
+    ens = sub.add_parser("ensemble", help="members and their mean on the three sets")
+    ens.add_argument("--name", required=True)
+    ens.add_argument("--model", action="append", required=True)
+    ens.add_argument("--flip", action="store_true", help="average each member over the face and its mirror")
+    ens.add_argument("--command", default="")
+    ens.add_argument("--note", default="")
+    ens.add_argument("--threads", type=int, default=2)
     sub.add_parser("table", help="the campaign table (markdown)")
     args = parser.parse_args()
     if args.verb == "record":
         print(record(args))
+    elif args.verb == "ensemble":
+        print(ensemble(args))
     else:
         print(table())
 
