@@ -39,8 +39,11 @@ class ServedRun:
 
     def __init__(self, args, stdout) -> None:
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        # Ctrl-C must reach the run even if this test process was left ignoring SIGINT by an
+        # earlier test's library (an ignored signal is inherited across exec).
         self.proc = subprocess.Popen([sys.executable, "-m", "edge_fer.cli", "run", *map(str, args)],
-                                     stdout=stdout, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+                                     stdout=stdout, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.stderr: list[str] = []
         self.url = None
         self._ready = threading.Event()
