@@ -185,7 +185,7 @@ def main() -> int:
                         record["skipped"][config["name"]] = str(exc)
                         print(f"  skipped: {exc}", file=sys.stderr)
             rows = [summarize_config(c, results[c["name"]]) for c in configs if results[c["name"]]]
-            record["videos"][video.name] = {"path": str(video), "frames": frames, "warmup": args.warmup, "rows": rows}
+            record["videos"][video.name] = {"path": os.path.relpath(video), "frames": frames, "warmup": args.warmup, "rows": rows}
             print(markdown(video.name, frames, rows) + "\n", flush=True)
     end = machine_info()
     record["machine_at_end"] = {k: end[k] for k in ("load_average_1_5_15", "cpu_busy_percent")}

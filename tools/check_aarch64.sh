@@ -29,7 +29,7 @@ CACHE=${EDGE_FER_AARCH64_CACHE:-/var/cache/edge-fer/aarch64}
 SHARED=${EDGE_FER_SHARED:-$REPO/../shared}
 MEDIA=$SHARED/data/media
 PY_X86=${EDGE_FER_PYTHON:-$REPO/.venv/bin/python}
-MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+MIRROR=${DEBIAN_MIRROR:-}  # default: the Debian mirror this machine's apt uses (apt_mirror)
 OUT=""
 SUITES=()
 FRESH=0
@@ -43,6 +43,11 @@ usage() { sed -n '2,/^set -euo/{/^set -euo/d;p;}' "$0" | sed 's/^# \{0,1\}//'; e
 say() { echo "check_aarch64: $*" >&2; }
 cannot() { say "cannot run here: $*"; exit 77; }
 fail() { say "error: $*"; exit 2; }
+# The first Debian archive (a URI ending in /debian) in this machine's apt sources, else nothing.
+apt_mirror() {
+    grep -rhoE '^(deb( +\[[^]]*\])?|URIs:) +[a-z]+://[^ ]+/debian/?( |$)' \
+        /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null | awk '{print $NF}' | head -n 1
+}
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -116,7 +121,9 @@ ensure_root() {  # ensure_root SUITE -> the root's path on stdout
     local suite=$1 root=$CACHE/$1
     if [ ! -x "$root/usr/bin/python3" ]; then
         command -v debootstrap >/dev/null || cannot "no debootstrap (apt-get install debootstrap) and no cached $root"
-        say "building $root with debootstrap (minutes; log $CACHE/$suite.log)"
+        [ -n "$MIRROR" ] || MIRROR=$(apt_mirror)
+        [ -n "$MIRROR" ] || fail "no Debian mirror in this machine's apt sources: set DEBIAN_MIRROR=URL"
+        say "building $root with debootstrap from $MIRROR (minutes; log $CACHE/$suite.log)"
         mkdir -p "$CACHE"
         rm -rf "$root.tmp"
         "${NICE[@]}" debootstrap --arch=arm64 --variant=minbase \

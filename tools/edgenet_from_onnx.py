@@ -8,7 +8,7 @@ variance are the statistics of the conv output on ``--data`` images, and gamma/b
 The result predicts what the ONNX file predicts (checked on ``--data`` before it is written), so
 it can warm-start ``edge-fer train --init-from``.
 
-    python tools/edgenet_from_onnx.py edge_fer/models/edgenet_fer2013.onnx /work/kd/edgenet_shipped.keras \
+    python tools/edgenet_from_onnx.py edge_fer/models/edgenet_fer2013.onnx ../runs/edgenet_shipped.keras \
         --data ../shared/data/fer2013/val
 """
 
