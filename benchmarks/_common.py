@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from datetime import datetime, timezone
@@ -24,7 +25,7 @@ PEER_OVERRIDES = {"labels": FER2013_LABELS, "scale": 2.0 / 255.0, "offset": -1.0
 
 
 def default_model() -> Path:
-    """The packaged default model; until the lead adds it, the peer's TFLite stands in."""
+    """The packaged default model; the peer's TFLite stands in where that file is missing."""
     return DEFAULT_MODEL if DEFAULT_MODEL.is_file() else PEER_TFLITE
 
 
@@ -47,7 +48,7 @@ def provenance(machine: dict) -> dict:
     under_load = busy > 25.0  # measured just before the start; the load average lags a minute behind
     return {
         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
-        "cwd": str(Path.cwd()),
+        "cwd": os.path.relpath(Path.cwd(), ROOT),  # relative to the repo: no machine's folders
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "under_load": under_load,
         "load_note": (f"UNDER LOAD: CPU {busy:.0f}% busy and load average {load} before the start "

@@ -19,24 +19,17 @@ load time, and the bytes each runtime's page must ship (runtime files + models).
 from __future__ import annotations
 
 import argparse
-import functools
-import http.server
-import json
 import shutil
 import subprocess
-import sys
 import tempfile
-import threading
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+from _web_harness import REPO, SHARED, chromium, command_line, emit, page_result, serve, write_frames
+
 ORT_VERSION = "1.30.0"
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
-CHROMIUM = "/usr/bin/chromium"
 
 PAGE = """<!doctype html><html><body><pre id="out">running</pre><script type="module">
 const params = new URL(location).searchParams, which = params.get('rt'), reps = 2;
@@ -110,15 +103,7 @@ def prepare(folder: Path, frames: int) -> dict[str, int]:
     dims[2].dim_param, dims[3].dim_param = "height", "width"
     onnx.save(yunet, str(folder / "yunet.onnx"))
     (folder / "index.html").write_text(PAGE)
-    (folder / "frames").mkdir()
-    capture, names = cv2.VideoCapture(str(SHARED / "media" / "woman2.mp4")), []
-    for i in range(frames):
-        ok, frame = capture.read()
-        if not ok:
-            break
-        names.append(f"{i:04d}.png")
-        cv2.imwrite(str(folder / "frames" / names[-1]), frame)
-    (folder / "frames" / "list.json").write_text(json.dumps(names))
+    write_frames(folder / "frames", frames)
     size = lambda *paths: sum((folder / p).stat().st_size for p in paths)  # noqa: E731
     return {"mediapipe": size("mp/vision_bundle.mjs", "mp/vision_wasm_internal.js", "mp/vision_wasm_internal.wasm",
                               "blazeface.tflite", "phone.tflite"),
@@ -135,38 +120,23 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args()
-    from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         sizes = prepare(folder, args.frames)
-        quiet = type("Quiet", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
-        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(quiet, directory=str(folder)))
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
         rounds: dict[str, list[dict]] = {"mediapipe": [], "onnxruntime-web": []}
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM)
+        with serve(folder) as base, chromium() as browser:
             for r in range(args.rounds):
                 order = ["mediapipe", "onnxruntime-web"][:: 1 if r % 2 == 0 else -1]
                 for runtime in order:
-                    page = browser.new_page()
-                    page.goto(f"http://127.0.0.1:{httpd.server_port}/index.html?rt="
-                              f"{'mediapipe' if runtime == 'mediapipe' else 'ort'}")
-                    page.wait_for_function("() => document.getElementById('out').textContent !== 'running'",
-                                           timeout=300000)
-                    rounds[runtime].append(json.loads(page.text_content("#out")))
-                    page.close()
+                    rt = "mediapipe" if runtime == "mediapipe" else "ort"
+                    rounds[runtime].append(page_result(browser, f"{base}index.html?rt={rt}"))
             version = browser.version
-            browser.close()
-        httpd.shutdown()
-    report = {"command": "python benchmarks/web_runtimes.py " + " ".join(sys.argv[1:]), "chromium": version,
+    report = {"command": command_line("web_runtimes.py"), "chromium": version,
               "frames": args.frames, "rounds": args.rounds, "ship_bytes": sizes,
               "runtimes": {rt: {k: round(float(np.median([x[k] for x in xs])), 2) for k in xs[0]}
                            for rt, xs in rounds.items()}}
-    text = json.dumps(report, indent=1)
-    if args.json_path:
-        Path(args.json_path).write_text(text + "\n")
-    print(text)
+    emit(report, args.json_path)
 
 
 if __name__ == "__main__":

@@ -11,18 +11,10 @@ decode and NMS, the aligned crop, ImageClassifier. Prints the median of each, in
 from __future__ import annotations
 
 import argparse
-import http.server
-import json
-import sys
 import tempfile
-import threading
 from pathlib import Path
 
-import cv2
-
-REPO = Path(__file__).resolve().parents[1]
-WOMAN2 = REPO.parent / "shared" / "data" / "media" / "woman2.mp4"
-CHROMIUM = "/usr/bin/chromium"
+from _web_harness import chromium, command_line, emit, page_result, serve, write_frames
 
 PAGE = """<!doctype html><html><body><pre id="out">running</pre><script type="module">
 import {ImageEmbedder, ImageClassifier} from './vendor/mediapipe-tasks-vision/vision_bundle.mjs';
@@ -65,7 +57,6 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args()
-    from playwright.sync_api import sync_playwright
 
     from edge_fer.web import export_web
 
@@ -73,36 +64,12 @@ def main() -> None:
         site = Path(tmp) / "site"
         export_web(site)
         (site / "stages.html").write_text(PAGE)
-        (site / "frames").mkdir()
-        capture, names = cv2.VideoCapture(str(WOMAN2)), []
-        for i in range(args.frames):
-            ok, frame = capture.read()
-            if not ok:
-                break
-            names.append(f"{i:04d}.png")
-            cv2.imwrite(str(site / "frames" / names[-1]), frame)
-        (site / "frames" / "list.json").write_text(json.dumps(names))
-        quiet = type("Quiet", (http.server.SimpleHTTPRequestHandler,), {
-            "log_message": lambda *a: None, "extensions_map": {
-                **http.server.SimpleHTTPRequestHandler.extensions_map, ".mjs": "text/javascript",
-                ".js": "text/javascript", ".wasm": "application/wasm"}})
-        handler = lambda *a, **k: quiet(*a, directory=str(site), **k)  # noqa: E731
-        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM)
-            page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{httpd.server_port}/stages.html?reps={args.reps}")
-            page.wait_for_function("() => document.getElementById('out').textContent !== 'running'", timeout=300000)
-            stages = json.loads(page.text_content("#out"))
-            browser.close()
-        httpd.shutdown()
-    report = {"command": "python benchmarks/web_stages.py " + " ".join(sys.argv[1:]),
+        names = write_frames(site / "frames", args.frames)
+        with serve(site) as base, chromium() as browser:
+            stages = page_result(browser, f"{base}stages.html?reps={args.reps}")
+    report = {"command": command_line("web_stages.py"),
               "frames": len(names), "reps": args.reps, "median_ms": stages}
-    text = json.dumps(report, indent=1)
-    if args.json_path:
-        Path(args.json_path).write_text(text + "\n")
-    print(text)
+    emit(report, args.json_path)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def convert(options: ConvertOptions) -> ConversionReport:
         return convert_phone(options)
     out = check_out(Path(options.out), target)
     if out.resolve() == Path(options.model_path).resolve():
-        raise OptionsError(f"--out {out} is the source model itself: choose another file name")
+        raise OptionsError(f"ConvertOptions.out={str(options.out)!r}: expected a file other than the source model")
     counts = face_counts(options, (options.quantize,))
     with quiet(), open_model(options) as source:
         report = _convert_one(source, load_faces(options, source, counts), options, target, out)
@@ -71,7 +71,7 @@ def _convert_one(source: SourceModel, faces: Faces, options: ConvertOptions, tar
         if check.agreement < required:
             raise ConversionError(f"{target} {quantization} agrees with the source on {check.agreement:.1%} "
                                   f"of {check.faces} held-out faces, below the required {required:.1%} "
-                                  f"(--min-agreement); {out.name} not written")
+                                  f"(ConvertOptions.min_agreement); {out.name} not written")
         size = tmp.stat().st_size
     return ConversionReport(str(out), target, quantization, size, check.agreement, faces.source_accuracy,
                             check.converted_accuracy, check.max_prob_diff, round(seconds, 2), check.faces,
@@ -90,19 +90,20 @@ def convert_all(options: ConvertOptions, variants=ALL_VARIANTS) -> list[Conversi
     A variant that fails is reported (``report.error``), not raised: the others still get written.
     """
     if options.to is not None or options.quantize != "none":
-        raise OptionsError("--all writes every format: leave out --to and --quantize")
+        raise OptionsError("convert_all writes every format: leave ConvertOptions.to and ConvertOptions.quantize unset")
     if options.calibration is None and any(q == "int8" for _, q in variants):
-        raise OptionsError("--all includes full-int8 variants, which need --calibration DIR (real face crops)")
+        raise OptionsError("every format includes full-int8 variants, which need ConvertOptions.calibration "
+                           "(real face crops, folder per class)")
     folder = Path(options.out)
     if folder.exists() and not folder.is_dir():
-        raise OptionsError(f"--all needs an output folder, but {folder} is a file")
+        raise OptionsError(f"ConvertOptions.out={str(options.out)!r}: expected a folder for every format, not a file")
     if not folder.parent.is_dir():
         raise OptionsError(f"output folder does not exist: {folder.parent}")
     try:
         folder.mkdir(exist_ok=True)
     except OSError as exc:
         raise output_error(folder, exc) from None
-    check_writable_folder(folder, "--out")
+    check_writable_folder(folder, "ConvertOptions.out")
     reports = []
     counts = face_counts(options, tuple(q for _, q in variants))
     with quiet(), open_model(options) as source:

@@ -96,10 +96,10 @@ def shared_split(root: str | Path, calibration_count: int, verify_count: int) ->
     if calibrate < least[0] or verify < least[1]:
         raise InputError(f"calibration folder {root} has {total} image{'' if total == 1 else 's'}: full int8 "
                          f"calibrates on {least[0]}+ and verifies on {least[1]}+ other faces of one folder, so it "
-                         f"needs at least {sum(least)} (add images or pass --verify DIR)")
+                         f"needs at least {sum(least)} (add images or set ConvertOptions.verify)")
     asked = f"{verify_count} verification" if verify_count else f"at least {MIN_SHARED_FACES} left to verify on"
     log.warning("calibration folder %s has %d images, fewer than the %d calibration faces + %s asked for: "
-                "calibrating on %d, verifying on %d others (--verify DIR verifies on another folder)",
+                "calibrating on %d, verifying on %d others (ConvertOptions.verify verifies on another folder)",
                 root, total, calibration_count, asked, calibrate, verify)
     return calibrate, verify
 
@@ -133,7 +133,7 @@ def sample_faces(root: str | Path, counts: Sequence[int], labels: Sequence[str],
         if not crops:  # an earlier sample took every image
             total = sum(len(files) for files in by_class.values())
             raise InputError(f"{what} folder {root} has {total} image{'' if total == 1 else 's'}, all taken by "
-                             f"the {what} sample: none left to verify on (add images or pass --verify DIR)")
+                             f"the {what} sample: none left to verify on (add images or set ConvertOptions.verify)")
         samples.append(FaceSet(crops, np.asarray(truth) if labelled else None, paths, skipped))
     return samples
 

@@ -75,8 +75,9 @@ def check_out(path: Path, target: str) -> Path:
     if not path.parent.is_dir():
         raise OptionsError(f"output folder does not exist: {path.parent}")
     if path.is_dir():
-        raise OptionsError(f"output {path} is a folder: name a {SUFFIXES[target]} file (or use --all)")
+        raise OptionsError(f"ConvertOptions.out={str(path)!r}: expected a {SUFFIXES[target]} file, not a folder "
+                           "(convert_all writes every format into a folder)")
     if path.suffix.lower() != SUFFIXES[target]:
         raise OptionsError(f"output {path.name!r} does not end in {SUFFIXES[target]} (target {target})")
-    check_writable_folder(path.parent, "--out")  # before minutes of conversion, not after
+    check_writable_folder(path.parent, "ConvertOptions.out")  # before minutes of conversion, not after
     return path

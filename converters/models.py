@@ -54,7 +54,9 @@ def resolve_meta(file_meta: ModelMeta | None, shape, num_classes: int, options: 
     spec = image_input_spec(shape, path.name)
     meta = resolve_model_meta(path, file_meta, (spec.height, spec.width, spec.channels),
                               labels=parse_labels(options.labels), scale=options.input_scale,
-                              offset=options.input_offset, color=options.color, need_scaling=True)
+                              offset=options.input_offset, color=options.color, need_scaling=True,
+                              field_names=("ConvertOptions.labels", "ConvertOptions.input_scale",
+                                           "ConvertOptions.input_offset"))
     meta = meta.with_(quantization="none", source_sha256=sha256, name=meta.name or path.stem)
     if len(meta.labels) != num_classes:
         raise ModelError(f"{path.name} outputs {num_classes} scores but {len(meta.labels)} labels were "

@@ -114,5 +114,5 @@ def check_savedmodel_ops(folder: str | Path) -> None:
     if found:
         ops = ", ".join(f"{op} (in {', '.join(sorted(where))})" for op, where in sorted(found.items()))
         raise ModelError(f"{Path(folder).name}: SavedModel runs side-effecting ops {ops}; a SavedModel is a "
-                         "program and these touch files, run Python or use the network: refused (pass "
-                         "--trust-model to convert it anyway)")
+                         "program and these touch files, run Python or use the network: refused (set "
+                         "ConvertOptions.trust_model to convert it anyway)")

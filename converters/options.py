@@ -60,31 +60,34 @@ class ConvertOptions:
 
     def __post_init__(self) -> None:
         if self.to is not None and self.to not in TARGETS:
-            raise OptionsError(f"unknown target {self.to!r}: expected one of {', '.join(TARGETS)}")
+            raise OptionsError(f"ConvertOptions.to={self.to!r}: expected one of {', '.join(TARGETS)}")
         if self.quantize not in QUANTIZATIONS:
-            raise OptionsError(f"unknown quantization {self.quantize!r}: expected one of {', '.join(QUANTIZATIONS)}")
+            raise OptionsError(f"ConvertOptions.quantize={self.quantize!r}: expected one of {', '.join(QUANTIZATIONS)}")
         if self.to == "phone" and self.quantize not in PHONE_QUANTIZATIONS:
-            raise OptionsError(f"--to phone supports --quantize {', '.join(PHONE_QUANTIZATIONS)}, got "
-                               f"{self.quantize!r} (MediaPipe feeds float input)")
+            raise OptionsError(f"ConvertOptions.quantize={self.quantize!r}: expected one of "
+                               f"{', '.join(PHONE_QUANTIZATIONS)} for ConvertOptions.to='phone' "
+                               "(MediaPipe feeds float input)")
         if self.to == "onnx" and self.quantize not in ONNX_QUANTIZATIONS:
-            raise OptionsError(f"ONNX output supports --quantize {' or '.join(ONNX_QUANTIZATIONS)}, "
-                               f"got {self.quantize!r} (fp16 and dynamic are TFLite-only)")
+            raise OptionsError(f"ConvertOptions.quantize={self.quantize!r}: expected "
+                               f"{' or '.join(ONNX_QUANTIZATIONS)} for ONNX output (fp16 and dynamic are "
+                               "TFLite-only)")
         if self.calibration_count < 1:
-            raise OptionsError(f"calibration_count must be >= 1, got {self.calibration_count}")
+            raise OptionsError(f"ConvertOptions.calibration_count={self.calibration_count!r}: expected >= 1")
         if self.verify_count < 0:
-            raise OptionsError(f"verify_count must be >= 0 (0 = every face), got {self.verify_count}")
+            raise OptionsError(f"ConvertOptions.verify_count={self.verify_count!r}: expected >= 0 (0 = every face)")
         if self.min_agreement is not None and not 0.0 <= self.min_agreement <= 1.0:
-            raise OptionsError(f"min_agreement must be a fraction in [0, 1], got {self.min_agreement}")
+            raise OptionsError(f"ConvertOptions.min_agreement={self.min_agreement!r}: expected a fraction in [0, 1]")
         if self.color is not None and self.color not in COLORS:
-            raise OptionsError(f"unknown colour {self.color!r}: expected one of {', '.join(COLORS)}")
+            raise OptionsError(f"ConvertOptions.color={self.color!r}: expected one of {', '.join(COLORS)}")
         if self.input_scale is not None and (self.input_scale == 0 or self.input_scale != self.input_scale):
-            raise OptionsError(f"input_scale must be a non-zero number, got {self.input_scale}")
-        check_threads("num_threads", self.num_threads)
+            raise OptionsError(f"ConvertOptions.input_scale={self.input_scale!r}: expected a non-zero number")
+        check_threads("ConvertOptions.num_threads", self.num_threads)
         if self.calibration is None and self.verify is None:
-            raise OptionsError("conversion is always verified on real faces: pass --calibration DIR "
-                               "(folder-per-class crops) or --verify DIR")
+            raise OptionsError("conversion is always verified on real faces: set ConvertOptions.calibration "
+                               "or ConvertOptions.verify to a folder of folder-per-class face crops")
         if self.quantize == "int8" and self.calibration is None:
-            raise OptionsError("--quantize int8 needs --calibration DIR: real face crops, folder per class")
+            raise OptionsError("ConvertOptions.quantize='int8' needs ConvertOptions.calibration: real face crops, "
+                               "folder per class")
 
     @property
     def target(self) -> str:
@@ -94,8 +97,8 @@ class ConvertOptions:
         for target, suffix in SUFFIXES.items():
             if Path(self.out).suffix.lower() == suffix:
                 return target
-        raise OptionsError(f"cannot tell the target from {Path(self.out).name!r}: pass --to tflite|onnx "
-                           "or name the output *.tflite / *.onnx")
+        raise OptionsError(f"ConvertOptions.out={str(self.out)!r}: expected a *.tflite or *.onnx name, or "
+                           "set ConvertOptions.to")
 
     @property
     def required_agreement(self) -> float:

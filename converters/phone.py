@@ -37,8 +37,8 @@ def convert_phone(options: ConvertOptions) -> ConversionReport:
     counts = face_counts(options, (options.quantize,))
     with quiet(), open_model(options) as source:
         if source.kind != "keras":
-            raise OptionsError(f"--to phone converts a Keras model (.keras, .h5); {Path(options.model_path).name} "
-                               f"is {source.kind}")
+            raise OptionsError(f"ConvertOptions.to='phone': expected a Keras source model (.keras, .h5); "
+                               f"{Path(options.model_path).name} is {source.kind}")
         faces = load_faces(options, source, counts)
         started = time.perf_counter()
         data, phone_meta = phone_variant_bytes(source.model, source.meta, options.quantize, source.path.name)

@@ -132,9 +132,10 @@ class SsdConvertOptions:
 
     def __post_init__(self) -> None:
         if self.quantize not in QUANT_MODES:
-            raise OptionsError(f"quantize must be one of {', '.join(QUANT_MODES)}, got {self.quantize!r}")
+            raise OptionsError(f"SsdConvertOptions.quantize={self.quantize!r}: expected one of "
+                               f"{', '.join(QUANT_MODES)}")
         if self.calibration_frames < 1:
-            raise OptionsError(f"calibration_frames must be >= 1, got {self.calibration_frames}")
+            raise OptionsError(f"SsdConvertOptions.calibration_frames={self.calibration_frames!r}: expected >= 1")
         for path in self.calibration:
             if not Path(path).exists():
                 raise OptionsError(f"calibration input not found: {path}")
@@ -218,7 +219,7 @@ def verify(caffemodel: Path, onnx_path: Path, frames: list[np.ndarray], num_thre
         if worst < MATCH_IOU:
             raise ConversionError(f"the converted SSD does not match the Caffe net on check frame {index} "
                                   f"({len(theirs)} vs {len(ours)} faces, IoU {worst:.2f} < {MATCH_IOU}); "
-                                  "not written (try --quantize none)")
+                                  "not written (try SsdConvertOptions.quantize='none')")
     return worst, faces
 
 

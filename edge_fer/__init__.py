@@ -52,7 +52,6 @@ _EXPORTS = {
     "WorkerError": "errors",
     "Sink": "sinks",
     "SinkItem": "sinks",
-    "analyze": "analyze",
     "AnalyzeOptions": "analyze",
     "WriteOptions": "analyze",
     "write_analysis": "analyze",

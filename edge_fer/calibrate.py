@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError, OptionsError
+from .fileio import portable_path
 from .sources.images import list_images, read_image
 from .metadata import Framing
 from .types import Face
@@ -106,13 +107,13 @@ def fit_framing(data_dir: str | Path, detectors: Sequence[str], count: int = 300
     from .detectors import create_detector
 
     if count < 50:
-        raise OptionsError(f"count must be >= 50 faces to fit a framing, got {count}")
+        raise OptionsError(f"CalibrateOptions.count={count!r}: expected >= 50 faces to fit a framing")
     items = list_labelled_images(data_dir)
     random.Random(seed).shuffle(items)
     items = items[:count]
     points: dict[str, dict] = {}
     boxes: dict[str, tuple] = {}
-    report = {"data": str(data_dir), "faces": len(items), "seed": seed, "upscale": upscale,
+    report = {"data": portable_path(data_dir), "faces": len(items), "seed": seed, "upscale": upscale,
               "pad_px": pad_px, "detectors": {}}
     box_rows: dict[str, list] = {name: [] for name in detectors}
     samples_uv: dict[str, dict[str, list]] = {name: {} for name in detectors}
@@ -182,7 +183,8 @@ class ThroughDetectorReport:
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        out.update(found_share=round(self.found_share, 4), gap_points=round(self.gap_points, 2))
+        out.update(data=portable_path(self.data), found_share=round(self.found_share, 4),
+                   gap_points=round(self.gap_points, 2))
         return out
 
     def to_line(self) -> str:
@@ -211,8 +213,10 @@ def through_detector(classifier, data_dir: str | Path, detector_name: str, upsca
     ``limit_per_class`` of each class)."""
     from .detectors import create_detector
 
-    if upscale < 1 or pad_px < 0:
-        raise OptionsError(f"upscale must be >= 1 and pad >= 0, got {upscale} and {pad_px}")
+    if upscale < 1:
+        raise OptionsError(f"ThroughDetectorOptions.upscale={upscale!r}: expected >= 1")
+    if pad_px < 0:
+        raise OptionsError(f"ThroughDetectorOptions.pad_px={pad_px!r}: expected >= 0")
     labels = classifier.meta.labels
     items = list_labelled_images(data_dir, labels)
     if limit_per_class:
@@ -276,7 +280,8 @@ def run_through_detector(options: ThroughDetectorOptions) -> ThroughDetectorRepo
     from .classifier import ClassifierOptions, ExpressionClassifier
 
     if Path(options.model_path).suffix.lower() not in (".tflite", ".onnx"):
-        raise OptionsError(f"--through-detector needs a .tflite or .onnx model, got {options.model_path}")
+        raise OptionsError(f"ThroughDetectorOptions.model_path={str(options.model_path)!r}: expected a .tflite or "
+                           ".onnx model (the through-detector protocol runs the runtime)")
     with ExpressionClassifier.create_from_options(ClassifierOptions(model_path=options.model_path,
                                                                     num_threads=options.num_threads)) as classifier:
         return through_detector(classifier, options.data_dir, options.detector, options.upscale,
@@ -314,13 +319,16 @@ class CalibrateOptions:
 
         bad = [d for d in self.detectors or () if d not in DETECTORS]
         if bad or self.detectors == ():
-            raise OptionsError(f"detectors must be some of {', '.join(DETECTORS)}, got {','.join(self.detectors) or 'none'}")
+            raise OptionsError(f"CalibrateOptions.detectors={','.join(self.detectors)!r}: expected some of "
+                               f"{', '.join(DETECTORS)}")
         for item in self.detector_models:
             if "=" not in item or item.split("=", 1)[0] not in DETECTORS:
-                raise OptionsError(f"--detector-model must be NAME=PATH with NAME one of {', '.join(DETECTORS)}, got {item!r}")
+                raise OptionsError(f"CalibrateOptions.detector_models={item!r}: expected NAME=PATH with NAME one of "
+                                   f"{', '.join(DETECTORS)}")
         for model in self.models:
             if Path(model).suffix.lower() not in (".tflite", ".onnx") or not Path(model).is_file():
-                raise OptionsError(f"--model {model}: expected an existing .tflite or .onnx file")
+                raise OptionsError(f"CalibrateOptions.models={str(model)!r}: expected an existing .tflite or "
+                                   ".onnx file")
 
 
 def present_detectors(models: dict[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -341,8 +349,8 @@ def calibrate_framing(options: CalibrateOptions) -> dict:
     detectors, skipped = (options.detectors, ()) if options.detectors is not None else present_detectors(models)
     if skipped:
         log.info("note: skipping %s: %s files are not here (`edge-fer fetch-detectors %s`, or "
-                 "--detector-model NAME=PATH)", ", ".join(skipped), "their" if len(skipped) > 1 else "its",
-                 " ".join(skipped))
+                 "CalibrateOptions.detector_models NAME=PATH)", ", ".join(skipped),
+                 "their" if len(skipped) > 1 else "its", " ".join(skipped))
     framing, report = fit_framing(options.data_dir, detectors, options.count, options.seed,
                                   detector_models=models)
     report["skipped"] = list(skipped)

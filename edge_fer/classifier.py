@@ -31,7 +31,7 @@ def parse_labels(text: str | Sequence[str] | None) -> tuple[str, ...] | None:
         return LABEL_PRESETS[text]
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     if len(names) < 2:
-        raise OptionsError(f"labels must be a preset {sorted(LABEL_PRESETS)} or >= 2 comma-separated names, got {text!r}")
+        raise OptionsError(f"ClassifierOptions.labels={text!r}: expected a preset ({', '.join(sorted(LABEL_PRESETS))}) or >= 2 comma-separated names")
     return names
 
 
@@ -46,6 +46,9 @@ class ClassifierOptions:
     scale: float | None = None
     offset: float | None = None
     color: str | None = None
+
+    def __post_init__(self) -> None:
+        defaults.check_threads("ClassifierOptions.num_threads", self.num_threads)
 
 
 class ExpressionClassifier:
@@ -179,4 +182,6 @@ def resolve_meta(path: Path, spec, options: ClassifierOptions) -> ModelMeta:
     """The file's metadata with the options' overrides; checked against the model's input."""
     return resolve_model_meta(path, read_model_meta(path), (spec.height, spec.width, spec.channels),
                               labels=options.labels, scale=options.scale, offset=options.offset,
-                              color=options.color)
+                              color=options.color,
+                              field_names=("ClassifierOptions.labels", "ClassifierOptions.scale",
+                                           "ClassifierOptions.offset"))

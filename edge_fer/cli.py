@@ -21,6 +21,7 @@ import warnings
 
 import click
 
+from .commands.flags import in_flags
 from .errors import EdgeFerError
 
 #: command name -> "module:attribute" under edge_fer.commands
@@ -43,6 +44,10 @@ COMMANDS = {
 }
 
 
+#: The command being run (set once click has resolved it): the flags that log lines and errors show.
+_running: click.Command | None = None
+
+
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -54,11 +59,17 @@ class _LazyGroup(click.Group):
         module = importlib.import_module(f"edge_fer.commands.{module_name}")
         return getattr(module, attr)
 
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        global _running
+        name, command, rest = super().resolve_command(ctx, args)
+        _running = command  # library messages name option fields: shown as this command's flags
+        return name, command, rest
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except EdgeFerError as exc:
-            click.echo(f"edge-fer: error: {exc}", err=True)
+            click.echo(f"edge-fer: error: {in_flags(str(exc), _running)}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("edge-fer: interrupted", err=True)
@@ -70,7 +81,7 @@ class _StderrHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.write(in_flags(self.format(record), _running) + "\n")
             sys.stderr.flush()
         except Exception:  # noqa: BLE001 (logging must never raise)
             self.handleError(record)

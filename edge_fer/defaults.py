@@ -1,11 +1,13 @@
 """Default settings of the live pipeline, in one place: the options dataclasses
 (DetectorOptions, ClassifierOptions, BackendOptions, PipelineOptions, IouTracker, bench's
-BenchOptions) and the CLI options (run, bench) all read them from here.
+BenchOptions) and the CLI options (run, bench, analyze, export-web) all read them from here.
 
-Chosen from measurements on a 2-core x86 box (benchmarks/RESULTS.md): Haar at 256 px wide with
-scale step 1.2 finds the face in 99.6% of woman2.mp4's frames at ~9 ms CPU (23 ms at 320 px
-and step 1.1); detecting every 2nd frame with tracked boxes carried between halves the mean;
-one classifier thread: a second one costs ~4x the CPU per crop for this small model.
+The default detector (BlazeFace) is picked from the through-detector table: see DETECTOR below.
+The other values were measured on a 2-core x86 box (benchmarks/RESULTS.md) while Haar was still
+the default detector: Haar at 256 px wide with scale step 1.2 finds the face in 99.6% of
+woman2.mp4's frames at ~9 ms CPU (23 ms at 320 px and step 1.1); detecting every 2nd frame with
+tracked boxes carried between halves the mean; one classifier thread: a second one costs ~4x
+the CPU per crop for this small model.
 """
 
 #: The default detector: the best end-to-end accuracy through its crops (found share x accuracy on
@@ -36,13 +38,14 @@ def max_threads() -> int:
     return MAX_THREADS_PER_CORE * (os.cpu_count() or 1)
 
 
-def check_threads(name: str, value: int, minimum: int = 1) -> None:
-    """OptionsError unless ``minimum <= value <= 4 x cores`` (``name`` is the option's name)."""
+def check_threads(field: str, value: int, minimum: int = 1) -> None:
+    """OptionsError unless ``minimum <= value <= 4 x cores``; ``field`` names the option field
+    (``"DetectorOptions.num_threads"``), which the CLI shows as its flag."""
     from .errors import OptionsError
 
     if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= max_threads():
-        raise OptionsError(f"{name} must be >= {minimum} and <= {max_threads()} ({MAX_THREADS_PER_CORE} x "
-                           f"{max_threads() // MAX_THREADS_PER_CORE} logical cores), got {value!r}")
+        raise OptionsError(f"{field}={value!r}: expected an integer from {minimum} to {max_threads()} "
+                           f"({MAX_THREADS_PER_CORE} x {max_threads() // MAX_THREADS_PER_CORE} logical cores)")
 
 
 def detector_accuracy() -> dict[str, float]:

@@ -49,13 +49,14 @@ class DoctorOptions:
 
     def __post_init__(self) -> None:
         if not 0 <= self.cameras <= 16:
-            raise OptionsError(f"cameras must be 0..16 (indexes to probe), got {self.cameras}")
+            raise OptionsError(f"DoctorOptions.cameras={self.cameras!r}: expected 0..16 (indexes to probe)")
         if self.camera_timeout_s <= 0:
-            raise OptionsError(f"camera_timeout_s must be > 0, got {self.camera_timeout_s}")
+            raise OptionsError(f"DoctorOptions.camera_timeout_s={self.camera_timeout_s!r}: expected > 0")
         if self.budget_s <= 0:
-            raise OptionsError(f"budget_s must be > 0, got {self.budget_s}")
+            raise OptionsError(f"DoctorOptions.budget_s={self.budget_s!r}: expected > 0")
         if not Path(self.models_dir).is_dir():
-            raise OptionsError(f"models folder not found: {self.models_dir}")
+            raise OptionsError(f"DoctorOptions.models_dir={str(self.models_dir)!r}: expected an existing folder "
+                               "of models")
 
 
 def diagnose(options: DoctorOptions = DoctorOptions()) -> dict:

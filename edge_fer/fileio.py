@@ -140,6 +140,15 @@ def write_with_atomic(path: str | Path, write, suffix: str = ".tmp") -> Path:
     return Path(path)
 
 
+def portable_path(path: str | Path) -> str:
+    """``path`` as a report records it: relative to the working folder (``../shared/data/...``),
+    never absolute, so that a committed report names no folder of the machine it was made on."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:  # another drive (Windows): the name alone
+        return Path(path).name
+
+
 def file_sha256(path: str | Path) -> str:
     """sha256 of a file, or of a folder's files (relative names and contents, sorted)."""
     import hashlib

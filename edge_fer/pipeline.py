@@ -40,10 +40,10 @@ class PipelineOptions:
 
     def __post_init__(self) -> None:
         if self.detect_every < 1:
-            raise OptionsError(f"detect_every must be >= 1, got {self.detect_every}")
+            raise OptionsError(f"PipelineOptions.detect_every={self.detect_every!r}: expected >= 1")
         if not 0.0 <= self.smooth < 1.0:
-            raise OptionsError(f"smooth must be in [0, 1), got {self.smooth}")
-        defaults.check_threads("opencv_threads", self.opencv_threads, minimum=0)  # 0: OpenCV's default
+            raise OptionsError(f"PipelineOptions.smooth={self.smooth!r}: expected 0 <= smooth < 1")
+        defaults.check_threads("PipelineOptions.opencv_threads", self.opencv_threads, minimum=0)  # 0: OpenCV's default
 
 
 class FerPipeline:

@@ -59,10 +59,10 @@ class RunOptions:
 
     def __post_init__(self) -> None:
         if self.max_frames is not None and self.max_frames < 1:
-            raise OptionsError(f"max_frames must be >= 1, got {self.max_frames}")
+            raise OptionsError(f"RunOptions.max_frames={self.max_frames!r}: expected >= 1")
         stills = self.source.kind in ("image", "demo")
         if self.save_video and not stills and Path(self.save_video).suffix.lower() not in VIDEO_CODECS:
-            raise OptionsError(f"--save-video {self.save_video!r}: expected a file ending in "
+            raise OptionsError(f"RunOptions.save_video={self.save_video!r}: expected a file ending in "
                                f"{', '.join(VIDEO_CODECS)}")
 
 

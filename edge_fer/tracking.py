@@ -73,11 +73,11 @@ class IouTracker:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.iou_threshold <= 1.0:
-            raise OptionsError(f"iou_threshold must be in [0, 1], got {self.iou_threshold}")
+            raise OptionsError(f"IouTracker.iou_threshold={self.iou_threshold!r}: expected 0 <= t <= 1")
         if not 0.0 <= self.smooth < 1.0:
-            raise OptionsError(f"smooth must be in [0, 1), got {self.smooth}")
+            raise OptionsError(f"IouTracker.smooth={self.smooth!r}: expected 0 <= smooth < 1")
         if self.max_misses < 0:
-            raise OptionsError(f"max_misses must be >= 0, got {self.max_misses}")
+            raise OptionsError(f"IouTracker.max_misses={self.max_misses!r}: expected >= 0")
 
     def update(self, faces: list[Face]) -> list[Track]:
         """Assign faces to tracks; returns the tracks seen in this detection, in face order."""

@@ -309,7 +309,7 @@ def test_present_detectors_counts_files_given_by_path(detector_dir, tmp_path, mo
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--detectors", "nope"], "detectors must be some of"),
+    (["--detectors", "nope"], "--detectors 'nope': expected some of"),
     (["--count", "10"], "10"),
     (["--model", "missing.tflite"], "expected an existing .tflite or .onnx"),
     (["--detector-model", "ssd"], "NAME=PATH"),

@@ -110,4 +110,5 @@ def test_calibrate_confidence_cli(tmp_path, fer_val, fer_train):
     assert read_model_meta(model).temperature == read_model_meta(MODELS / SHIPPED[0]).temperature
     assert (tmp_path / "report" / "reliability.png").read_bytes().startswith(b"\x89PNG")
     bad = CliRunner().invoke(main, ["calibrate-confidence", "--model", str(tmp_path / "m.keras"), "--data", str(fer_val)])
-    assert bad.exit_code == 2 and bad.output.strip().startswith("edge-fer: error: a temperature is written into")
+    assert bad.exit_code == 2 and bad.output.strip().startswith("edge-fer: error: --model ")
+    assert "expected a .tflite or .onnx file (a temperature is written into it)" in bad.output

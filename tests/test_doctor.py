@@ -111,9 +111,9 @@ def test_text_report(models_dir):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--models", "/no/such/folder"], "models folder not found: /no/such/folder"),
-    (["--cameras", "99"], "cameras must be 0..16"),
-    (["--cameras", "-1"], "cameras must be 0..16"),
+    (["--models", "/no/such/folder"], "--models '/no/such/folder': expected an existing folder of models"),
+    (["--cameras", "99"], "--cameras 99: expected 0..16"),
+    (["--cameras", "-1"], "--cameras -1: expected 0..16"),
 ])
 def test_bad_options_are_one_line_errors(args, message):
     result = CliRunner().invoke(main, ["doctor", "--no-bench", *args])
@@ -134,7 +134,7 @@ def test_never_imports_tensorflow(models_dir):
 
 
 def test_options_validate():
-    with pytest.raises(OptionsError, match="budget_s"):
+    with pytest.raises(OptionsError, match="DoctorOptions.budget_s=0: expected > 0"):
         DoctorOptions(budget_s=0)
 
 

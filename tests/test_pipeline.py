@@ -131,9 +131,9 @@ def test_a_detector_that_fails_to_load_releases_the_classifier(classifier_option
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"detect_every": 0}, "detect_every must be >= 1"),
-    ({"smooth": 1.0}, r"smooth must be in \[0, 1\)"),
-    ({"opencv_threads": -1}, "opencv_threads must be >= 0"),
+    ({"detect_every": 0}, r"PipelineOptions.detect_every=0: expected >= 1"),
+    ({"smooth": 1.0}, r"PipelineOptions.smooth=1.0: expected 0 <= smooth < 1"),
+    ({"opencv_threads": -1}, r"PipelineOptions.opencv_threads=-1: expected an integer from 0 to"),
 ])
 def test_bad_pipeline_options(kwargs, message):
     with pytest.raises(OptionsError, match=message):

@@ -2,7 +2,8 @@
 
 Most runs use the `fer` package's TFLite (no edge-fer metadata, so labels and scaling are passed
 as options, and no framing table: the warning is filtered where the output is compared line by
-line); others the shipped default model. Malformed files are made in tmp_path.
+line); one runs the shipped default model, which has its framing table. Malformed files are made
+in tmp_path.
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ CASES = [
      r"cannot open stream http://127\.0\.0\.1:9/none\.mjpg"),
     ("camera does not open", lambda m, p, d, t: ["--camera", "7"], 2, r"camera index 7 did not open"),
     ("no source, no camera: the sample", lambda m, p, d, t: [], 0, r"^astronaut\.jpg: #1 \w+ [01]\.\d\d at \["),
-    ("two sources", lambda m, p, d, t: ["--demo", "--camera", "0"], 2, r"give one source, got --camera and --demo"),
+    ("two sources", lambda m, p, d, t: ["--demo", "--camera", "0"], 2, r"expected one source, got --camera and --demo"),
     ("missing model", lambda m, p, d, t: ["--demo", "--model", t / "m.tflite"], 2, r"model file not found: .*m\.tflite"),
     ("empty model", lambda m, p, d, t: ["--demo", "--model", make_file(t / "m.tflite", b"")], 2,
      r"model file is empty"),
@@ -168,10 +169,10 @@ CASES = [
      r"detector file not found: .*none"),
     ("detector files not installed", lambda m, p, d, t: ["--demo", "--detector", "rfb"], 2,
      r"detector 'rfb' needs ultralight_rfb_320\.onnx: put them in .*--detector-model"),
-    ("bad smooth", lambda m, p, d, t: ["--demo", "--smooth", "1.5"], 2, r"smooth must be in \[0, 1\), got 1\.5"),
+    ("bad smooth", lambda m, p, d, t: ["--demo", "--smooth", "1.5"], 2, r"--smooth 1\.5: expected 0 <= smooth < 1"),
     ("bad device", lambda m, p, d, t: ["--demo", "--device", "gpu"], 2, r"unknown device 'gpu'; expected one of auto, cpu, cuda, tensorrt"),
-    ("bad labels", lambda m, p, d, t: ["--demo", "--labels", "happy"], 2, r"labels must be a preset"),
-    ("bad max frames", lambda m, p, d, t: ["--demo", "--max-frames", "0"], 2, r"max_frames must be >= 1, got 0"),
+    ("bad labels", lambda m, p, d, t: ["--demo", "--labels", "happy"], 2, r"--labels 'happy': expected a preset"),
+    ("bad max frames", lambda m, p, d, t: ["--demo", "--max-frames", "0"], 2, r"--max-frames 0: expected >= 1"),
     ("bad video suffix", lambda m, p, d, t: ["--video", m / "test.mp4", "--save-video", t / "o.gif"], 2,
      r"--save-video '.*o\.gif': expected a file ending in \.mp4, \.avi, \.mkv"),
     ("save over input images", lambda m, p, d, t: ["--image", m / "justin.jpg", "--save-video", m], 2,

@@ -78,10 +78,10 @@ def test_smoothing_is_an_exponential_moving_average_per_track():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"iou_threshold": 1.5}, "iou_threshold must be in"),
-    ({"smooth": 1.0}, r"smooth must be in \[0, 1\)"),
-    ({"smooth": -0.1}, "smooth must be in"),
-    ({"max_misses": -1}, "max_misses must be >= 0"),
+    ({"iou_threshold": 1.5}, r"IouTracker.iou_threshold=1.5: expected 0 <= t <= 1"),
+    ({"smooth": 1.0}, r"IouTracker.smooth=1.0: expected 0 <= smooth < 1"),
+    ({"smooth": -0.1}, r"IouTracker.smooth=-0.1: expected"),
+    ({"max_misses": -1}, r"IouTracker.max_misses=-1: expected >= 0"),
 ])
 def test_bad_tracker_options(kwargs, message):
     with pytest.raises(OptionsError, match=message):

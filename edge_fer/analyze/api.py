@@ -21,8 +21,9 @@ from typing import Callable, Iterator
 
 from ..errors import InputError, OptionsError
 from ..pipeline import PipelineOptions
-from .engines import ENGINES, InlineEngine, LocalEngine, RayEngine, leave_if_spawning, parse_ray_address
+from .engines import ENGINES, Engine, InlineEngine, LocalEngine, leave_if_spawning, quiet
 from .items import discover
+from .ray_engine import RayEngine, parse_ray_address
 from .summary import AnalysisSummary
 from .worker import FaceRow, SourceAnalyzer, SourceResult
 
@@ -57,23 +58,24 @@ class AnalyzeOptions:
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
-            raise OptionsError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+            raise OptionsError(f"AnalyzeOptions.engine={self.engine!r}: expected one of {', '.join(ENGINES)}")
         if self.ray_address is not None and self.engine != "ray":
-            raise OptionsError(f"--ray-address {self.ray_address} needs --engine ray (got --engine {self.engine})")
+            raise OptionsError(f"AnalyzeOptions.ray_address={self.ray_address!r} needs AnalyzeOptions.engine='ray' "
+                               f"(got AnalyzeOptions.engine={self.engine!r})")
         parse_ray_address(self.ray_address)
         if self.workers is not None:
             most = MAX_RAY_WORKERS if self.engine == "ray" else MAX_WORKERS_PER_CORE * cpu_cores()
             if not 1 <= self.workers <= most:
                 where = "" if self.engine == "ray" else f" ({MAX_WORKERS_PER_CORE} per core on this machine's {cpu_cores()})"
-                raise OptionsError(f"--workers must be between 1 and {most}{where}, got {self.workers}")
+                raise OptionsError(f"AnalyzeOptions.workers={self.workers!r}: expected 1 to {most}{where}")
         if self.glob is not None and not self.glob.strip():
-            raise OptionsError("--glob must be a non-empty pattern such as '*.mp4'")
+            raise OptionsError(f"AnalyzeOptions.glob={self.glob!r}: expected a non-empty pattern such as '*.mp4'")
 
     def local_workers(self, items: int) -> int:
         return max(1, min(self.workers or cpu_cores(), items))
 
 
-def create_engine(options: AnalyzeOptions, items: int, labels: tuple[str, ...]):
+def create_engine(options: AnalyzeOptions, items: int, labels: tuple[str, ...]) -> Engine:
     if options.engine == "ray":
         return RayEngine(options.pipeline, options.ray_address, options.workers, labels)
     workers = options.local_workers(items)
@@ -82,10 +84,6 @@ def create_engine(options: AnalyzeOptions, items: int, labels: tuple[str, ...]):
         log.warning("%d workers x %d threads each on %d cores: they will compete for the cores",
                     workers, threads, cpu_cores())
     return InlineEngine(options.pipeline) if workers == 1 else LocalEngine(options.pipeline, workers, labels)
-
-
-def _quiet(kind: str, index: int, value: int) -> None:
-    pass
 
 
 class Analysis:
@@ -106,7 +104,7 @@ class Analysis:
         with SourceAnalyzer(options.pipeline) as probe:  # a model or detector that does not load fails here
             self.labels = probe.labels
         self._summary = AnalysisSummary(self.labels)
-        self.on_event = on_event or _quiet
+        self.on_event = on_event or quiet
         self.previous = previous or {}
         self._started = False
 
@@ -123,7 +121,7 @@ class Analysis:
         todo = [item for item in self.items if self._reused(item) is None]
         self.on_event("start", -1, len(self.items))
         with create_engine(self.options, len(todo), self.labels) if todo else nullcontext() as engine:
-            fresh = engine.run(todo, self.on_event) if todo else iter(())
+            fresh = engine.map_in_order(todo, self.on_event) if todo else iter(())
             for item in self.items:
                 reused = self._reused(item)
                 result = reused if reused is not None else next(fresh)
@@ -189,20 +187,21 @@ class WriteOptions:
 
 
 def _prepare_timeline_dir(folder: str) -> Path:
+    option = f"WriteOptions.timeline_dir={str(folder)!r}"
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise OptionsError("--timeline needs matplotlib: pip install matplotlib") from None
+        raise OptionsError(f"{option}: needs matplotlib (pip install matplotlib)") from None
     path = Path(folder)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputError(f"--timeline {folder}: cannot create the folder ({exc.strerror})") from None
+        raise InputError(f"{option}: cannot create the folder ({exc.strerror})") from None
     try:
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as exc:
-        raise InputError(f"--timeline {folder}: folder is not writable ({exc.strerror})") from None
+        raise InputError(f"{option}: folder is not writable ({exc.strerror})") from None
     return path
 
 

@@ -41,7 +41,7 @@ class WorkItem:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+            raise ValueError(f"WorkItem.kind={self.kind!r}: expected one of {', '.join(KINDS)}")
 
     @property
     def key(self) -> tuple[str, int | None, int | None]:
@@ -100,7 +100,7 @@ def discover(paths, glob: str | None = None) -> list[WorkItem]:
         elif os.path.isdir(path):
             files = _folder_files(path, glob)
             if not files:
-                what = f"matching --glob {glob!r} " if glob else ""
+                what = f"matching AnalyzeOptions.glob={glob!r} " if glob else ""
                 raise InputError(f"no videos or images {what}in folder {path} (expected files "
                                  f"ending in {', '.join(VIDEO_SUFFIXES + IMAGE_SUFFIXES)})")
             for file in files:

@@ -9,6 +9,9 @@ summary, the failures and the sources side file that ``--resume`` reads.
 the landmarks the detector gives, expression, score and ``p_<class>`` per class.
 Beside it: ``r_summary.csv``, ``r_failures.csv`` and ``r_sources.csv`` (path, size, mtime_ns
 and frames of every source read: what ``--resume`` compares).
+
+The rows file's formats: :data:`FORMATS`, suffix -> a :class:`RowFormat` class that writes one
+file and reads it back for ``--resume``. A new format is one class and one line there.
 """
 
 from __future__ import annotations
@@ -30,22 +33,9 @@ from .worker import FaceRow, SourceResult
 
 log = logging.getLogger(__name__)
 
-FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
 INT_COLUMNS = ("frame", "track_id", "x", "y", "w", "h")
 SOURCE_COLUMNS = ("source", "kind", "size_bytes", "mtime_ns", "frames", "faces", "decode_failures", "duration_ms")
 PARQUET_BATCH_ROWS = 65536
-
-
-def output_format(out: str | Path) -> str:
-    suffix = Path(out).suffix.lower()
-    if suffix not in FORMATS:
-        raise OptionsError(f"--out {out}: unknown suffix {suffix or '(none)'!r}; expected one of {', '.join(FORMATS)}")
-    if FORMATS[suffix] == "parquet":
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:
-            raise OptionsError(f"--out {out}: parquet needs pyarrow (pip install pyarrow, or 'edge-fer[all]')") from None
-    return FORMATS[suffix]
 
 
 def side_path(out: str | Path, name: str) -> Path:
@@ -55,16 +45,16 @@ def side_path(out: str | Path, name: str) -> Path:
 
 
 def check_writable(out: str | Path) -> None:
-    folder = Path(out).parent
+    option, folder = f"WriteOptions.out={str(out)!r}", Path(out).parent
     if not folder.is_dir():
-        raise InputError(f"--out {out}: folder {folder} does not exist")
+        raise InputError(f"{option}: folder {folder} does not exist")
     if Path(out).is_dir():
-        raise InputError(f"--out {out} is a folder; expected a file ending in {', '.join(FORMATS)}")
+        raise InputError(f"{option}: is a folder; expected a file ending in {', '.join(FORMATS)}")
     try:  # really try: permission bits do not tell (root, read-only mounts, /proc)
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        raise InputError(f"--out {out}: folder {folder} is not writable ({exc.strerror})") from None
+        raise InputError(f"{option}: folder {folder} is not writable ({exc.strerror})") from None
 
 
 def row_columns(labels: Iterable[str], landmark_names: Iterable[str]) -> list[str]:
@@ -112,32 +102,169 @@ def _csv_value(value) -> str:
     return "" if value is None else repr(value) if isinstance(value, float) else str(value)
 
 
-class RowWriter:
-    """Rows to ``tmp`` in ``fmt``. The columns are fixed by the first row (its landmark names:
-    the detector's); a file without rows has no landmark columns."""
+# Row formats -------------------------------------------------------------------------------------
+class RowFormat:
+    """One format of the rows file. An instance writes one file: :meth:`open` with the columns,
+    :meth:`write` per record (a dict in column order), then :meth:`close`, or :meth:`abort` on an
+    error (also called after :meth:`close`: it must not fail then). :meth:`read` gives a finished
+    file back for ``--resume``; :meth:`check` raises OptionsError when a dependency is missing."""
 
-    def __init__(self, tmp: Path, fmt: str, labels: tuple[str, ...]) -> None:
+    @classmethod
+    def check(cls, out: str | Path) -> None:
+        pass
+
+    @classmethod
+    def read(cls, path: Path) -> tuple[list[str] | None, list[dict]]:
+        """(columns, or None where the file does not say; records: values as the file gives them)."""
+        raise NotImplementedError
+
+    def open(self, tmp: Path, columns: list[str]) -> None:
+        raise NotImplementedError
+
+    def write(self, record: dict) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+
+class TextRows(RowFormat):
+    """A utf-8 text file, flushed and synced at :meth:`close`."""
+
+    _handle = None
+
+    def open(self, tmp: Path, columns: list[str]) -> None:
+        self.columns = columns
+        self._handle = tmp.open("w", encoding="utf-8", newline="")
+
+    def close(self) -> None:
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+
+    def abort(self) -> None:
+        if self._handle is not None:
+            try:
+                self._handle.close()
+            except Exception:  # the temp file is removed anyway
+                pass
+
+
+class CsvRows(TextRows):
+    """A header line, then one line per row; None is empty, floats as repr."""
+
+    def open(self, tmp: Path, columns: list[str]) -> None:
+        super().open(tmp, columns)
+        self._csv = csv.writer(self._handle)
+        self._csv.writerow(columns)
+
+    def write(self, record: dict) -> None:
+        self._csv.writerow([_csv_value(record[c]) for c in self.columns])
+
+    @classmethod
+    def read(cls, path: Path) -> tuple[list[str] | None, list[dict]]:
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            records = list(reader)
+            return list(reader.fieldnames or []), records
+
+
+class JsonlRows(TextRows):
+    """One JSON object per line; an empty file has no columns."""
+
+    def write(self, record: dict) -> None:
+        self._handle.write(json.dumps(record) + "\n")
+
+    @classmethod
+    def read(cls, path: Path) -> tuple[list[str] | None, list[dict]]:
+        with path.open(encoding="utf-8") as handle:
+            records = [json.loads(line) for line in handle if line.strip()]
+        return (list(records[0]) if records else None), records
+
+
+class ParquetRows(RowFormat):
+    """Typed columns (:func:`arrow_schema`), a row group per PARQUET_BATCH_ROWS rows (needs pyarrow)."""
+
+    _writer = None
+
+    @classmethod
+    def check(cls, out: str | Path) -> None:
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise OptionsError(f"WriteOptions.out={str(out)!r}: parquet needs pyarrow "
+                               "(pip install pyarrow, or 'edge-fer[all]')") from None
+
+    @classmethod
+    def read(cls, path: Path) -> tuple[list[str] | None, list[dict]]:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        return table.column_names, table.to_pylist()
+
+    def open(self, tmp: Path, columns: list[str]) -> None:
+        import pyarrow.parquet as pq
+
+        self.schema = arrow_schema(columns)
+        self._writer = pq.ParquetWriter(tmp, self.schema)
+        self._batch: list[dict] = []
+
+    def write(self, record: dict) -> None:
+        self._batch.append(record)
+        if len(self._batch) >= PARQUET_BATCH_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        if self._batch:
+            self._writer.write_table(pa.Table.from_pylist(self._batch, self.schema))
+            self._batch = []
+
+    def close(self) -> None:
+        self._flush()
+        self._writer.close()
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception:  # the temp file is removed anyway
+                pass
+
+
+FORMATS: dict[str, type[RowFormat]] = {".csv": CsvRows, ".jsonl": JsonlRows, ".parquet": ParquetRows}
+
+
+def output_format(out: str | Path) -> type[RowFormat]:
+    """The format of ``out`` by its suffix, its dependencies checked."""
+    suffix = Path(out).suffix.lower()
+    if suffix not in FORMATS:
+        raise OptionsError(f"WriteOptions.out={str(out)!r}: unknown suffix {suffix or '(none)'!r}; "
+                           f"expected one of {', '.join(FORMATS)}")
+    FORMATS[suffix].check(out)
+    return FORMATS[suffix]
+
+
+class RowWriter:
+    """Rows to ``tmp`` in ``fmt`` (a :class:`RowFormat` class). The columns are fixed by the
+    first row (its landmark names: the detector's); a file without rows has no landmark columns."""
+
+    def __init__(self, tmp: Path, fmt: type[RowFormat], labels: tuple[str, ...]) -> None:
         self.tmp, self.fmt, self.labels = tmp, fmt, labels
         self.landmark_names: tuple[str, ...] | None = None
         self.rows = 0
-        self._handle = self._csv = self._parquet = None
-        self._batch: list[dict] = []
+        self._file = fmt()
         self._warned = False
 
     def _start(self, first: FaceRow | None) -> None:
         given = (first.landmarks_xy or {}) if first is not None else {}
         self.landmark_names = tuple(name for name in LANDMARK_NAMES if name in given)
         self.columns = row_columns(self.labels, self.landmark_names)
-        if self.fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            self.schema = arrow_schema(self.columns)
-            self._parquet = pq.ParquetWriter(self.tmp, self.schema)
-            return
-        self._handle = self.tmp.open("w", encoding="utf-8", newline="")
-        if self.fmt == "csv":
-            self._csv = csv.writer(self._handle)
-            self._csv.writerow(self.columns)
+        self._file.open(self.tmp, self.columns)
 
     def write(self, rows: Iterable[FaceRow]) -> None:
         for row in rows:
@@ -149,41 +276,16 @@ class RowWriter:
                 self._warned = True
             record = row_record(row, self.labels, self.landmark_names)
             self.rows += 1
-            if self.fmt == "csv":
-                self._csv.writerow([_csv_value(record[c]) for c in self.columns])
-            elif self.fmt == "jsonl":
-                self._handle.write(json.dumps(record) + "\n")
-            else:
-                self._batch.append(record)
-                if len(self._batch) >= PARQUET_BATCH_ROWS:
-                    self._flush()
-
-    def _flush(self) -> None:
-        import pyarrow as pa
-
-        if self._batch:
-            self._parquet.write_table(pa.Table.from_pylist(self._batch, self.schema))
-            self._batch = []
+            self._file.write(record)
 
     def close(self) -> None:
         """Finish the file (flushed and synced); call only when every row is written."""
         if self.landmark_names is None:
             self._start(None)
-        if self._parquet is not None:
-            self._flush()
-            self._parquet.close()
-        if self._handle is not None:
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-            self._handle.close()
+        self._file.close()
 
     def abort(self) -> None:
-        for handle in (self._handle, self._parquet):
-            if handle is not None:
-                try:
-                    handle.close()
-                except Exception:  # the temp file is removed anyway
-                    pass
+        self._file.abort()
 
 
 def write_csv_atomic(stack: ExitStack, path: Path, header: list[str], rows: Iterable[list]) -> None:
@@ -239,22 +341,6 @@ class OutputFiles:
 
 
 # --resume --------------------------------------------------------------------------------------
-def _read_records(out: Path, fmt: str) -> tuple[list[str], Iterable[dict]]:
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(out)
-        return table.column_names, table.to_pylist()
-    if fmt == "jsonl":
-        with out.open(encoding="utf-8") as handle:
-            records = [json.loads(line) for line in handle if line.strip()]
-        return (list(records[0]) if records else None), records
-    with out.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        records = list(reader)
-        return list(reader.fieldnames or []), records
-
-
 def load_previous(out: str | Path, labels: tuple[str, ...]) -> dict[tuple, SourceResult]:
     """Results of a previous run with the same ``out``, keyed by (source, size, mtime_ns):
     its rows and frame counts, for sources that :meth:`OutputFiles.finish` listed."""
@@ -262,19 +348,22 @@ def load_previous(out: str | Path, labels: tuple[str, ...]) -> dict[tuple, Sourc
     sources_file = side_path(out, "sources")
     if not out.is_file() or not sources_file.is_file():
         if out.is_file():
-            log.warning("--resume: %s not found beside %s: every source is read again", sources_file.name, out)
+            log.warning("WriteOptions.resume: %s not found beside %s: every source is read again",
+                        sources_file.name, out)
         return {}
     fmt = output_format(out)
     try:
-        columns, records = _read_records(out, fmt)
+        columns, records = fmt.read(out)
         with sources_file.open(encoding="utf-8", newline="") as handle:
             listed = list(csv.DictReader(handle))
     except Exception as exc:
-        raise InputError(f"--resume: cannot read the previous output {out}: {type(exc).__name__}: {exc}") from None
+        raise InputError(f"WriteOptions.resume: cannot read the previous output {out}: "
+                         f"{type(exc).__name__}: {exc}") from None
     landmark_names = tuple(n for n in LANDMARK_NAMES if columns and f"{n}_x" in columns)
     if columns is not None and columns != row_columns(labels, landmark_names):
-        raise InputError(f"--resume: {out} has columns {','.join(columns)}; this model gives "
-                         f"{','.join(row_columns(labels, landmark_names))} (remove it or choose another --out)")
+        raise InputError(f"WriteOptions.resume: {out} has columns {','.join(columns)}; this model gives "
+                         f"{','.join(row_columns(labels, landmark_names))} "
+                         "(remove it or choose another WriteOptions.out)")
     by_source: dict[str, list[FaceRow]] = {}
     for record in records:
         by_source.setdefault(str(record["source"]), []).append(record_row(record, labels, landmark_names))
@@ -284,7 +373,7 @@ def load_previous(out: str | Path, labels: tuple[str, ...]) -> dict[tuple, Sourc
             continue
         item = WorkItem(0, entry["source"], entry["kind"], int(entry["size_bytes"]), int(entry["mtime_ns"]))
         if len(by_source.get(item.source, ())) != int(entry["faces"]):
-            log.warning("--resume: %s has %d rows for %s, %s says %s: reading it again", out.name,
+            log.warning("WriteOptions.resume: %s has %d rows for %s, %s says %s: reading it again", out.name,
                         len(by_source.get(item.source, ())), item.source, sources_file.name, entry["faces"])
             continue
         previous[item.key] = SourceResult(item, labels, int(entry["frames"]), tuple(by_source.get(item.source, ())),

@@ -32,9 +32,9 @@ class BackendOptions:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        defaults.check_threads("num_threads", self.num_threads)
+        defaults.check_threads("BackendOptions.num_threads", self.num_threads)
         if self.device not in DEVICES:
-            raise OptionsError(f"device must be one of {DEVICES}, got {self.device!r}")
+            raise OptionsError(f"BackendOptions.device={self.device!r}: expected one of {', '.join(DEVICES)}")
 
 
 @dataclass(frozen=True)

@@ -61,8 +61,8 @@ class RowConfig:
     cv_threads: int = defaults.OPENCV_THREADS
 
     def __post_init__(self) -> None:
-        defaults.check_threads("--threads", self.threads)
-        defaults.check_threads("--cv-threads", self.cv_threads, minimum=0)  # 0: OpenCV's default
+        defaults.check_threads("BenchOptions.threads", self.threads)  # a row is one value of each sweep
+        defaults.check_threads("BenchOptions.cv_threads", self.cv_threads, minimum=0)  # 0: OpenCV's default
 
 
 @dataclass(frozen=True)
@@ -96,30 +96,34 @@ class BenchOptions:
         from ..detectors import DETECTORS
 
         if not self.models:
-            raise OptionsError("give at least one --model")
+            raise OptionsError(f"BenchOptions.models={self.models!r}: expected at least one model")
+        for name, values in (("detectors", self.detectors), ("threads", self.threads),
+                             ("cv_threads", self.cv_threads)):
+            if not values:
+                raise OptionsError(f"BenchOptions.{name}={values!r}: expected at least one value")
         bad = [d for d in self.detectors if d not in DETECTORS]
-        if bad or not self.detectors:
-            raise OptionsError(f"unknown detector {bad[0] if bad else '(none)'!r}; expected one of {', '.join(DETECTORS)}")
-        if not self.threads or not self.cv_threads:
-            raise OptionsError("give at least one --threads and one --cv-threads value")
+        if bad:  # the bad value alone, as the CLI took it (--detector VALUE)
+            raise OptionsError(f"BenchOptions.detectors={bad[0]!r}: expected one of {', '.join(DETECTORS)}")
         for threads in self.threads:
-            defaults.check_threads("--threads", threads)
+            defaults.check_threads("BenchOptions.threads", threads)
         for threads in self.cv_threads:
-            defaults.check_threads("--cv-threads", threads, minimum=0)  # 0: OpenCV's default
+            defaults.check_threads("BenchOptions.cv_threads", threads, minimum=0)  # 0: OpenCV's default
         if self.frames < 2:
-            raise OptionsError(f"--frames must be >= 2 (FPS needs two frames), got {self.frames}")
+            raise OptionsError(f"BenchOptions.frames={self.frames!r}: expected >= 2 (FPS needs two frames)")
         if self.warmup < 1:
-            raise OptionsError(f"--warmup must be >= 1 (the first frame is the cold start), got {self.warmup}")
+            raise OptionsError(f"BenchOptions.warmup={self.warmup!r}: expected >= 1 (the first frame is the "
+                               "cold start)")
         if self.min_seconds < 0:
-            raise OptionsError(f"min_seconds must be >= 0, got {self.min_seconds}")
+            raise OptionsError(f"BenchOptions.min_seconds={self.min_seconds!r}: expected >= 0")
         if self.fps is not None and not self.fps > 0:
-            raise OptionsError(f"--fps must be > 0, got {self.fps}")
+            raise OptionsError(f"BenchOptions.fps={self.fps!r}: expected > 0")
         if self.repeat < 1:
-            raise OptionsError(f"--repeat must be >= 1, got {self.repeat}")
+            raise OptionsError(f"BenchOptions.repeat={self.repeat!r}: expected >= 1")
         if not self.target_ms > 0:
-            raise OptionsError(f"--target-ms must be > 0, got {self.target_ms}")
+            raise OptionsError(f"BenchOptions.target_ms={self.target_ms!r}: expected > 0")
         if self.data is not None and not Path(self.data).is_dir():
-            raise InputError(f"--data folder not found: {self.data} (expected DIR/<class>/<image>)")
+            raise InputError(f"BenchOptions.data={str(self.data)!r}: expected a folder DIR/<class>/<image>, "
+                             "found none")
         if self.release and (self.frames < RELEASE_FRAMES or self.min_seconds < RELEASE_SECONDS):
             object.__setattr__(self, "frames", max(self.frames, RELEASE_FRAMES))
             object.__setattr__(self, "min_seconds", max(self.min_seconds, RELEASE_SECONDS))
@@ -131,10 +135,11 @@ class BenchOptions:
     def warnings(self) -> list[str]:
         out = []
         if self.frames < MIN_FRAMES:
-            out.append(f"--frames {self.frames} is below the documented minimum of {MIN_FRAMES}: "
+            out.append(f"BenchOptions.frames={self.frames!r} is below the documented minimum of {MIN_FRAMES}: "
                        "tail percentiles (p99, max) rest on few frames")
         if self.classifier_only and self.detect_every is not None:
-            out.append(f"--detect-every {self.detect_every} does not apply to --classifier-only")
+            out.append(f"BenchOptions.detect_every={self.detect_every!r} does not apply to "
+                       "BenchOptions.classifier_only")
         return out
 
     def to_dict(self) -> dict:
@@ -285,7 +290,7 @@ def measure_row(options: BenchOptions, row: RowConfig, launched_monotonic: float
                 detector.close()
             if not crops:
                 raise InputError(f"no face found in the first {CROP_SEARCH_FRAMES} frames of "
-                                 f"{options.source.describe()}: --classifier-only needs real face crops")
+                                 f"{options.source.describe()}: BenchOptions.classifier_only needs real face crops")
             step, stages = _classifier_step(classifier, crops), CLASSIFIER_STAGES
             backend = classifier.backend_name
         else:

@@ -20,7 +20,7 @@ def write_plot(report: dict, path: str | Path) -> Path:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise MatplotlibMissing("matplotlib is not installed: --plot skipped (pip install matplotlib)") from None
+        raise MatplotlibMissing("matplotlib is not installed: no plot written (pip install matplotlib)") from None
     rows = report["rows"]
     labels = [f"{i}: {r['model'][:14]}\n{r['detector']} {r['threads']}/{r['cv_threads']}" for i, r in enumerate(rows, 1)]
     fig, (bars, hist) = plt.subplots(2, 1, figsize=(min(16.0, max(8.0, 1.3 * len(rows) + 3)), 8.5))

@@ -25,7 +25,7 @@ from .. import errors
 from ..errors import EdgeFerError, InputError
 from ..sources.images import list_images, read_image
 from .harness import BenchOptions, RowConfig, classifier_options
-from ..fileio import file_sha256
+from ..fileio import file_sha256, portable_path
 from .machine import machine_info
 from .stats import median, median_of_summaries
 
@@ -69,7 +69,7 @@ def run_bench(options: BenchOptions, command: dict | None = None,
             "frames": options.frames,
             "min_seconds": options.min_seconds,
             "repeat": options.repeat,
-            "percentiles": "nearest-rank, per stage; with --repeat, the median over processes",
+            "percentiles": "nearest-rank, per stage; with repeats, the median over processes",
             "fps": "(N-1) / (end of last frame - end of first frame)",
             "cold_start": "from before the worker interpreter starts to its first result",
             "target": f"p95 of total <= {options.target_ms:g} ms",
@@ -150,7 +150,7 @@ def build_row(options: BenchOptions, row: RowConfig, results: list[dict], accura
     path = Path(row.model_path)
     return {
         "model": path.name,
-        "model_path": str(path.resolve()),
+        "model_path": portable_path(path),
         "format": model_format(path),
         "model_bytes": path.stat().st_size,
         "model_sha256": file_sha256(str(path.resolve())),
@@ -188,7 +188,7 @@ def folder_accuracy(options: BenchOptions, model_path: str, batch: int = 64) -> 
         folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
         unknown = [p.name for p in folders if p.name.lower() not in labels]
         if not folders or unknown:
-            raise InputError(f"--data {root}: class folders {unknown or '(none)'} are not labels of "
+            raise InputError(f"BenchOptions.data={str(root)!r}: class folders {unknown or '(none)'} are not labels of "
                              f"{Path(model_path).name} (expected some of {', '.join(labels)})")
         flag = cv2.IMREAD_GRAYSCALE if clf.meta.color == "gray" else cv2.IMREAD_COLOR
         correct = total = skipped = 0
@@ -203,5 +203,5 @@ def folder_accuracy(options: BenchOptions, model_path: str, batch: int = 64) -> 
                     correct += int((predicted == labels.index(folder.name.lower())).sum())
                     total += len(good)
     if not total:
-        raise InputError(f"--data {root} holds no readable images")
-    return {"top1": correct / total, "images": total, "skipped": skipped, "classes": len(folders), "data": str(root)}
+        raise InputError(f"BenchOptions.data={str(root)!r}: expected readable images, found none")
+    return {"top1": correct / total, "images": total, "skipped": skipped, "classes": len(folders), "data": portable_path(root)}

@@ -51,8 +51,8 @@ def finite_float(ctx, param, value: float | None) -> float | None:
 
 
 def detection_options(command):
-    """The detector options that ``run`` and ``analyze`` share: --detector, --detector-model,
-    --detect-width, --detect-every, --min-face (defaults from edge_fer.defaults)."""
+    """The detector options: --detector, --detector-model, --detect-width, --detect-every,
+    --min-face (defaults from edge_fer.defaults)."""
     from .. import defaults
 
     for option in reversed((
@@ -67,3 +67,37 @@ def detection_options(command):
                          help="Smallest face side in pixels."))):
         command = option(command)
     return command
+
+
+def pipeline_options(command):
+    """The pipeline's flags, with one meaning in ``run`` and ``analyze``: --model, the detector
+    options, --threads, --cv-threads, --smooth. Build the options with :func:`pipeline_from`."""
+    from .. import defaults
+
+    command = click.option("--smooth", default=defaults.SMOOTH, show_default=True, type=float,
+                           help="Weight of the past in each face's expression average, 0 <= s < 1 (0: off).")(command)
+    command = click.option("--cv-threads", default=defaults.OPENCV_THREADS, show_default=True, type=int,
+                           help="OpenCV threads (per worker in analyze).")(command)
+    command = click.option("--threads", default=defaults.CLASSIFIER_THREADS, show_default=True, type=int,
+                           help="CPU threads of each model runtime, the classifier's and the detector's "
+                                "(per worker in analyze).")(command)
+    command = detection_options(command)
+    return click.option("--model", "model_path",
+                        help="Classifier .tflite (LiteRT) or .onnx (ONNX Runtime); default: the bundled "
+                             "model.")(command)
+
+
+def pipeline_from(model_path, detector, detector_model, detect_width, detect_every, min_face, threads,
+                  cv_threads, smooth, **classifier):
+    """The ``PipelineOptions`` of :func:`pipeline_options`' flags; ``classifier``: more
+    ``ClassifierOptions`` fields (run's --labels, --input-scale, ...)."""
+    from ..classifier import ClassifierOptions
+    from ..detectors import DetectorOptions
+    from ..pipeline import PipelineOptions
+
+    model = {"model_path": model_path} if model_path else {}
+    return PipelineOptions(
+        classifier=ClassifierOptions(**model, num_threads=threads, **classifier),
+        detector=DetectorOptions(name=detector, model_path=detector_model, detect_width=detect_width,
+                                 min_face_px=min_face, num_threads=threads),
+        detect_every=detect_every, smooth=smooth, opencv_threads=cv_threads)

@@ -7,8 +7,7 @@ import sys
 
 import click
 
-from .. import defaults
-from . import detection_options
+from . import pipeline_from, pipeline_options
 
 
 def _exit_on_sigterm(signum, frame) -> None:
@@ -31,14 +30,7 @@ def _exit_on_sigterm(signum, frame) -> None:
 @click.option("--resume", is_flag=True, help="Keep sources already in --out (same path, size and mtime); read the rest.")
 @click.option("--timeline", "timeline_dir",
               help="Write one PNG per video here: each track's expression probabilities over time.")
-@click.option("--model", "model_path", help="Classifier .tflite or .onnx; default: the bundled model.")
-@detection_options
-@click.option("--threads", default=defaults.CLASSIFIER_THREADS, show_default=True, type=int,
-              help="Classifier threads per worker.")
-@click.option("--cv-threads", default=defaults.OPENCV_THREADS, show_default=True, type=int,
-              help="OpenCV threads per worker.")
-@click.option("--smooth", default=defaults.SMOOTH, show_default=True, type=float,
-              help="Weight of the past in each track's expression average, 0 <= s < 1 (0: off).")
+@pipeline_options
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 def analyze_command(paths, out, glob_pattern, workers, engine, ray_address, resume, timeline_dir, model_path,
                     detector, detector_model, detect_width, detect_every, min_face, threads, cv_threads, smooth,
@@ -49,19 +41,11 @@ def analyze_command(paths, out, glob_pattern, workers, engine, ray_address, resu
     """
     from ..analyze import AnalyzeOptions, WriteOptions, write_analysis
     from ..analyze.progress import ProgressBar
-    from ..classifier import ClassifierOptions
-    from ..detectors import DetectorOptions
-    from ..pipeline import PipelineOptions
-
-    model = {"model_path": model_path} if model_path else {}
     options = WriteOptions(
         out=out, timeline_dir=timeline_dir, resume=resume,
         analyze=AnalyzeOptions(
-            pipeline=PipelineOptions(
-                classifier=ClassifierOptions(**model, num_threads=threads),
-                detector=DetectorOptions(name=detector, model_path=detector_model, detect_width=detect_width,
-                                         min_face_px=min_face, num_threads=threads),
-                detect_every=detect_every, smooth=smooth, opencv_threads=cv_threads),
+            pipeline=pipeline_from(model_path, detector, detector_model, detect_width, detect_every, min_face,
+                                   threads, cv_threads, smooth),
             workers=workers, engine=engine, ray_address=ray_address, glob=glob_pattern))
     bar = None if no_progress else ProgressBar(sys.stderr)
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)  # a scheduler's kill cleans up too

@@ -7,6 +7,7 @@ import sys
 import click
 
 from . import DETECTOR_NAMES, DEVICE, finite_float
+from .flags import in_flags
 
 from .. import defaults
 
@@ -84,7 +85,7 @@ def bench_command(ctx: click.Context, models, detectors, video, images, camera, 
     argv = ["edge-fer", *sys.argv[1:]] if sys.argv and sys.argv[0].endswith("edge-fer") else None
     command = {"argv": argv, "params": ctx.params}
     report = run_bench(options, command, progress=lambda message: click.echo(message, err=True))
-    click.echo(format_report(report))
+    click.echo(in_flags(format_report(report), click.get_current_context().command))
     if json_path:
         click.echo(f"edge-fer: wrote {write_json_atomic(json_path, report)}", err=True)
     if plot_path:

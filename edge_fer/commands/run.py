@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import COLOR, DEVICE, detection_options, finite_float
+from . import COLOR, DEVICE, finite_float, pipeline_from, pipeline_options
 
 from .. import defaults
 
@@ -14,19 +14,13 @@ from .. import defaults
 @click.option("--video", help="Video file, or a stream URL (rtsp://, http://...) read live.")
 @click.option("--image", help="An image file or a folder of images.")
 @click.option("--demo", is_flag=True, help="Run on the built-in image (assets/astronaut.jpg).")
-@click.option("--model", "model_path",
-              help="Classifier .tflite (LiteRT) or .onnx (ONNX Runtime); default: the bundled model.")
+@pipeline_options
 @click.option("--labels", help="For a model without edge-fer metadata: 'fer2013' or 'a,b,c,...'.")
 @click.option("--input-scale", type=float, callback=finite_float, help="Model input = pixel * scale + offset (overrides metadata).")
 @click.option("--input-offset", type=float, callback=finite_float, help="See --input-scale.")
 @click.option("--input-color", type=COLOR, help="Input colour (overrides metadata).")
-@detection_options
-@click.option("--threads", default=defaults.CLASSIFIER_THREADS, show_default=True, type=int, help="Classifier CPU threads.")
-@click.option("--cv-threads", default=defaults.OPENCV_THREADS, show_default=True, type=int, help="OpenCV threads.")
 @click.option("--device", default="auto", show_default=True, type=DEVICE,
               help="ONNX Runtime providers: auto = TensorRT > CUDA > CPU, whichever are present.")
-@click.option("--smooth", default=defaults.SMOOTH, show_default=True, type=float,
-              help="Weight of the past in each face's expression average, 0 <= s < 1 (0: off).")
 @click.option("--headless", is_flag=True, help="No window.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per processed frame on stdout.")
 @click.option("--save-video", type=click.Path(), help="Write the annotated video here (.mp4, .avi, .mkv); "
@@ -54,9 +48,7 @@ def run_command(camera, video, image, demo, model_path, labels, input_scale, inp
     The end summary goes to stderr.
     """
     from ..sources.capture import SourceOptions
-    from ..classifier import ClassifierOptions, parse_labels
-    from ..detectors import DetectorOptions
-    from ..pipeline import PipelineOptions
+    from ..classifier import parse_labels
     from ..errors import OptionsError
     from ..runner import RunOptions, Terminated, run
     from ..serve import ServeOptions
@@ -65,17 +57,12 @@ def run_command(camera, video, image, demo, model_path, labels, input_scale, inp
         raise OptionsError("--token is for --serve; add --serve [HOST:]PORT")
     if serve is None and (tls_cert or tls_key):
         raise OptionsError("--tls-cert/--tls-key are for --serve; add --serve [HOST:]PORT")
-    model = {"model_path": model_path} if model_path else {}
     options = RunOptions(
         source=SourceOptions(camera=camera, video=video, image=image, demo=demo, loop=loop,
                              open_timeout_s=open_timeout),
-        pipeline=PipelineOptions(
-            classifier=ClassifierOptions(**model, num_threads=threads, device=device,
-                                         labels=parse_labels(labels), scale=input_scale,
-                                         offset=input_offset, color=input_color),
-            detector=DetectorOptions(name=detector, model_path=detector_model, detect_width=detect_width,
-                                     min_face_px=min_face),
-            detect_every=detect_every, smooth=smooth, opencv_threads=cv_threads),
+        pipeline=pipeline_from(model_path, detector, detector_model, detect_width, detect_every, min_face,
+                               threads, cv_threads, smooth, device=device, labels=parse_labels(labels),
+                               scale=input_scale, offset=input_offset, color=input_color),
         headless=headless, json=as_json, save_video=save_video, max_frames=max_frames,
         serve=None if serve is None else ServeOptions.parse(serve, token=token, max_clients=max_clients,
                                                             tls_cert=tls_cert, tls_key=tls_key))

@@ -44,16 +44,17 @@ class DetectorOptions:
 
     def __post_init__(self) -> None:
         if self.name not in DETECTORS:
-            raise DetectorError(f"unknown detector {self.name!r}; expected one of {', '.join(DETECTORS)}")
+            raise DetectorError(f"DetectorOptions.name={self.name!r}: unknown detector; "
+                                f"expected one of {', '.join(DETECTORS)}")
         if self.detect_width < 0:
-            raise OptionsError(f"detect_width must be >= 0 (0 = full size), got {self.detect_width}")
+            raise OptionsError(f"DetectorOptions.detect_width={self.detect_width!r}: expected >= 0 (0 = full size)")
         if self.min_face_px < 1:
-            raise OptionsError(f"min_face_px must be >= 1, got {self.min_face_px}")
+            raise OptionsError(f"DetectorOptions.min_face_px={self.min_face_px!r}: expected >= 1")
         if self.min_confidence is not None and not 0.0 <= self.min_confidence <= 1.0:
-            raise OptionsError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
+            raise OptionsError(f"DetectorOptions.min_confidence={self.min_confidence!r}: expected 0 <= c <= 1")
         if self.max_faces < 1:
-            raise OptionsError(f"max_faces must be >= 1, got {self.max_faces}")
-        defaults.check_threads("num_threads", self.num_threads)
+            raise OptionsError(f"DetectorOptions.max_faces={self.max_faces!r}: expected >= 1")
+        defaults.check_threads("DetectorOptions.num_threads", self.num_threads)
 
 
 class FaceDetector(Protocol):

@@ -84,9 +84,9 @@ class FetchOptions:
                 raise DetectorError(f"cannot fetch detector {name!r}: expected one of {', '.join(FETCHABLE)} "
                                     "(haar ships with OpenCV)")
         if self.source_dir is not None and not Path(self.source_dir).is_dir():
-            raise DetectorError(f"--from folder not found: {self.source_dir}")
+            raise DetectorError(f"FetchOptions.source_dir={self.source_dir!r}: folder not found")
         if self.timeout_s <= 0:
-            raise OptionsError(f"timeout_s must be > 0, got {self.timeout_s}")
+            raise OptionsError(f"FetchOptions.timeout_s={self.timeout_s!r}: expected > 0")
 
 
 @dataclass(frozen=True)

@@ -144,7 +144,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def refuse_busy(self) -> None:
         limit = self.app.options.max_clients
-        log.warning("refused viewer %s: %d of %d already watching (--max-clients)",
+        log.warning("refused viewer %s: %d of %d already watching (ServeOptions.max_clients)",
                     self.address_string(), limit, limit)
         self.send_text(HTTPStatus.SERVICE_UNAVAILABLE, f"too many viewers: {limit} already watching "
                        "(edge-fer run --max-clients)\n", {"Retry-After": "5"})

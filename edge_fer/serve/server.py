@@ -83,26 +83,26 @@ class ServeOptions:
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host or any(c.isspace() or c in "/[]?#@" for c in self.host):
-            raise OptionsError(f"serve host {self.host!r}: expected an address or host name, e.g. 127.0.0.1")
+            raise OptionsError(f"ServeOptions.host={self.host!r}: expected an address or host name, e.g. 127.0.0.1")
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
-            raise OptionsError(f"serve port must be 0..65535, got {self.port!r}")
+            raise OptionsError(f"ServeOptions.port={self.port!r}: expected 0..65535")
         if 0 < self.port < 1024 and not self.allow_privileged_port:
-            raise OptionsError(f"port {self.port} is privileged (below 1024): choose a port >= 1024, "
+            raise OptionsError(f"ServeOptions.port={self.port}: privileged (below 1024); expected a port >= 1024, "
                                "or 0 for a free one")
         if self.token is not None and not TOKEN_RE.match(self.token):
-            raise OptionsError("token must be 8 to 128 characters of A-Z a-z 0-9 . _ ~ -, "
+            raise OptionsError("ServeOptions.token: expected 8 to 128 characters of A-Z a-z 0-9 . _ ~ -, "
                                f"got {len(self.token)} characters")
         if not 1 <= self.max_clients <= 64:
-            raise OptionsError(f"max_clients must be 1..64, got {self.max_clients}")
+            raise OptionsError(f"ServeOptions.max_clients={self.max_clients!r}: expected 1..64")
         if not 1 <= self.jpeg_quality <= 100:
-            raise OptionsError(f"jpeg_quality must be 1..100, got {self.jpeg_quality}")
+            raise OptionsError(f"ServeOptions.jpeg_quality={self.jpeg_quality!r}: expected 1..100")
         if not self.write_timeout_s > 0:
-            raise OptionsError(f"write_timeout_s must be > 0, got {self.write_timeout_s}")
+            raise OptionsError(f"ServeOptions.write_timeout_s={self.write_timeout_s!r}: expected > 0")
         if (self.tls_cert is None) != (self.tls_key is None):
-            raise OptionsError("--tls-cert and --tls-key go together: give both (PEM files), or neither")
-        for flag, path in (("--tls-cert", self.tls_cert), ("--tls-key", self.tls_key)):
+            raise OptionsError("ServeOptions.tls_cert and ServeOptions.tls_key go together: give both (PEM files), or neither")
+        for field, path in (("tls_cert", self.tls_cert), ("tls_key", self.tls_key)):
             if path is not None and not Path(path).is_file():
-                raise OptionsError(f"{flag} {path}: no such file (expected a PEM file; docs/phone.md makes one)")
+                raise OptionsError(f"ServeOptions.{field}={path!r}: no such file (expected a PEM file; docs/phone.md makes one)")
 
     @classmethod
     def parse(cls, address: str | None, **kwargs) -> "ServeOptions":
@@ -113,16 +113,16 @@ class ServeOptions:
         if text.startswith("["):
             match = re.match(r"^\[([^\]]+)\]:(\d+)$", text)
             if not match:
-                raise OptionsError(f"--serve {text!r}: expected [IPV6]:PORT, e.g. [::1]:8080")
+                raise OptionsError(f"ServeOptions.address={text!r}: expected [IPV6]:PORT, e.g. [::1]:8080")
             host, port = match.groups()
         elif text.count(":") > 1:
-            raise OptionsError(f"--serve {text!r}: put an IPv6 address in brackets, e.g. [::1]:8080")
+            raise OptionsError(f"ServeOptions.address={text!r}: expected an IPv6 address in brackets, e.g. [::1]:8080")
         elif ":" in text:
             host, port = text.split(":")
         elif text:
             port = text
         if not port.isdigit():
-            raise OptionsError(f"--serve {text!r}: expected [HOST:]PORT, e.g. 8080 or 127.0.0.1:8080")
+            raise OptionsError(f"ServeOptions.address={text!r}: expected [HOST:]PORT, e.g. 8080 or 127.0.0.1:8080")
         return cls(host=host or DEFAULT_HOST, port=int(port), **kwargs)
 
 
@@ -245,7 +245,7 @@ class FerServer:
             context.load_cert_chain(self.options.tls_cert, self.options.tls_key)
         except (ssl.SSLError, OSError) as exc:
             self._http.server_close()
-            raise OptionsError(f"--tls-cert/--tls-key: cannot load {self.options.tls_cert} with "
+            raise OptionsError(f"ServeOptions.tls_cert/tls_key: cannot load {self.options.tls_cert} with "
                                f"{self.options.tls_key} ({getattr(exc, 'reason', None) or exc}): expected a PEM "
                                "certificate and its private key") from None
         self._http.socket = context.wrap_socket(self._http.socket, server_side=True,

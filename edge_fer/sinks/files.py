@@ -14,7 +14,7 @@ from ..errors import OptionsError, OutputError
 from ..fileio import check_writable_folder, commit_file, output_error, write_bytes_atomic
 from .base import SinkBase, SinkItem
 
-#: --save-video suffix -> FourCC that this OpenCV (FFmpeg backend) writes.
+#: Video file suffix -> FourCC that this OpenCV (FFmpeg backend) writes.
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "XVID"}
 
 
@@ -23,13 +23,13 @@ def open_file_sink(path: str, source):
     if source.stills:
         return ImageFolderSink(path, {p.resolve().parent for p in source.paths})
     if not source.live and Path(path).resolve() == Path(source.name).resolve():
-        raise OptionsError(f"--save-video {path} would overwrite the input video")
+        raise OptionsError(f"RunOptions.save_video={str(path)!r}: would overwrite the input video")
     return VideoSink(path, source.fps or 30.0)
 
 
 def _check_parent(path: Path) -> None:
     if not path.parent.is_dir():
-        raise OptionsError(f"--save-video {path}: folder {path.parent} does not exist")
+        raise OptionsError(f"RunOptions.save_video={str(path)!r}: folder {path.parent} does not exist")
 
 
 class VideoSink:
@@ -39,7 +39,7 @@ class VideoSink:
     def __init__(self, path: str | Path, fps: float) -> None:
         self.path = Path(path)
         _check_parent(self.path)
-        check_writable_folder(self.path.parent, "--save-video")
+        check_writable_folder(self.path.parent, "RunOptions.save_video")
         self.fourcc = VIDEO_CODECS[self.path.suffix.lower()]
         self.fps = fps
         self.written = 0
@@ -121,15 +121,15 @@ class ImageFolderSink(SinkBase):
     def __init__(self, folder: str | Path, input_folders: set[Path]) -> None:
         self.path = Path(folder)
         if self.path.exists() and not self.path.is_dir():
-            raise OptionsError(f"--save-video {folder}: for images this must be a folder, and it is a file")
+            raise OptionsError(f"RunOptions.save_video={str(folder)!r}: a file; for images expected a folder")
         _check_parent(self.path)
         if self.path.resolve() in input_folders:
-            raise OptionsError(f"--save-video {folder} would overwrite the input images: choose another folder")
+            raise OptionsError(f"RunOptions.save_video={str(folder)!r}: would overwrite the input images; expected another folder")
         try:
             self.path.mkdir(exist_ok=True)
         except OSError as exc:
             raise output_error(self.path, exc) from None
-        check_writable_folder(self.path, "--save-video")
+        check_writable_folder(self.path, "RunOptions.save_video")
         self.written = 0
 
     def write(self, item: SinkItem) -> bool:

@@ -30,9 +30,9 @@ def try_window(stack: ExitStack, serving: bool = False) -> WindowSink | None:
     try:
         return WindowSink(stack.enter_context(open_window("edge-fer")))
     except DisplayUnavailable as exc:
-        if not serving:  # with --serve the browser is the view: nothing to say
-            log.info("note: no display (%s); running headless (--headless skips this check; "
-                     "--serve shows the annotated video in a browser)", exc)
+        if not serving:  # when serving, the browser is the view: nothing to say
+            log.info("note: no display (%s); running headless (RunOptions.headless skips this check; "
+                     "RunOptions.serve shows the annotated video in a browser)", exc)
         return None
 
 

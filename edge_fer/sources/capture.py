@@ -75,19 +75,19 @@ class SourceOptions:
     realtime: bool = False
 
     def __post_init__(self) -> None:
-        given = [name for name, value in (("--camera", self.camera), ("--video", self.video),
-                                          ("--image", self.image), ("--demo", self.demo or None))
+        given = [f"SourceOptions.{name}" for name, value in (("camera", self.camera), ("video", self.video),
+                                                            ("image", self.image), ("demo", self.demo or None))
                  if value is not None]
         if len(given) > 1:
-            raise OptionsError(f"give one source, got {' and '.join(given)}")
+            raise OptionsError(f"expected one source, got {' and '.join(given)}")
         if self.camera is not None and self.camera < 0:
-            raise OptionsError(f"camera index must be >= 0, got {self.camera}")
+            raise OptionsError(f"SourceOptions.camera={self.camera!r}: expected a camera index >= 0")
         if self.retry_seconds < 0:
-            raise OptionsError(f"retry_seconds must be >= 0, got {self.retry_seconds}")
+            raise OptionsError(f"SourceOptions.retry_seconds={self.retry_seconds!r}: expected >= 0")
         if not 0 < self.open_timeout_s < 86400:
-            raise OptionsError(f"open timeout must be > 0 and < 86400 s, got {self.open_timeout_s}")
+            raise OptionsError(f"SourceOptions.open_timeout_s={self.open_timeout_s!r}: expected > 0 and < 86400")
         if self.loop and self.live:
-            raise OptionsError(f"--loop repeats a video file or images; {self.describe()} is live")
+            raise OptionsError(f"SourceOptions.loop repeats a video file or images; {self.describe()} is live")
 
     @property
     def live(self) -> bool:
@@ -131,7 +131,7 @@ def open_source(options: SourceOptions = SourceOptions()) -> FrameSource:
             return LiveSource(options.video, options.video, retry_seconds=options.retry_seconds,
                               capture_factory=lambda url: open_stream(url, timeout_s),
                               open_error=f"cannot open stream {options.video}: refused, not a video, or "
-                                         f"nothing received within {timeout_s:g} s (--open-timeout)")
+                                         f"nothing received within {timeout_s:g} s (SourceOptions.open_timeout_s)")
         return VideoSource(options.video, **files)
     index = DEFAULT_CAMERA if options.camera is None else options.camera
     hint = f"camera index {index} did not open (no such device, or it is in use); try --demo"
@@ -143,7 +143,7 @@ def open_source(options: SourceOptions = SourceOptions()) -> FrameSource:
             raise
     # No source named and no camera here (a server, CI): say so and run the built-in sample.
     log.info("camera %d did not open and no source was given: running the built-in sample (%s); "
-             "pass --video, --image or --camera N", index, DEMO_IMAGE.name)
+             "set SourceOptions.video, SourceOptions.image or SourceOptions.camera", index, DEMO_IMAGE.name)
     return ImageSource(DEMO_IMAGE, name="demo", **files)
 
 
@@ -155,7 +155,7 @@ class Pacer:
     def __init__(self, period_s: float, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         if not period_s > 0:
-            raise OptionsError(f"pacing period must be > 0 s, got {period_s}")
+            raise OptionsError(f"Pacer period_s={period_s!r}: expected > 0")
         self.period_s = period_s
         self._clock, self._sleep = clock, sleep
         self._due: float | None = None
@@ -236,7 +236,7 @@ class VideoSource(FrameSource):
         url = is_url(str(path))  # a recording at a URL (edge-fer analyze): read in order, like a file
         path = str(path) if url else Path(path)
         if not url and path.is_dir():
-            raise InputError(f"{path} is a folder, not a video: use --image for a folder of images")
+            raise InputError(f"{path} is a folder, not a video: a folder of images is SourceOptions.image")
         if not url and not path.is_file():
             raise InputError(f"video file not found: {path}")
         self.name = str(path)

@@ -56,16 +56,22 @@ class CycleGanOptions:
     def __post_init__(self) -> None:
         if self.decay_epochs is None:
             object.__setattr__(self, "decay_epochs", self.epochs)
-        if self.epochs < 1 or self.decay_epochs < 0:
-            raise OptionsError(f"epochs must be >= 1 and decay epochs >= 0, got {self.epochs}, {self.decay_epochs}")
+        if self.epochs < 1:
+            raise OptionsError(f"CycleGanOptions.epochs={self.epochs!r}: expected >= 1")
+        if self.decay_epochs < 0:
+            raise OptionsError(f"CycleGanOptions.decay_epochs={self.decay_epochs!r}: expected >= 0")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
-            raise OptionsError(f"steps per epoch must be >= 1, got {self.steps_per_epoch}")
+            raise OptionsError(f"CycleGanOptions.steps_per_epoch={self.steps_per_epoch!r}: expected >= 1")
         if not 0.0 <= self.label_flip < 0.5:
-            raise OptionsError(f"label flip probability must be in [0, 0.5), got {self.label_flip}")
-        if self.learning_rate <= 0 or self.filters < 1 or self.res_blocks < 0:
-            raise OptionsError("learning rate and filters must be > 0 and res blocks >= 0")
+            raise OptionsError(f"CycleGanOptions.label_flip={self.label_flip!r}: expected a probability in [0, 0.5)")
+        if not self.learning_rate > 0:
+            raise OptionsError(f"CycleGanOptions.learning_rate={self.learning_rate!r}: expected > 0")
+        if self.filters < 1:
+            raise OptionsError(f"CycleGanOptions.filters={self.filters!r}: expected >= 1")
+        if self.res_blocks < 0:
+            raise OptionsError(f"CycleGanOptions.res_blocks={self.res_blocks!r}: expected >= 0")
         if any(s % 4 for s in self.size_hw):
-            raise OptionsError(f"image size must be a multiple of 4, got {self.size_hw}")
+            raise OptionsError(f"CycleGanOptions.size_hw={self.size_hw!r}: expected sides that are multiples of 4")
 
     @property
     def total_epochs(self) -> int:
@@ -261,7 +267,7 @@ class CycleGan:
             entry = EpochLog(epoch + 1, lr, *map(float, means), round(time.time() - started, 1))
             if not np.all(np.isfinite(means)):
                 raise ModelError(f"CycleGAN losses diverged in epoch {epoch + 1} ({means}); the last good "
-                                 "checkpoint is kept: run again with a lower --lr")
+                                 "checkpoint is kept: run again with a lower CycleGanOptions.learning_rate")
             self.epoch.assign(epoch + 1)
             if manager is not None:
                 manager.save()
@@ -307,9 +313,10 @@ class BalanceOptions:
 
     def __post_init__(self) -> None:
         if self.source == self.target:
-            raise OptionsError(f"source and target classes must differ, both are {self.source!r}")
+            raise OptionsError(f"BalanceOptions.target={self.target!r}: expected a class other than "
+                               "BalanceOptions.source")
         if self.count is not None and self.count < 1:
-            raise OptionsError(f"count must be >= 1, got {self.count}")
+            raise OptionsError(f"BalanceOptions.count={self.count!r}: expected >= 1")
 
 
 @dataclass
@@ -346,7 +353,8 @@ def balance(options: BalanceOptions, log=print) -> BalanceResult:
 
     count = options.count or max(0, len(source) - len(target))
     if count == 0:
-        raise InputError(f"{options.target} already has as many images as {options.source}: pass --count")
+        raise InputError(f"{options.target} already has as many images as {options.source}: "
+                         "set BalanceOptions.count")
     rng = np.random.default_rng(options.gan.seed)
     generated = gan.generate(source[rng.choice(len(source), count, replace=count > len(source))])
 

@@ -65,8 +65,10 @@ def image_key(path: str | Path) -> str:
     return f"{path.parent.name}/{path.name}"
 
 
-def resolve_classes(text: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...] | None:
-    """A preset of :data:`CLASS_SETS` (``pyfer``, ``fer2013``, ``ckplus``) or ``"a,b,c"``."""
+def resolve_classes(text: str | tuple[str, ...] | list[str] | None,
+                    field: str = "classes") -> tuple[str, ...] | None:
+    """A preset of :data:`CLASS_SETS` (``pyfer``, ``fer2013``, ``ckplus``) or ``"a,b,c"``;
+    ``field`` names the option in the error (``"TrainOptions.classes"``)."""
     if text is None or isinstance(text, (tuple, list)):
         names = tuple(text) if text else None
     elif text in CLASS_SETS:
@@ -76,8 +78,8 @@ def resolve_classes(text: str | tuple[str, ...] | list[str] | None) -> tuple[str
     if names is not None:
         names = tuple(CLASS_ALIASES.get(n, n) for n in names)
     if names is not None and (len(names) < 2 or len(set(names)) != len(names)):
-        raise OptionsError(f"classes must be a preset {sorted(CLASS_SETS)} or >= 2 distinct "
-                           f"comma-separated names, got {text!r}")
+        raise OptionsError(f"{field}={text!r}: expected a preset ({', '.join(sorted(CLASS_SETS))}) or "
+                           ">= 2 distinct comma-separated names")
     return names
 
 

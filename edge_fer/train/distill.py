@@ -39,11 +39,11 @@ class TeacherOptions:
 
     def __post_init__(self) -> None:
         if not self.models:
-            raise OptionsError("at least one --model is needed")
+            raise OptionsError(f"TeacherOptions.models={self.models!r}: expected at least one model")
         if not self.out.endswith(TEACHER_SUFFIX):
-            raise OptionsError(f"--out must end in {TEACHER_SUFFIX}, got {self.out!r}")
+            raise OptionsError(f"TeacherOptions.out={self.out!r}: expected a path ending in {TEACHER_SUFFIX}")
         if self.batch_size < 1:
-            raise OptionsError(f"batch size must be >= 1, got {self.batch_size}")
+            raise OptionsError(f"TeacherOptions.batch_size={self.batch_size!r}: expected >= 1")
 
 
 def model_probs(model_path: str, images: np.ndarray, classes: tuple[str, ...], flip: bool,
@@ -68,7 +68,7 @@ def write_teacher_probs(options: TeacherOptions) -> dict:
     from ..fileio import make_output_folder, write_with_atomic
     from .datasets import load_folder
 
-    make_output_folder(Path(options.out).parent, "--out")
+    make_output_folder(Path(options.out).parent, "TeacherOptions.out")
     data = load_folder(options.data)
     names = [image_key(p) for p in data.paths]
     probs = [model_probs(m, data.images, data.classes, options.flip, options.batch_size,
@@ -101,15 +101,15 @@ def teacher_for(path: str, paths: list[str], classes: tuple[str, ...]) -> np.nda
     missing = [image_key(p) for p in paths if image_key(p) not in row]
     if missing:
         raise InputError(f"{len(missing)} training images have no teacher probabilities in {path} "
-                         f"(first: {missing[0]}); run teacher-probs on the same --data")
+                         f"(first: {missing[0]}); make the teacher file from the same TrainOptions.data")
     return np.asarray(probs[[row[image_key(p)] for p in paths]], np.float32)
 
 
 def check_distill(alpha: float, temperature: float) -> None:
     if not 0.0 <= alpha <= 1.0:
-        raise OptionsError(f"--distill-alpha must be in [0, 1], got {alpha}")
+        raise OptionsError(f"TrainOptions.distill_alpha={alpha!r}: expected a weight in [0, 1]")
     if not temperature > 0:
-        raise OptionsError(f"--distill-temperature must be > 0, got {temperature}")
+        raise OptionsError(f"TrainOptions.distill_temperature={temperature!r}: expected > 0")
 
 
 def distill_loss(num_classes: int, alpha: float, temperature: float, smoothing: float):

@@ -15,7 +15,7 @@ private backup (for resuming) that a finished run removes.
 
 Keras 3.15's ``fit`` does not run under MultiWorkerMirroredStrategy as shipped (keras-team/keras
 #20585): :func:`prebuild_for_multiworker` builds the model on a local batch first and reduces
-the step logs correctly; ``tests/test_train_distribute.py`` runs two real local workers.
+the step logs correctly; ``tests/train/test_train_distribute.py`` runs two real local workers.
 """
 
 from __future__ import annotations
@@ -73,11 +73,11 @@ def read_tf_config(text: str | None) -> Task:
 def check_strategy(name: str, environ=os.environ) -> Task:
     """Validate ``--strategy`` (and ``TF_CONFIG`` for ``multiworker``) before anything loads."""
     if name not in STRATEGIES:
-        raise OptionsError(f"unknown strategy {name!r}; expected one of {list(STRATEGIES)}")
+        raise OptionsError(f"TrainOptions.strategy={name!r}: expected one of {', '.join(STRATEGIES)}")
     if name != "multiworker":
         return Task()
     if not environ.get("TF_CONFIG"):
-        raise OptionsError("--strategy multiworker needs TF_CONFIG describing the cluster, e.g. "
+        raise OptionsError(f"TrainOptions.strategy={name!r}: expected TF_CONFIG describing the cluster, e.g. "
                            "'{\"cluster\": {\"worker\": [\"host1:12345\", \"host2:12345\"]}, "
                            "\"task\": {\"type\": \"worker\", \"index\": 0}}'")
     return read_tf_config(environ["TF_CONFIG"])

@@ -58,17 +58,17 @@ class EvalOptions:
     def __post_init__(self) -> None:
         suffix = Path(self.model_path).suffix.lower()
         if suffix not in KERAS_SUFFIXES + RUNTIME_SUFFIXES:
-            raise OptionsError(f"unsupported model file {Path(self.model_path).name!r}: expected one of "
-                               f"{KERAS_SUFFIXES + RUNTIME_SUFFIXES}")
-        object.__setattr__(self, "labels", resolve_classes(self.labels))
-        object.__setattr__(self, "classes", resolve_classes(self.classes))
+            raise OptionsError(f"EvalOptions.model_path={str(self.model_path)!r}: expected a model file ending "
+                               f"in one of {', '.join(KERAS_SUFFIXES + RUNTIME_SUFFIXES)}")
+        object.__setattr__(self, "labels", resolve_classes(self.labels, "EvalOptions.labels"))
+        object.__setattr__(self, "classes", resolve_classes(self.classes, "EvalOptions.classes"))
         if self.limit_per_class is not None and self.limit_per_class < 1:
-            raise OptionsError(f"limit per class must be >= 1, got {self.limit_per_class}")
-        defaults.check_threads("num_threads", self.num_threads)
+            raise OptionsError(f"EvalOptions.limit_per_class={self.limit_per_class!r}: expected >= 1")
+        defaults.check_threads("EvalOptions.num_threads", self.num_threads)
         if self.batch_size < 1:
-            raise OptionsError(f"batch size must be >= 1, got {self.batch_size}")
+            raise OptionsError(f"EvalOptions.batch_size={self.batch_size!r}: expected >= 1")
         if self.input_scale is not None and not self.input_scale:
-            raise OptionsError("input scale must be non-zero")
+            raise OptionsError(f"EvalOptions.input_scale={self.input_scale!r}: expected a non-zero number")
 
 
 @dataclass
@@ -120,7 +120,9 @@ class KerasRunner:
                              "of fixed size with 1 or 3 channels")
         self.meta = resolve_model_meta(options.model_path, meta, tuple(shape[1:4]), labels=options.labels,
                                        scale=options.input_scale, offset=options.input_offset,
-                                       color=options.color)
+                                       color=options.color,
+                                       field_names=("EvalOptions.labels", "EvalOptions.input_scale",
+                                                    "EvalOptions.input_offset"))
         outputs = self._model.output_shape[-1]
         if outputs != len(self.meta.labels):
             raise ModelError(f"model outputs {outputs} scores but has {len(self.meta.labels)} labels "
@@ -184,7 +186,7 @@ def evaluate(options: EvalOptions) -> EvalReport:
     """Run the model over the dataset; write confusion.json/.png into ``options.out`` if set."""
     started = time.time()
     if options.out:  # a folder that cannot be written fails now, not after the evaluation
-        check_out_folder(Path(options.out))
+        check_out_folder(Path(options.out), "EvalOptions.out")
     with open_runner(options) as runner:
         meta = runner.meta
         load = LoadOptions(size_hw=meta.input_size_hw, classes=options.classes,
@@ -259,24 +261,25 @@ def write_outputs(report: EvalReport, out: Path) -> tuple[Path, Path]:
     return json_path, png_path
 
 
-def check_out_folder(out: Path) -> None:
+def check_out_folder(out: Path, field: str = "EvalOptions.out") -> None:
     """OutputError now if ``out`` (or, while it does not exist, the folder it would be made in)
-    cannot be written; nothing is created."""
+    cannot be written; nothing is created. ``field`` names the option in the error."""
     folder = out
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     if folder.exists() and not folder.is_dir():
-        raise OutputError(f"--out {out}: {folder} is a file, not a folder")
-    check_writable_folder(folder, "--out")
+        raise OutputError(f"{field}={str(out)!r}: expected a folder, but {folder} is a file")
+    check_writable_folder(folder, field)
 
 
-def prepare_out_folder(out: Path) -> Path:
-    """``out`` created if missing and checked writable (OutputError, one line, otherwise)."""
+def prepare_out_folder(out: Path, field: str = "EvalOptions.out") -> Path:
+    """``out`` created if missing and checked writable (OutputError, one line, otherwise);
+    ``field`` names the option in the error."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise output_error(out, exc) from None
-    return check_writable_folder(out, "--out")
+    return check_writable_folder(out, field)
 
 
 def confusion_figure(report: EvalReport):

@@ -55,7 +55,7 @@ def load_keras(path: str | Path, allow_unsafe: bool = False):
         text = str(exc)
         if "Lambda" in text or "safe_mode" in text:
             raise ModelError(f"{path.name} holds a Lambda layer (arbitrary code); refused under "
-                             "safe mode: pass --unsafe only if you trust its source") from None
+                             "safe mode: set ConvertOptions.unsafe only if you trust its source") from None
         raise ModelError(f"{path.name}: cannot load Keras model ({first_line(exc)})") from None
     except Exception as exc:  # h5py/zip errors for truncated or foreign files
         raise ModelError(f"{path.name}: not a loadable Keras model ({type(exc).__name__})") from None

@@ -47,13 +47,14 @@ class LoadOptions:
     first_as_neutral: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "classes", resolve_classes(self.classes))
+        object.__setattr__(self, "classes", resolve_classes(self.classes, "LoadOptions.classes"))
         if self.limit_per_class is not None and self.limit_per_class < 1:
-            raise OptionsError(f"limit per class must be >= 1, got {self.limit_per_class}")
+            raise OptionsError(f"LoadOptions.limit_per_class={self.limit_per_class!r}: expected >= 1")
         if self.last_k < 1:
-            raise OptionsError(f"last_k (CK+ frames per sequence) must be >= 1, got {self.last_k}")
+            raise OptionsError(f"LoadOptions.last_k={self.last_k!r}: expected >= 1 (CK+ frames per sequence)")
         if self.crop_faces is not None and self.size_hw is None:
-            raise OptionsError("cropping faces needs a size to resize them to")
+            raise OptionsError("LoadOptions.size_hw=None: expected a size to resize the faces that "
+                               "LoadOptions.crop_faces cuts out to")
 
 
 def dataset_kind(path: str | Path) -> str:
@@ -76,10 +77,10 @@ def load_dataset(path: str | Path, options: LoadOptions = LoadOptions()) -> Face
     """Load a folder-per-class folder, a FER2013 CSV, a CK+ tree or CK+48, whichever ``path`` is."""
     kind = dataset_kind(path)
     if kind == "csv" and options.crop_faces:
-        raise OptionsError("FER2013 CSV rows are face crops already: drop --crop-faces")
+        raise OptionsError("FER2013 CSV rows are face crops already: leave LoadOptions.crop_faces unset")
     if kind == "ckplus-crops" and options.first_as_neutral:
         raise OptionsError(f"{path} holds CK+ crops of the last frames only (no neutral first "
-                           "frame): drop --first-as-neutral, or use the CK+ tree")
+                           "frame): leave LoadOptions.first_as_neutral off, or use the CK+ tree")
     cropper = None
     if options.crop_faces:
         from .cropping import open_cropper

@@ -89,9 +89,9 @@ def build_transfer(num_classes: int, size_hw=(96, 96), weights: str | None = Non
     except Exception as exc:  # no internet, or a weights file that does not fit
         from ..errors import ModelError
         if imagenet:
-            raise ModelError("--weights imagenet needs internet once (Keras caches "
+            raise ModelError("TrainOptions.weights='imagenet': expected internet access once (Keras caches "
                              "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5 in "
-                             "~/.keras/models/); or pass that file as --weights FILE") from None
+                             "~/.keras/models/), or set TrainOptions.weights to that file") from None
         raise ModelError(f"cannot load backbone weights {weights!r} ({type(exc).__name__})") from None
     x = backbone(x)
     x = layers.Flatten(name="flatten")(x)

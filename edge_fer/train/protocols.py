@@ -42,15 +42,17 @@ class ProtocolOptions:
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
-            raise OptionsError(f"unknown protocol {self.split!r}; expected one of {list(SPLITS)}")
+            raise OptionsError(f"ProtocolOptions.split={self.split!r}: expected one of {', '.join(SPLITS)}")
         if self.folds < 3:
-            raise OptionsError(f"a protocol needs >= 3 folds (test, val, train), got {self.folds}")
+            raise OptionsError(f"ProtocolOptions.folds={self.folds!r}: expected >= 3 (test, val, train)")
         if self.run_folds is not None and not 1 <= self.run_folds <= self.folds:
-            raise OptionsError(f"--run-folds must be 1..{self.folds} (--folds), got {self.run_folds}")
+            raise OptionsError(f"ProtocolOptions.run_folds={self.run_folds!r}: expected 1..{self.folds} "
+                               "(ProtocolOptions.folds)")
         if self.train.val:
-            raise OptionsError("a protocol makes its own validation folds: drop --val")
+            raise OptionsError("a protocol makes its own validation folds: leave TrainOptions.val empty")
         if self.train.strategy == "multiworker":
-            raise OptionsError("run a protocol with --strategy default or mirrored, not multiworker")
+            raise OptionsError(f"TrainOptions.strategy={self.train.strategy!r}: expected default or mirrored "
+                               "for a protocol")
 
 
 def assign_folds(groups: list[str], folds: int, seed: int) -> np.ndarray:

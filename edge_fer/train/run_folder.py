@@ -73,7 +73,7 @@ def check_or_record(out: Path, current: dict, fresh: bool) -> None:
                            for key, value in current.items() if earlier.get(key) != value]
             if differences:
                 raise OptionsError(f"{out} holds a run started differently ({'; '.join(differences)}): "
-                                   "use another --out, or --fresh to start over there")
+                                   "use another TrainOptions.out, or TrainOptions.fresh to start over there")
             return
     elif not fresh and (out / HISTORY_FILE).is_file():
         log.warning(f"{out} holds a run from before run.json was kept: resuming it unchecked")

@@ -55,7 +55,7 @@ class SoftLabels:
 
 def check_weight(weight: float) -> None:
     if not 0.0 <= weight <= 1.0:
-        raise OptionsError(f"soft-label weight must be in [0, 1], got {weight}")
+        raise OptionsError(f"TrainOptions.soft_label_weight={weight!r}: expected a weight in [0, 1]")
 
 
 def read_votes(path: str | Path) -> dict[str, np.ndarray]:

@@ -31,10 +31,11 @@ class ConfidenceOptions:
 
     def __post_init__(self) -> None:
         if not self.models:
-            raise OptionsError("at least one model is needed")
+            raise OptionsError(f"ConfidenceOptions.models={self.models!r}: expected at least one model")
         bad = [m for m in self.models if Path(m).suffix.lower() not in (".tflite", ".onnx")]
         if bad:
-            raise OptionsError(f"a temperature is written into .tflite or .onnx files, got {bad}")
+            raise OptionsError(f"ConfidenceOptions.models={str(bad[0])!r}: expected a .tflite or .onnx file (a "
+                               "temperature is written into it)")
 
 
 def calibrate_confidence(options: ConfidenceOptions) -> list[dict]:
@@ -46,7 +47,7 @@ def calibrate_confidence(options: ConfidenceOptions) -> list[dict]:
 
     if options.out:
         from .evaluate import check_out_folder
-        check_out_folder(Path(options.out))
+        check_out_folder(Path(options.out), "ConfidenceOptions.out")
     results = []
     for model in options.models:
         with open_runner(EvalOptions(model, options.data, num_threads=options.num_threads)) as runner:
@@ -81,7 +82,7 @@ def write_report(results: list[dict], out: Path) -> None:
     from ..fileio import write_with_atomic
     from .evaluate import prepare_out_folder
 
-    prepare_out_folder(out)
+    prepare_out_folder(out, "ConfidenceOptions.out")
     write_with_atomic(out / "confidence.json", lambda h: h.write(json.dumps(results, indent=1).encode()))
     figure = reliability_figure(results)
     write_with_atomic(out / "reliability.png", lambda h: figure.savefig(h, format="png", dpi=110))

@@ -73,20 +73,21 @@ class TrainOptions:
 
     def __post_init__(self) -> None:
         arch_spec(self.arch)
-        object.__setattr__(self, "classes", resolve_classes(self.classes))
+        object.__setattr__(self, "classes", resolve_classes(self.classes, "TrainOptions.classes"))
         if not self.data:
-            raise OptionsError("at least one --data folder is needed")
+            raise OptionsError(f"TrainOptions.data={self.data!r}: expected at least one training set")
         if self.epochs < 1:
-            raise OptionsError(f"epochs must be >= 1, got {self.epochs}")
+            raise OptionsError(f"TrainOptions.epochs={self.epochs!r}: expected >= 1")
         if self.batch_size is not None and self.batch_size < 1:
-            raise OptionsError(f"batch size must be >= 1, got {self.batch_size}")
+            raise OptionsError(f"TrainOptions.batch_size={self.batch_size!r}: expected >= 1")
         if self.last_frames < 1:
-            raise OptionsError(f"--last-frames must be >= 1, got {self.last_frames}")
+            raise OptionsError(f"TrainOptions.last_frames={self.last_frames!r}: expected >= 1")
         check_strategy(self.strategy)
         if self.augment not in AUGMENTS:
-            raise OptionsError(f"unknown augmentation {self.augment!r}; expected one of {list(AUGMENTS)}")
+            raise OptionsError(f"TrainOptions.augment={self.augment!r}: expected one of {', '.join(AUGMENTS)}")
         if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
-            raise OptionsError(f"unknown optimizer {self.optimizer!r}; expected one of {list(OPTIMIZERS)}")
+            raise OptionsError(f"TrainOptions.optimizer={self.optimizer!r}: expected one of "
+                               f"{', '.join(OPTIMIZERS)}")
         if self.teacher:
             from .distill import check_distill
             check_distill(self.distill_alpha, self.distill_temperature)
@@ -94,8 +95,8 @@ class TrainOptions:
             from .soft_labels import check_weight
             check_weight(self.soft_label_weight)
             if self.teacher:
-                raise OptionsError("soft labels and a teacher cannot be combined: distil from teachers "
-                                   "that were trained on the soft labels instead")
+                raise OptionsError("TrainOptions.soft_labels and TrainOptions.teacher cannot be combined: distil "
+                                   "from teachers that were trained on the soft labels instead")
 
 
 @dataclass
@@ -204,13 +205,14 @@ def train(options: TrainOptions) -> TrainResult:
     spec = arch_spec(options.arch)
     ckplus = (options.last_frames, options.first_as_neutral)
     if ckplus != (1, False) and not any(dataset_kind(p) in CKPLUS_KINDS for p in options.data):
-        raise OptionsError("--last-frames/--first-as-neutral apply to CK+ folders; no --data is one")
+        raise OptionsError("TrainOptions.last_frames and TrainOptions.first_as_neutral apply to CK+ folders; "
+                           "no TrainOptions.data is one")
     data = load_training_data(options.data, spec, options.limit_per_class, options.seed, options.classes,
                               options.crop_faces, *ckplus)
     empty = [c for c, n in data.counts().items() if n == 0]
     if empty:
         raise InputError(f"classes {empty} have no training images (their output would never be "
-                         "learned): add images, or leave the class out with --classes")
+                         "learned): add images, or leave the class out with TrainOptions.classes")
     if options.val:
         warn_val_classes_left_out(options.val, data.classes)
     val = (load_dataset(options.val, LoadOptions(size_hw=spec.input_size_hw, classes=data.classes,
@@ -362,8 +364,8 @@ def set_tf_threads(num_threads: int) -> None:
         tf.config.threading.set_intra_op_parallelism_threads(num_threads)
         tf.config.threading.set_inter_op_parallelism_threads(min(2, num_threads))
     except RuntimeError:  # TensorFlow already ran something here: its pools are fixed
-        log.warning(f"--threads {num_threads} ignored: TensorFlow already started in this process "
-                    f"with {tf.config.threading.get_intra_op_parallelism_threads() or 'all'} threads")
+        log.warning(f"TrainOptions.num_threads={num_threads!r} ignored: TensorFlow already started in this "
+                    f"process with {tf.config.threading.get_intra_op_parallelism_threads() or 'all'} threads")
 
 
 def init_weights(model, path: str) -> None:
@@ -373,7 +375,7 @@ def init_weights(model, path: str) -> None:
     source, _ = load_keras(path)
     shapes = [tuple(w.shape) for w in source.weights]
     if shapes != [tuple(w.shape) for w in model.weights]:
-        raise InputError(f"--init-from {path}: its {len(shapes)} weight tensors do not fit the "
+        raise InputError(f"TrainOptions.init_from={path!r}: its {len(shapes)} weight tensors do not fit the "
                          f"{model.name} being trained ({len(model.weights)} tensors)")
     model.set_weights(source.get_weights())
     log.info(f"starting from the weights of {path}")

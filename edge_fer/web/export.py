@@ -60,11 +60,11 @@ class WebExportOptions:
 
     def __post_init__(self) -> None:
         if self.delegate not in DELEGATES:
-            raise OptionsError(f"delegate must be one of {', '.join(DELEGATES)}, got {self.delegate!r}")
+            raise OptionsError(f"WebExportOptions.delegate={self.delegate!r}: expected one of {', '.join(DELEGATES)}")
         if self.detect_every < 1:
-            raise OptionsError(f"detect_every must be >= 1, got {self.detect_every}")
+            raise OptionsError(f"WebExportOptions.detect_every={self.detect_every!r}: expected >= 1")
         if not 0.0 <= self.smooth < 1.0:
-            raise OptionsError(f"smooth must be in [0, 1), got {self.smooth}")
+            raise OptionsError(f"WebExportOptions.smooth={self.smooth!r}: expected 0 <= smooth < 1")
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,7 @@ def export_web(out_dir: str | Path, options: WebExportOptions = WebExportOptions
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not force:
-        raise OutputError(f"{out} exists and is not empty (pass --force to replace it)")
+        raise OutputError(f"{out} exists and is not empty (WebExportOptions.force replaces it)")
     files = web_files(options)  # every check before anything is written
     parent = out.resolve().parent
     if not parent.is_dir():

@@ -204,7 +204,7 @@ def test_video_read_logic_with_a_fake_capture():
     (lambda d: (d / "notes.mp4").write_text("not a video") and d / "notes.mp4",
      "cannot open video .*notes.mp4: not a video or an unsupported codec"),
     (lambda d: write_mjpg(d / "empty.avi", []) or d / "empty.avi", "video .*empty.avi has no frames that decode"),
-    (lambda d: d, "is a folder, not a video: use --image"),
+    (lambda d: d, "is a folder, not a video: a folder of images is SourceOptions.image"),
 ])
 def test_bad_videos_are_one_line_input_errors(tmp_path, make, message):
     path = make(tmp_path)
@@ -256,10 +256,10 @@ def test_bad_images_are_one_line_input_errors(tmp_path, make, message):
     ({"video": "rtsp://cam.local/stream"}, "video", None),
     ({"image": "faces/"}, "image", None),
     ({"demo": True}, "demo", None),
-    ({"camera": 0, "video": "a.mp4"}, None, "give one source, got --camera and --video"),
-    ({"image": "a.jpg", "demo": True}, None, "give one source, got --image and --demo"),
-    ({"camera": -1}, None, "camera index must be >= 0"),
-    ({"retry_seconds": -1}, None, "retry_seconds must be >= 0"),
+    ({"camera": 0, "video": "a.mp4"}, None, "expected one source, got SourceOptions.camera and SourceOptions.video"),
+    ({"image": "a.jpg", "demo": True}, None, "expected one source, got SourceOptions.image and SourceOptions.demo"),
+    ({"camera": -1}, None, r"SourceOptions.camera=-1: expected a camera index >= 0"),
+    ({"retry_seconds": -1}, None, r"SourceOptions.retry_seconds=-1: expected >= 0"),
 ])
 def test_source_options(kwargs, kind, error):
     if error:

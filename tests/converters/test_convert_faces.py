@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from edge_fer.cli import main
 from edge_fer.metadata import NO_FRAMING, read_model_meta
 
-SHIPPED_ONNX = Path(__file__).resolve().parents[1] / "edge_fer" / "models" / "edgenet_fer2013.onnx"
+SHIPPED_ONNX = Path(__file__).resolve().parents[2] / "edge_fer" / "models" / "edgenet_fer2013.onnx"
 
 
 def invoke(*args):

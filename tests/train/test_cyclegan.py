@@ -48,10 +48,10 @@ def test_learning_rate_constant_then_linear_to_zero():
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"epochs": 0}, "epochs must be >= 1"),
-    ({"label_flip": 0.5}, "label flip probability"),
-    ({"size_hw": (50, 50)}, "multiple of 4"),
-    ({"steps_per_epoch": 0}, "steps per epoch"),
+    ({"epochs": 0}, "CycleGanOptions.epochs=0: expected >= 1"),
+    ({"label_flip": 0.5}, r"CycleGanOptions.label_flip=0.5: expected a probability in \[0, 0.5\)"),
+    ({"size_hw": (50, 50)}, r"CycleGanOptions.size_hw=\(50, 50\): expected sides that are multiples of 4"),
+    ({"steps_per_epoch": 0}, "CycleGanOptions.steps_per_epoch=0: expected >= 1"),
 ])
 def test_options_reject_bad_values(changes, message):
     with pytest.raises(OptionsError, match=message):
@@ -118,12 +118,12 @@ def test_balance_writes_a_new_dataset(fer_train, tmp_path):
 
 
 @pytest.mark.parametrize("source, target, extra, message", [
-    ("neutral", "neutral", [], "source and target classes must differ"),
+    ("neutral", "neutral", [], "--target 'neutral': expected a class other than --source"),
     ("neutral", "contempt", [], r"target class 'contempt' is not in the dataset"),
     ("calm", "disgust", [], r"source class 'calm' is not in the dataset"),
-    ("neutral", "disgust", ["--count", "0"], "count must be >= 1"),
-    ("neutral", "disgust", ["--epochs", "0"], "epochs must be >= 1"),
-    ("neutral", "disgust", ["--lr", "0"], "learning rate and filters must be > 0"),
+    ("neutral", "disgust", ["--count", "0"], "--count 0: expected >= 1"),
+    ("neutral", "disgust", ["--epochs", "0"], "--epochs 0: expected >= 1"),
+    ("neutral", "disgust", ["--lr", "0"], r"--lr 0\.0: expected > 0"),
 ])
 def test_balance_bad_input(fer_train, tmp_path, source, target, extra, message):
     data = fer_subset(tmp_path / "data", fer_train, {"neutral": 2, "disgust": 2})

@@ -145,10 +145,10 @@ def _corrupt(tmp_path, detector_dir, name, bad_file):
 BAD_ROWS = [
     # (detector, model_path: "shared" | "empty" | "missing" | "corrupt:<file>" | "peer:<file>"
     #  | "shared:<file>", other options, error, message part)
-    ("mtcnn", None, {}, DetectorError, "unknown detector 'mtcnn'; expected one of haar, ssd"),
-    ("ssd", "shared", {"detect_width": -1}, OptionsError, "detect_width must be >= 0"),
-    ("rfb", "shared", {"num_threads": 0}, OptionsError, "num_threads must be >= 1"),
-    ("yunet", "shared", {"min_confidence": 1.5}, OptionsError, "min_confidence must be in [0, 1]"),
+    ("mtcnn", None, {}, DetectorError, "DetectorOptions.name='mtcnn': unknown detector; expected one of haar, ssd"),
+    ("ssd", "shared", {"detect_width": -1}, OptionsError, "DetectorOptions.detect_width=-1: expected >= 0"),
+    ("rfb", "shared", {"num_threads": 0}, OptionsError, "DetectorOptions.num_threads=0: expected an integer from 1"),
+    ("yunet", "shared", {"min_confidence": 1.5}, OptionsError, "DetectorOptions.min_confidence=1.5: expected 0 <= c <= 1"),
     *[(name, "empty", {}, DetectorError, f"detector '{name}' needs {DETECTOR_FILES[name][0]}")
       for name in DETECTOR_FILES],
     ("rfb", "missing", {}, DetectorError, "detector file not found"),
@@ -260,10 +260,10 @@ def test_fetch_download_path_with_file_urls(tmp_path, detector_dir, monkeypatch)
 @pytest.mark.parametrize("args, message", [
     (["haar"], "cannot fetch detector 'haar': expected one of ssd, yunet, blazeface, rfb"),
     (["blazefast"], "cannot fetch detector 'blazefast'"),
-    (["--from", "{tmp}/nowhere"], "--from folder not found"),
+    (["--from", "{tmp}/nowhere"], "nowhere': folder not found"),
     (["--from", "{tmp}/src", "rfb"], "ultralight_rfb_320.onnx not found in"),
     (["--from", "{tmp}/html", "yunet"], "is not the pinned face_detection_yunet_2023mar.onnx"),
-    (["--from", "{tmp}/html", "--timeout", "0", "yunet"], "timeout_s must be > 0"),
+    (["--from", "{tmp}/html", "--timeout", "0", "yunet"], "--timeout 0.0: expected > 0"),
 ])
 def test_fetch_bad_input_is_a_one_line_error(args, message, tmp_path):
     (tmp_path / "src").mkdir()

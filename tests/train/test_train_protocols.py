@@ -84,12 +84,12 @@ def test_protocol_runs_folds_and_resumes(ckplus48, tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--protocol", "subject", "--folds", "2"], "needs >= 3 folds"),
-    (["--protocol", "subject", "--run-folds", "11"], r"--run-folds must be 1\.\.10"),
-    (["--protocol", "random", "--val", "VAL"], "drop --val"),
+    (["--protocol", "subject", "--folds", "2"], "--folds 2: expected >= 3"),
+    (["--protocol", "subject", "--run-folds", "11"], r"--run-folds 11: expected 1\.\.10 \(--folds\)"),
+    (["--protocol", "random", "--val", "VAL"], "leave --val empty"),
     (["--protocol", "bogus"], "Invalid value for '--protocol'"),
-    (["--last-frames", "0"], "--last-frames must be >= 1"),
-    (["--first-as-neutral"], "drop --first-as-neutral"),
+    (["--last-frames", "0"], "--last-frames 0: expected >= 1"),
+    (["--first-as-neutral"], "leave --first-as-neutral off"),
 ])
 def test_protocol_cli_bad_input(ckplus48, tmp_path, extra, message):
     result = CliRunner().invoke(main, ["train", "--data", str(ckplus48), "--out", str(tmp_path / "o"), *extra])

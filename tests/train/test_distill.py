@@ -18,7 +18,7 @@ from edge_fer.errors import InputError, OptionsError
 
 keras = pytest.importorskip("keras")
 
-SHIPPED_TFLITE = Path(__file__).resolve().parents[1] / "edge_fer" / "models" / "edgenet_fer2013_int8.tflite"
+SHIPPED_TFLITE = Path(__file__).resolve().parents[2] / "edge_fer" / "models" / "edgenet_fer2013_int8.tflite"
 SHIPPED_ONNX = SHIPPED_TFLITE.with_name("edgenet_fer2013.onnx")
 
 
@@ -75,8 +75,8 @@ def test_distillation_term_vanishes_when_student_equals_teacher():
 
 
 @pytest.mark.parametrize("alpha, temperature, message", [
-    (1.5, 3.0, r"--distill-alpha must be in \[0, 1\], got 1.5"),
-    (0.5, 0.0, "--distill-temperature must be > 0, got 0.0"),
+    (1.5, 3.0, r"TrainOptions.distill_alpha=1.5: expected a weight in \[0, 1\]"),
+    (0.5, 0.0, "TrainOptions.distill_temperature=0.0: expected > 0"),
 ])
 def test_distill_loss_refuses_bad_settings(alpha, temperature, message):
     from edge_fer.train.distill import distill_loss
@@ -181,7 +181,7 @@ def test_distilled_warm_started_run(teacher_file, tmp_path):
     (["--init-from", "MISSING.keras"], "model file not found: MISSING.keras"),
     (["--optimizer", "lbfgs"], "Invalid value for '--optimizer'"),
     (["--augment", "heavy"], "Invalid value for '--augment'"),
-    (["--teacher", "T.npz", "--distill-alpha", "2"], "--distill-alpha must be in [0, 1], got 2.0"),
+    (["--teacher", "T.npz", "--distill-alpha", "2"], "--distill-alpha 2.0: expected a weight in [0, 1]"),
 ])
 def test_train_distill_options_bad_input(teacher_file, tmp_path, extra, message):
     data_dir, _ = teacher_file
@@ -222,7 +222,8 @@ def test_teacher_probs_bad_out_folder_fails_before_loading(tmp_path, fer_val, mo
 def test_teacher_probs_bad_out_suffix(tmp_path, fer_val):
     result = CliRunner().invoke(main, ["teacher-probs", "--model", str(SHIPPED_TFLITE), "--data",
                                        str(fer_val), "--out", str(tmp_path / "t.csv")])
-    assert result.exit_code == 2 and "--out must end in .npz, got" in result.output, result.output
+    expected = f"--out {str(tmp_path / 't.csv')!r}: expected a path ending in .npz"
+    assert result.exit_code == 2 and expected in result.output, result.output
     assert not (tmp_path / "t.csv").exists()
 
 
@@ -240,7 +241,7 @@ def test_edgenet_rebuilt_from_the_shipped_onnx_predicts_what_it_does(fer_val, tm
     out = tmp_path / "edgenet.keras"
     done = subprocess.run([sys.executable, "tools/edgenet_from_onnx.py", str(SHIPPED_ONNX), str(out),
                            "--data", str(fer_val), "--limit", "200"], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[1])
+                          cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr
     assert re.search(r"top-1 agreement with edgenet_fer2013\.onnx: 1\.0000", done.stdout), done.stdout
     model, meta = load_keras(out)

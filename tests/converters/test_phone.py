@@ -178,7 +178,7 @@ def test_check_phone_command(peer_phone, fer_val, mediapipe_python, monkeypatch)
     (["convert", "{peer}/emotion_model_quantized.tflite", "--to", "phone", "--verify", "{val}", "--out", "{tmp}/p.tflite"],
      "unsupported source model 'emotion_model_quantized.tflite'"),
     (["convert", "{peer}/emotion_model.hdf5", "--to", "phone", "--quantize", "int8", "--calibration", "{val}",
-      "--out", "{tmp}/p.tflite"], "--to phone supports --quantize none, fp16, dynamic, got 'int8'"),
+      "--out", "{tmp}/p.tflite"], "--quantize 'int8': expected one of none, fp16, dynamic for --to 'phone'"),
     (["check-phone", "{tmp}/none.tflite", "{val}"], "model file not found"),
     (["check-phone", "{peer}/emotion_model_quantized.tflite", "{tmp}/nofaces"], "face folder not found"),
 ])

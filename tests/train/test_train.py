@@ -162,11 +162,11 @@ def make_folder(root: Path, fer_val: Path, kind: str) -> Path:
     ("wrong_csv", [], "expected columns emotion,pixels"),
     ("text_file", [], "is a file but not a FER2013 .csv"),
     ("good", ["--arch", "resnet"], "unknown architecture 'resnet'"),
-    ("good", ["--classes", "happy"], "classes must be a preset"),
+    ("good", ["--classes", "happy"], "--classes 'happy': expected a preset"),
     ("good", ["--classes", "happy,contempt"], r"lacks class folders \['contempt'\]"),
-    ("good", ["--epochs", "0"], "epochs must be >= 1"),
+    ("good", ["--epochs", "0"], "--epochs 0: expected >= 1"),
     ("good", ["--val", "MISSING"], "dataset folder not found: MISSING"),
-    ("good", ["--first-as-neutral"], "apply to CK\\+ folders; no --data is one"),
+    ("good", ["--first-as-neutral"], "--last-frames and --first-as-neutral apply to CK\\+ folders; no --data is one"),
     ("good", ["--crop-faces", "haar"], r"no usable images \(0 unreadable, 8 without a face\)"),
 ])
 def test_train_cli_bad_input(tmp_path, fer_val, kind, extra, message):

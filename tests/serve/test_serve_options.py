@@ -1,10 +1,11 @@
 """Serve options, the image --json lines, looping and pacing of served files (the served
-video, the server object and its security rules: tests/test_serve.py)."""
+video, the server object and its security rules: tests/serve/test_serve.py)."""
 
 from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 
 import cv2
 import pytest
@@ -74,7 +75,7 @@ def test_pacer_releases_frames_at_the_period_and_never_bursts():
     assert slept == [0.03, 0.03, 0.03]  # frames 2-4 wait for their time; after the late one, none
     pacer.wait()
     assert slept[-1] == 0.03  # a fresh clock from the late frame: no catch-up burst
-    with VideoSource(REPO / "tests" / "test_serve.py", capture_factory=lambda t: FakeVideo(), realtime=True) as video:
+    with VideoSource(Path(__file__), capture_factory=lambda t: FakeVideo(), realtime=True) as video:
         assert video.pacer.period_s == pytest.approx(1 / 25)
 
 

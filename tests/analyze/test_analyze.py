@@ -25,7 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 import edge_fer
-from edge_fer.analyze import AnalyzeOptions, FaceRow, WriteOptions, write_analysis
+from edge_fer.analyze import AnalyzeOptions, FaceRow, WriteOptions, analyze, write_analysis
 from edge_fer.analyze.items import discover
 from edge_fer.analyze.writers import INT_COLUMNS, record_row
 from edge_fer.cli import main
@@ -252,7 +252,7 @@ def test_worker_crash_is_a_failure_row_and_the_rest_completes(media_dir, tmp_pat
         shutil.copy(media_dir / "justin.jpg", tmp_path / name)
     items = discover([tmp_path / n for n in names])
     with LocalEngine(PipelineOptions(), 2, FER2013_LABELS, task=crash_on_crash_jpg) as engine:
-        results = list(engine.run(items))
+        results = list(engine.map_in_order(items))
     assert [r.item.index for r in results] == list(range(len(names)))
     assert "worker process died while reading this source" in results[0].error and not results[0].rows
     # The sources in flight with it are retried one at a time: only the culprit fails.
@@ -263,11 +263,11 @@ def test_worker_crash_is_a_failure_row_and_the_rest_completes(media_dir, tmp_pat
 #: A user's script around edge_fer.analyze with 2 workers; ``{call}``: how it calls main().
 SCRIPT = """import sys
 
-import edge_fer
+from edge_fer.analyze import AnalyzeOptions, analyze
 
 
 def main() -> None:
-    rows = list(edge_fer.analyze(sys.argv[1:], edge_fer.AnalyzeOptions(workers=2)))
+    rows = list(analyze(sys.argv[1:], AnalyzeOptions(workers=2)))
     print(len(rows), "rows")
 
 
@@ -362,11 +362,9 @@ def test_resume_skips_unchanged_sources(media_dir, tmp_path, suffix):
 
 
 def test_python_api(media_dir, detector_dir):
-    import edge_fer.analyze.items  # noqa: F401  (binds the package to edge_fer.analyze: still callable)
-
     options = edge_fer.AnalyzeOptions(pipeline=PipelineOptions(detector=DetectorOptions(
         name="yunet", model_path=str(detector_dir / "face_detection_yunet_2023mar.onnx"))), workers=1)
-    analysis = edge_fer.analyze([media_dir / "justin.jpg", media_dir / "no-faces.jpg"], options)
+    analysis = analyze([media_dir / "justin.jpg", media_dir / "no-faces.jpg"], options)
     rows = list(analysis)
     assert len(rows) == 1 and isinstance(rows[0], edge_fer.FaceRow)
     row = rows[0]
@@ -379,18 +377,18 @@ def test_python_api(media_dir, detector_dir):
     assert [t.track_id for t in analysis.summary.tracks] == [row.track_id, None]
     # As a generator: ``summary = yield from analyze(...)``.
     def collect():
-        return (yield from edge_fer.analyze([media_dir / "justin.jpg"], options))
+        return (yield from analyze([media_dir / "justin.jpg"], options))
     gen, seen = collect(), []
     with pytest.raises(StopIteration) as stop:
         while True:
             seen.append(next(gen).expression)
     assert seen == [row.expression] and stop.value.value.rows == 1
-    only_summary = edge_fer.analyze([media_dir / "no-faces.jpg"], options).summary  # runs it
+    only_summary = analyze([media_dir / "no-faces.jpg"], options).summary  # runs it
     assert only_summary.sources == 1 and only_summary.frames == 1 and only_summary.tracks[0].frames == 0
     if importlib.util.find_spec("pandas") is None:
         with pytest.raises(edge_fer.OptionsError, match="needs pandas"):
-            edge_fer.analyze([media_dir / "justin.jpg"], options).to_pandas()
+            analyze([media_dir / "justin.jpg"], options).to_pandas()
     else:
-        assert len(edge_fer.analyze([media_dir / "justin.jpg"], options).to_pandas()) == 1
-    table = edge_fer.analyze([media_dir / "justin.jpg"], options).to_arrow()
+        assert len(analyze([media_dir / "justin.jpg"], options).to_pandas()) == 1
+    table = analyze([media_dir / "justin.jpg"], options).to_arrow()
     assert table.column("right_eye_x").to_pylist() == [ex] and table.column("frame").to_pylist() == [0]

@@ -173,7 +173,7 @@ def test_bad_onnx_file_through_the_cli(tmp_path, detector_dir, converted, media_
     ("garbage prototxt", DetectorError, "not a loadable ssd detector file"),
     ("html caffemodel", DetectorError, "not a loadable ssd detector file"),
     ("no files", DetectorError, f"needs {CAFFEMODEL}"),
-    ("quantize", OptionsError, "quantize must be one of int8, none"),
+    ("quantize", OptionsError, "SsdConvertOptions.quantize='fp16': expected one of int8, none"),
     ("calibration", OptionsError, "calibration input not found"),
 ])
 def test_bad_conversion_input_is_a_one_line_error(case, error, message, tmp_path, detector_dir):

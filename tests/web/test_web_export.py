@@ -1,5 +1,5 @@
 """``edge-fer export-web`` without a browser: the exported folder, the vendored runtime's
-manifest, bad input (the page in a real browser: tests/test_web.py)."""
+manifest, bad input (the page in a real browser: tests/web/test_web.py)."""
 
 from __future__ import annotations
 
@@ -62,8 +62,8 @@ def test_vendored_runtime_matches_its_manifest():
     (["--model", str(ONNX_MODEL)], "reads .tflite files"),
     (["--model", "missing.tflite"], "not found"),
     (["--delegate", "webgpu"], "Invalid value for '--delegate'"),
-    (["--detect-every", "0"], "detect_every must be >= 1"),
-    (["--smooth", "1.5"], "smooth must be in [0, 1)"),
+    (["--detect-every", "0"], "--detect-every 0: expected >= 1"),
+    (["--smooth", "1.5"], "--smooth 1.5: expected 0 <= smooth < 1"),
     (["--detector-model", "MODEL_AS_DETECTOR"], "not a TFLite file"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):

@@ -95,7 +95,7 @@ def test_resuming_with_another_setting_is_one_line(small, monkeypatch, change, n
     monkeypatch.undo()
     with pytest.raises(OptionsError) as caught:
         train(options(small, **change))
-    assert named in str(caught.value) and "--fresh" in str(caught.value)
+    assert named in str(caught.value) and "TrainOptions.fresh" in str(caught.value)
     assert "\n" not in str(caught.value)
     result = train(options(small, **change, fresh=True))  # --fresh starts over in the same folder
     assert [int(r["epoch"]) for r in history_rows(small["out"])] == list(range(1, result.epochs_run + 1))

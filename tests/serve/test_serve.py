@@ -369,14 +369,14 @@ def test_token_methods_paths_and_sizes(open_server, method, path, headers, statu
 
 
 @pytest.mark.parametrize("args, pattern", [
-    (["--serve", "80"], r"port 80 is privileged \(below 1024\): choose a port >= 1024, or 0"),
+    (["--serve", "80"], r"--serve 80: privileged \(below 1024\); expected a port >= 1024, or 0"),
     (["--serve", "nosuch.invalid:0"], r"cannot serve on host 'nosuch\.invalid': it does not resolve"),
     (["--serve", "192.0.2.1:0"], r"cannot serve on 192\.0\.2\.1:0: 192\.0\.2\.1 is not an address of this machine"),
     (["--serve", "localhost:http"], r"--serve 'localhost:http': expected \[HOST:\]PORT"),
-    (["--serve", "::1:80"], r"put an IPv6 address in brackets"),
-    (["--serve", "70000"], r"serve port must be 0\.\.65535, got 70000"),
-    (["--serve", "0", "--token", "short"], r"token must be 8 to 128 characters"),
-    (["--serve", "0", "--max-clients", "0"], r"max_clients must be 1\.\.64, got 0"),
+    (["--serve", "::1:80"], r"--serve '::1:80': expected an IPv6 address in brackets"),
+    (["--serve", "70000"], r"--serve 70000: expected 0\.\.65535"),
+    (["--serve", "0", "--token", "short"], r"--token: expected 8 to 128 characters"),
+    (["--serve", "0", "--max-clients", "0"], r"--max-clients 0: expected 1\.\.64"),
     (["--token", "abcdefgh1234"], r"--token is for --serve"),
     (["--camera", "0", "--loop"], r"--loop repeats a video file or images; camera 0 is live"),
     (["port in use"], r"cannot serve on 127\.0\.0\.1:\d+: the port is in use"),
