@@ -71,6 +71,11 @@ class _LazyGroup(click.Group):
         except EdgeFerError as exc:
             click.echo(f"edge-fer: error: {in_flags(str(exc), _running)}", err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:  # an output that cannot take what is written (> /dev/full)
+            _silence_stdout()
+            where = exc.filename or str(getattr(sys.stdout, "name", "stdout")).strip("<>")
+            click.echo(f"edge-fer: error: cannot write to {where}: {exc.strerror or type(exc).__name__}", err=True)
+            ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("edge-fer: interrupted", err=True)
             ctx.exit(130)
@@ -97,6 +102,15 @@ def configure_logging(verbosity: int) -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG)
     logger.propagate = False
+
+
+def _silence_stdout() -> None:
+    """After a failed write, point fd 1 at /dev/null so that Python's exit-time flush of what is
+    still buffered does not fail a second time."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    except OSError:
+        pass
 
 
 def quiet_tensorflow_start() -> None:

@@ -16,8 +16,11 @@ each annotated image under its own file name. Every handle is released on every 
 ``serve``: a :class:`~edge_fer.serve.ServeOptions`; the run then feeds a live browser view
 (:mod:`edge_fer.serve`) with each result, its frame and its ``--json`` object (the same text),
 and a video file plays at its own frame rate (``SourceOptions.realtime``); ``on_serving(server)``
-is called once it listens (the CLI prints its URL). SIGTERM stops any run as Ctrl-C does (the
-exception is :class:`Terminated`, a KeyboardInterrupt: the video is kept, the CLI exits 143).
+is called once it listens (the CLI prints its URL). When the input ends the server stays up,
+showing the last frame and its results, until Ctrl-C or a terminating signal.
+SIGTERM, SIGHUP and SIGQUIT stop any run as Ctrl-C does (the exception is :class:`Terminated`,
+a KeyboardInterrupt: the video is kept). Once frames were processed, the interrupt carries the
+run's :class:`RunSummary` so far as its ``summary`` attribute (the CLI prints it and exits 0).
 For image sources each ``--json`` object names its file (``"source"``, the path as given).
 """
 
@@ -27,10 +30,13 @@ import logging
 import signal
 import threading
 import time
+from collections import deque
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
+
+import numpy as np
 
 from .sources.capture import FrameSource, SourceOptions, open_source
 from .errors import OptionsError
@@ -70,7 +76,9 @@ class RunOptions:
 class RunSummary:
     """``frames``: processed; ``dropped``: skipped by a live source because processing was
     slower; ``decode_failures``: frames or images that did not decode; ``faces``: faces over
-    all frames; ``fps``: processed frames per second of the loop's wall time."""
+    all frames; ``tracks``: distinct face tracks; ``fps``: processed frames per second of the
+    loop's wall time; ``latency_p50_ms``/``latency_p95_ms``: per stage (``FrameResult.latency_ms``
+    keys), over the last :data:`LATENCY_WINDOW` frames."""
 
     frames: int
     dropped: int
@@ -80,11 +88,24 @@ class RunSummary:
     fps: float
     seconds: float
     saved: str | None = None
+    tracks: int = 0
+    latency_p50_ms: dict = field(default_factory=dict)
+    latency_p95_ms: dict = field(default_factory=dict)
 
     def to_line(self) -> str:
         line = (f"{self.frames} frames in {self.seconds:.2f} s ({self.fps:.1f} fps), faces in "
-                f"{self.frames_with_faces}, {self.dropped} dropped, {self.decode_failures} failed to decode")
+                f"{self.frames_with_faces}, {self.tracks} tracks, {self.dropped} dropped, "
+                f"{self.decode_failures} failed to decode")
+        if self.latency_p50_ms:
+            line += "; p50/p95 ms " + ", ".join(f"{stage} {p50:.2f}/{self.latency_p95_ms[stage]:.2f}"
+                                                for stage, p50 in self.latency_p50_ms.items())
         return line + (f"; saved {self.saved}" if self.saved else "")
+
+
+#: Frames whose per-stage latencies the summary's percentiles cover (the most recent ones).
+LATENCY_WINDOW = 100_000
+#: Seconds between checks for Ctrl-C while a served run shows its last frame.
+HOLD_POLL_S = 0.5
 
 
 def run(options: RunOptions, on_result: Callable[[FrameResult], None] | None = None,
@@ -102,12 +123,38 @@ def run(options: RunOptions, on_result: Callable[[FrameResult], None] | None = N
         sinks, file_sink = open_sinks(stack, source=source, json_lines=options.json, headless=options.headless,
                                       save_video=options.save_video, server=server, on_result=on_result)
         warn_without_framing(pipeline)
-        tally = Tally()
-        for item in processed(source, pipeline, source_options.kind):
-            tally.add(item.result)
-            if not all(sink.write(item) for sink in sinks) or tally.frames == options.max_frames:
-                break
-    return tally.summary(source, file_sink)
+        tally, sinks_stopped = Tally(), False
+        with summary_on_interrupt(lambda: tally.summary(source, file_sink) if tally.frames else None):
+            for item in processed(source, pipeline, source_options.kind):
+                tally.add(item.result)
+                sinks_stopped = not all(sink.write(item) for sink in sinks)
+                if sinks_stopped or tally.frames == options.max_frames:
+                    break
+        summary = tally.summary(source, file_sink)
+        if server is not None and not sinks_stopped:
+            with summary_on_interrupt(lambda: summary):
+                hold_last_frame(server)
+    return summary
+
+
+@contextmanager
+def summary_on_interrupt(summary: Callable[[], RunSummary | None]):
+    """A KeyboardInterrupt (Ctrl-C, :class:`Terminated`) leaves with ``summary()`` attached
+    (None: nothing was processed yet)."""
+    try:
+        yield
+    except KeyboardInterrupt as stop:
+        stop.summary = summary()
+        raise
+
+
+def hold_last_frame(server: FerServer) -> None:
+    """The input ended: keep the live view up with the last frame and its results until Ctrl-C
+    or a terminating signal (which raise here)."""
+    server.set_source_state("ended")
+    log.info("input ended; still serving the last frame at %s, Ctrl-C to stop", server.url)
+    while True:
+        time.sleep(HOLD_POLL_S)
 
 
 def processed(source: FrameSource, pipeline: FerPipeline, kind: str) -> Iterator[SinkItem]:
@@ -131,22 +178,32 @@ def processed(source: FrameSource, pipeline: FerPipeline, kind: str) -> Iterator
 
 
 class Tally:
-    """Frames, faces and the loop's wall time, for the :class:`RunSummary`."""
+    """Frames, faces, tracks, per-stage latencies and the loop's wall time, for the :class:`RunSummary`."""
 
     def __init__(self) -> None:
         self.frames = self.faces = self.with_faces = 0
+        self.track_ids: set[int] = set()
+        self.latency_ms: dict[str, deque] = {}
         self.started = time.perf_counter()
+        self.ended: float | None = None
 
     def add(self, result: FrameResult) -> None:
         self.frames += 1
         self.faces += len(result.faces)
         self.with_faces += bool(result.faces)
+        self.track_ids.update(face.track_id for face in result.faces)
+        for stage, value in result.latency_ms.items():
+            self.latency_ms.setdefault(stage, deque(maxlen=LATENCY_WINDOW)).append(value)
+        self.ended = time.perf_counter()
 
     def summary(self, source: FrameSource, file_sink) -> RunSummary:
-        seconds = time.perf_counter() - self.started
+        seconds = (self.ended or time.perf_counter()) - self.started
+        p50 = {stage: float(np.percentile(values, 50)) for stage, values in self.latency_ms.items()}
+        p95 = {stage: float(np.percentile(values, 95)) for stage, values in self.latency_ms.items()}
         return RunSummary(self.frames, source.dropped, source.decode_failures, self.faces, self.with_faces,
                           self.frames / seconds if self.frames and seconds > 0 else 0.0, seconds,
-                          str(file_sink.path) if file_sink is not None and file_sink.written else None)
+                          str(file_sink.path) if file_sink is not None and file_sink.written else None,
+                          len(self.track_ids), p50, p95)
 
 
 def warn_without_framing(pipeline: FerPipeline) -> None:
@@ -169,13 +226,19 @@ def _ema_fps(fps: float | None, dt_s: float) -> float | None:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM arrived: the run stops as on Ctrl-C (the CLI then exits 143, not 130)."""
+    """SIGTERM, SIGHUP (the terminal or SSH session went away) or SIGQUIT arrived: the run
+    stops as on Ctrl-C, and a recording is finished and kept."""
+
+
+#: Signals that end a run the way Ctrl-C does (where the platform has them).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, name))
 
 
 @contextmanager
 def sigterm_as_interrupt():
-    """While inside, the first SIGTERM raises :class:`Terminated` in the main thread (later
-    ones are ignored so the cleanup can finish); elsewhere, and outside, nothing changes."""
+    """While inside, the first of :data:`STOP_SIGNALS` raises :class:`Terminated` in the main
+    thread (later ones are ignored so the cleanup can finish); elsewhere, and outside, nothing
+    changes."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -184,10 +247,11 @@ def sigterm_as_interrupt():
     def handler(signum, frame) -> None:
         if not fired:
             fired.append(signum)
-            raise Terminated(f"signal {signum}")
+            raise Terminated(signal.Signals(signum).name)
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        for signum, before in previous.items():
+            signal.signal(signum, before if before is not None else signal.SIG_DFL)

@@ -45,3 +45,11 @@ def test_no_machine_paths_or_package_hosts_in_tracked_files():
                     or PACKAGE_HOSTS.search(line):
                 found.append(f"{path.relative_to(REPO)}:{number}: {line.strip()[:120]}")
     assert not found, "machine paths or package hosts in tracked files:\n" + "\n".join(found[:20])
+
+
+def test_no_test_folder_is_named_like_a_package_of_the_repo():
+    """pytest puts tests/ on sys.path: a tests/converters/ folder (no __init__.py) would then be
+    imported as the namespace package ``converters`` instead of the real one."""
+    packages = {p.parent.name for p in REPO.glob("*/__init__.py")}
+    folders = {p.name for p in (REPO / "tests").iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
+    assert packages and not packages & folders, packages & folders

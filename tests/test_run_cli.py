@@ -326,7 +326,7 @@ def test_image_folder_with_json_and_annotated_images(cli, model_args, media_dir,
     assert np.abs(annotated[-1, -1].astype(int) - original[-1, -1]).sum() < 40  # far corner untouched
 
 
-def test_ctrl_c_finalizes_the_video_and_exits_130(cli, model_args, media_dir, tmp_path, monkeypatch):
+def test_ctrl_c_finalizes_the_video_prints_the_summary_and_exits_0(cli, model_args, media_dir, tmp_path, monkeypatch):
     out = tmp_path / "partial.mp4"
     process, calls = FerPipeline.process, []
 
@@ -338,8 +338,21 @@ def test_ctrl_c_finalizes_the_video_and_exits_130(cli, model_args, media_dir, tm
 
     monkeypatch.setattr(FerPipeline, "process", interrupted)
     result = invoke(cli, *model_args, "--video", media_dir / "test.mp4", "--headless", "--save-video", out)
-    assert result.exit_code == 130 and "edge-fer: interrupted" in result.stderr
+    assert result.exit_code == 0 and "edge-fer: stopped (Ctrl-C)" in result.stderr, result.output
+    summary = result.stderr.splitlines()[-1]
+    assert summary.startswith("edge-fer: 5 frames in ") and "1 tracks" in summary, summary
+    assert re.search(r"p50/p95 ms detect [\d.]+/[\d.]+, .*classify [\d.]+/[\d.]+, .*total", summary), summary
+    assert summary.endswith(f"saved {out}"), summary
     assert count_frames(out) == 5 and sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+
+
+def test_ctrl_c_before_the_first_frame_exits_130(cli, model_args, media_dir, tmp_path, monkeypatch):
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(FerPipeline, "process", interrupted)
+    result = invoke(cli, *model_args, "--video", media_dir / "test.mp4", "--headless")
+    assert result.exit_code == 130 and result.stderr.strip().endswith("edge-fer: interrupted"), result.output
 
 
 def test_a_failing_run_leaves_no_video(classifier_options, media_dir, tmp_path):

@@ -68,9 +68,13 @@ def run_command(camera, video, image, demo, model_path, labels, input_scale, inp
                                                             tls_cert=tls_cert, tls_key=tls_key))
     try:
         summary = run(options, on_serving=_announce)
-    except Terminated:
-        click.echo("edge-fer: terminated", err=True)
-        raise click.exceptions.Exit(143) from None
+    except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM, SIGHUP, SIGQUIT
+        summary = getattr(stop, "summary", None)
+        if summary is None:  # stopped before the first frame: nothing to sum up
+            click.echo("edge-fer: terminated" if isinstance(stop, Terminated) else "edge-fer: interrupted", err=True)
+            raise click.exceptions.Exit(143 if isinstance(stop, Terminated) else 130) from None
+        click.echo(f"edge-fer: stopped ({stop.args[0] if isinstance(stop, Terminated) and stop.args else 'Ctrl-C'})",
+                   err=True)
     click.echo(f"edge-fer: {summary.to_line()}", err=True)
 
 
