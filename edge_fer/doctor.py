@@ -314,6 +314,18 @@ def _best(rows: list[dict], key: str, usable=lambda r: True) -> dict | None:
     return min(picks, key=lambda r: r["latency_ms"]) if picks else None
 
 
+def through_detector_words(name: str) -> str:
+    """What the shipped table measured for ``name``, each figure with the faces it counts."""
+    from .defaults import through_detector_rows
+
+    row = through_detector_rows().get(name)
+    if not row:
+        return ""
+    return (f"on FER2013 val it finds {100 * row['found_share']:.1f}% of the faces and the shipped model "
+            f"reads {100 * row['accuracy_through']:.1f}% of those right through its crops, "
+            f"{100 * row['found_share'] * row['accuracy_through']:.1f}% of all faces; ")
+
+
 def recommend(bench: dict) -> dict:
     """The detector with the best measured accuracy through its crops (the same table that
     chose the default, :func:`edge_fer.defaults.detector_accuracy`) among those that found the
@@ -335,10 +347,8 @@ def recommend(bench: dict) -> dict:
            "model_ms": model["latency_ms"] if model else None}
     parts = []
     if detector:
-        measured = accuracy.get(detector["detector"])
-        parts.append(f"detector {detector['detector']} ("
-                     + (f"{100 * measured:.1f}% of FER2013 val faces right through its crops, " if measured else "")
-                     + f"{detector['latency_ms']:.1f} ms, "
+        parts.append(f"detector {detector['detector']} ({through_detector_words(detector['detector'])}"
+                     f"{detector['latency_ms']:.1f} ms, "
                      f"{detector['threads']} thread{'s' if detector['threads'] > 1 else ''})")
     else:
         parts.append("no detector found the face in the test image")

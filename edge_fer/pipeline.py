@@ -51,6 +51,7 @@ class FerPipeline:
         self.options = options
         self.detector = detector
         self.classifier = classifier
+        self._started_s: float | None = None  # perf_counter() of the first frame (time_ms None)
         self.reset()
 
     @classmethod
@@ -66,7 +67,9 @@ class FerPipeline:
 
     def process(self, frame_bgr: np.ndarray, frame_index: int | None = None,
                 time_ms: float | None = None) -> FrameResult:
-        """Detect (or carry tracked boxes), classify every face in one batch, smooth per track."""
+        """Detect (or carry tracked boxes), classify every face in one batch, smooth per track.
+        ``time_ms`` None: milliseconds since this pipeline processed its first frame (0.0 then),
+        the same meaning as a source's timestamps for a camera."""
         if self.classifier is None:
             raise ValueError("this FerPipeline is closed")
         if not isinstance(frame_bgr, np.ndarray) or frame_bgr.ndim not in (2, 3) or frame_bgr.size == 0:
@@ -91,7 +94,11 @@ class FerPipeline:
         self._frames += 1
         latency = {"detect": t1 - t0, "track": (t2 - t1) + (t6 - t5), "align": t3 - t2,
                    "preprocess": t4 - t3, "classify": t5 - t4, "total": t6 - t0}
-        return FrameResult(index, time.time() * 1000.0 if time_ms is None else time_ms, faces,
+        if time_ms is None:  # like a source's: ms since this pipeline's first frame (never wall-clock time)
+            if self._started_s is None:
+                self._started_s = t0
+            time_ms = (t0 - self._started_s) * 1000.0
+        return FrameResult(index, time_ms, faces,
                            {k: v * 1000.0 for k, v in latency.items()})
 
     def process_image(self, image_bgr: np.ndarray, frame_index: int = 0,

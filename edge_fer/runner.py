@@ -160,7 +160,7 @@ def hold_last_frame(server: FerServer) -> None:
 def processed(source: FrameSource, pipeline: FerPipeline, kind: str) -> Iterator[SinkItem]:
     """Each frame of ``source`` through ``pipeline`` (the image verb for stills, the video verb
     otherwise), as the item every sink is handed."""
-    fps = None
+    fps, noted_small = None, False
     last = time.perf_counter()
     for index, time_ms, frame_bgr in source:
         if source.stills:
@@ -170,11 +170,30 @@ def processed(source: FrameSource, pipeline: FerPipeline, kind: str) -> Iterator
         now = time.perf_counter()
         fps, last = _ema_fps(fps, now - last), now
         path = source.image_path(index) if source.stills else None
+        if source.stills and not result.faces and not noted_small:
+            noted_small = small_image_note(frame_bgr, path, pipeline.options.detector.min_face_px)
         event = result.to_json()
         if path is not None:  # join results to files: the path as given (the demo: its name)
             event["source"] = str(path) if kind == "image" else path.name
         yield SinkItem(result, frame_bgr, path.name if path is not None else f"frame {index}", event,
                        None if source.stills else fps, source.stills)
+
+
+#: A still image this small that shows no face is likely a face crop already (FER2013's are 48 px).
+SMALL_IMAGE_PX = 160
+
+
+def small_image_note(frame_bgr, path: Path | None, min_face_px: int) -> bool:
+    """A small image without a face is probably a face crop already, which the detectors cannot
+    find (they look for a face inside a larger picture): say so (once a run). True if said."""
+    height, width = frame_bgr.shape[:2]
+    if min(height, width) >= SMALL_IMAGE_PX:
+        return False
+    log.info("note: no face found in %s (%dx%d px): the detectors look for faces of at least %d px "
+             "(DetectorOptions.min_face_px) inside a larger picture; images that are face crops already "
+             "(like FER2013's 48x48) are scored as they are by `edge-fer eval --data FOLDER` (one subfolder per class)",
+             path.name if path is not None else "the image", width, height, min_face_px)
+    return True
 
 
 class Tally:

@@ -138,3 +138,21 @@ def test_a_detector_that_fails_to_load_releases_the_classifier(classifier_option
 def test_bad_pipeline_options(kwargs, message):
     with pytest.raises(OptionsError, match=message):
         PipelineOptions(**kwargs)
+
+
+def test_time_ms_without_a_timestamp_counts_from_the_first_frame(media_dir):
+    """The API's ``time_ms`` means what ``run --json``'s does: ms from the start, not epoch time."""
+    import time as _time
+
+    import cv2
+
+    import edge_fer
+
+    frame = cv2.imread(str(media_dir / "justin.jpg"))
+    with edge_fer.FerPipeline.create_from_options(edge_fer.PipelineOptions()) as pipeline:
+        first = pipeline.process(frame)
+        _time.sleep(0.05)
+        second = pipeline.process(frame)
+        given = pipeline.process_video(frame, 7, 1234.5)
+    assert first.time_ms == 0.0 and 40.0 <= second.time_ms < 60_000.0
+    assert given.time_ms == 1234.5 and given.frame_index == 7

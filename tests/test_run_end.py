@@ -162,3 +162,12 @@ def test_any_command_writing_to_a_full_stdout_is_one_line():
     done = subprocess.run(["bash", "-c", f'"{sys.executable}" -m edge_fer.cli fetch-detectors --help > /dev/full'],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and done.stderr == "edge-fer: error: cannot write to stdout: No space left on device\n"
+
+
+def test_small_images_without_a_face_get_one_hint(fer_val):
+    images = sorted((fer_val / "happy").iterdir())[:3]  # FER2013's 48x48 face crops
+    folder = images[0].parent
+    result = CliRunner().invoke(main, ["run", "--image", str(folder), "--max-frames", "3"])
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if "no face found in" in line]
+    assert len(notes) == 1 and "(48x48 px)" in notes[0] and "--min-face" in notes[0] and "edge-fer eval" in notes[0]

@@ -10,6 +10,7 @@ on the float batch that the same ``ExpressionClassifier.preprocess`` makes from 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from ..fileio import check_writable_folder, output_error, write_with_atomic
 from ..metadata import resolve_model_meta
 from .datasets import FaceDataset, dedup_against, resolve_classes
 from .loaders import LoadOptions, load_dataset
+
+log = logging.getLogger(__name__)
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 RUNTIME_SUFFIXES = (".tflite", ".onnx")
@@ -258,6 +261,8 @@ def write_outputs(report: EvalReport, out: Path) -> tuple[Path, Path]:
     write_with_atomic(json_path, lambda handle: handle.write(json.dumps(report.to_dict(), indent=2).encode()))
     figure = confusion_figure(report)
     write_with_atomic(png_path, lambda handle: figure.savefig(handle, format="png", dpi=120))
+    log.info("wrote %s", json_path)
+    log.info("wrote %s", png_path)
     return json_path, png_path
 
 

@@ -376,3 +376,30 @@ def test_bench_alone_runs_on_the_builtin_input():
     result = _bench(["--frames", "10", "--warmup", "2"])
     assert result.exit_code in (0, 1), result.output  # 1: p95 over 20 ms on a busy machine
     assert DEFAULT_MODEL.name in result.output and "built-in image" in result.output
+
+
+def test_plot_names_what_was_measured_and_marks_the_total_and_the_budget(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edge_fer.bench import plot
+
+    seen = {}
+    real_close = plt.close
+
+    def keep(fig):  # look at the figure before it is closed
+        seen["texts"] = [t.get_text() for t in fig.texts]
+        seen["legend"] = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        seen["xlabel"] = fig.axes[0].get_xlabel()
+        real_close(fig)
+
+    monkeypatch.setattr(plt, "close", keep)
+    report = _report([True, False])
+    path = plot.write_plot(report, tmp_path / "p.png")
+    assert path.read_bytes().startswith(b"\x89PNG")
+    caption = " ".join(seen["texts"])
+    assert "input: x" in caption and report["machine"]["cpu_model"] in caption and "need not add up" in caption
+    assert {"total p50", "total p95", "budget 20 ms per frame (p95)"} <= set(seen["legend"])
+    assert seen["xlabel"].startswith("row: model, detector, threads")

@@ -224,6 +224,8 @@ def test_eval_cli(request, tmp_path, fer_val, model, data, extra, expect):
         assert set(report) >= {"accuracy", "per_class", "n", "confusion", "labels", "skipped"}
         assert report["labels"] == list(FER2013_LABELS) and set(report["per_class"]) == {"happy", "sad"}
         assert sorted(p.name for p in out.iterdir()) == ["confusion.json", "confusion.png"]
+        for name in ("confusion.json", "confusion.png"):  # each file written is named on stderr
+            assert f"edge-fer: wrote {out / name}" in result.stderr.splitlines(), result.stderr
     elif expect == "accuracy":
         assert result.exit_code == 0, result.output
         assert "accuracy" in result.stdout and "(1 unreadable skipped)" in result.stdout
