@@ -2,19 +2,27 @@
 
 A failed or interrupted write leaves the target as it was and no temp file behind; a write the
 file system refuses (a full disk, a read-only or missing folder) raises OutputError, one line.
+Temp names carry the writer's process id (``.<name>.<pid>.<random><suffix>``): what a killed
+process left (SIGKILL, a power cut) is removed by the next write of the same target
+(:func:`remove_stale_temps`).
 """
 
 from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
+import re
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from .errors import OutputError
+
+log = logging.getLogger(__name__)
 
 #: errno values that mean "the output cannot be written", whatever the writer was doing.
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
@@ -93,6 +101,48 @@ def commit_file(tmp: str | Path, path: str | Path) -> Path:
     return path
 
 
+def temp_prefix(path: Path) -> str:
+    """The start of a temp name beside ``path`` for this process: ``.<name>.<pid>.``."""
+    return f".{path.name}.{os.getpid()}."
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # another user's process, or not ours to judge: leave its files alone
+    return True
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Remove the temp files and folders beside ``path`` that a process no longer running left
+    while writing it (named ``.<name>.<pid>.*``, or ``.<stem>.partial-<pid><suffix>`` for videos)."""
+    ours = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\."
+                      rf"|^\.{re.escape(path.stem)}\.partial-(\d+){re.escape(path.suffix)}$")
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return []
+    removed = []
+    for entry in entries:
+        match = ours.match(entry.name)
+        if not match or pid_alive(int(match.group(1) or match.group(2))):
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed.append(entry)
+        except OSError:
+            pass
+    if removed:
+        log.info("removed %d temporary file(s) that an interrupted run left beside %s", len(removed), path)
+    return removed
+
+
 @contextmanager
 def atomic_path(path: str | Path, suffix: str = ".tmp", make_parent: bool = False) -> Iterator[Path]:
     """Yield a temp path beside ``path`` (ending in ``suffix``, for writers that look at it);
@@ -102,7 +152,8 @@ def atomic_path(path: str | Path, suffix: str = ".tmp", make_parent: bool = Fals
     try:
         if make_parent:
             path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        remove_stale_temps(path)
+        fd, name = tempfile.mkstemp(prefix=temp_prefix(path), suffix=suffix, dir=path.parent)
     except FileNotFoundError:
         raise OutputError(f"cannot write {path}: folder {path.parent} does not exist") from None
     except OSError as exc:

@@ -27,8 +27,6 @@ For image sources each ``--json`` object names its file (``"source"``, the path 
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 import time
 from collections import deque
 from contextlib import ExitStack, contextmanager
@@ -42,6 +40,7 @@ from .sources.capture import FrameSource, SourceOptions, open_source
 from .errors import OptionsError
 from .metadata import NO_FRAMING
 from .pipeline import FerPipeline, PipelineOptions
+from .signals import STOP_SIGNALS, Terminated, stop_signals_raise  # noqa: F401 (re-exported)
 from .sinks import VIDEO_CODECS, SinkItem, open_sinks, start_server
 from .types import FrameResult
 
@@ -115,7 +114,7 @@ def run(options: RunOptions, on_result: Callable[[FrameResult], None] | None = N
     if options.serve is not None and not source_options.live:
         source_options = replace(source_options, realtime=True)  # a player's pace, not a decoder's
     with ExitStack() as stack:
-        stack.enter_context(sigterm_as_interrupt())
+        stack.enter_context(stop_signals_raise())
         server = (start_server(stack, options.serve, server_info(options), on_serving)
                   if options.serve is not None else None)
         source = stack.enter_context(open_source(source_options))
@@ -242,35 +241,3 @@ def _ema_fps(fps: float | None, dt_s: float) -> float | None:
     if dt_s <= 0:
         return fps
     return 1.0 / dt_s if fps is None else 1.0 / (0.9 / fps + 0.1 * dt_s)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, SIGHUP (the terminal or SSH session went away) or SIGQUIT arrived: the run
-    stops as on Ctrl-C, and a recording is finished and kept."""
-
-
-#: Signals that end a run the way Ctrl-C does (where the platform has them).
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, name))
-
-
-@contextmanager
-def sigterm_as_interrupt():
-    """While inside, the first of :data:`STOP_SIGNALS` raises :class:`Terminated` in the main
-    thread (later ones are ignored so the cleanup can finish); elsewhere, and outside, nothing
-    changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    fired = []
-
-    def handler(signum, frame) -> None:
-        if not fired:
-            fired.append(signum)
-            raise Terminated(signal.Signals(signum).name)
-
-    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for signum, before in previous.items():
-            signal.signal(signum, before if before is not None else signal.SIG_DFL)

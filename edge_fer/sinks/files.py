@@ -11,7 +11,7 @@ import numpy as np
 
 from ..backends import quiet_native_stderr
 from ..errors import OptionsError, OutputError
-from ..fileio import check_writable_folder, commit_file, output_error, write_bytes_atomic
+from ..fileio import check_writable_folder, commit_file, output_error, remove_stale_temps, write_bytes_atomic
 from .base import SinkBase, SinkItem
 
 #: Video file suffix -> FourCC that this OpenCV (FFmpeg backend) writes.
@@ -43,6 +43,7 @@ class VideoSink:
         self.fourcc = VIDEO_CODECS[self.path.suffix.lower()]
         self.fps = fps
         self.written = 0
+        remove_stale_temps(self.path)
         self._tmp = self.path.with_name(f".{self.path.stem}.partial-{os.getpid()}{self.path.suffix}")
         self._writer = None
         self._size_wh = None

@@ -30,7 +30,7 @@ from pathlib import Path
 from .. import __version__ as EDGE_FER_VERSION
 from .. import defaults
 from ..errors import ModelError, OptionsError, OutputError
-from ..fileio import sync_file
+from ..fileio import remove_stale_temps, sync_file, temp_prefix
 from ..metadata import read_model_meta, tflite_metadata_entries
 
 WEB_DIR = Path(__file__).parent
@@ -174,11 +174,26 @@ def service_worker(files: dict[str, Path | bytes]) -> bytes:
     return text.encode("utf-8")
 
 
+def refuse_unsafe_folder(out: Path) -> None:
+    """OutputError for a folder that must never be replaced by the page's: the filesystem's root,
+    the home folder, the working folder or one that holds it."""
+    resolved, cwd = out.resolve(), Path.cwd().resolve()
+    reasons = ((resolved == Path(resolved.anchor), "the filesystem's root"),
+               (resolved == Path.home().resolve(), "the home folder"),
+               (resolved == cwd, "the working folder"),
+               (resolved in cwd.parents, "a folder holding the working folder"))
+    for unsafe, what in reasons:
+        if unsafe:
+            raise OutputError(f"refusing to write the page over {out} ({what}): give a new folder for it; "
+                              "nothing was changed")
+
+
 def export_web(out_dir: str | Path, options: WebExportOptions = WebExportOptions(), *,
                force: bool = False) -> WebExport:
     """Write the page's folder to ``out_dir``: built beside it, renamed into place when complete.
     An existing non-empty ``out_dir`` is an error unless ``force`` (then it is replaced)."""
     out = Path(out_dir)
+    refuse_unsafe_folder(out)
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not force:
@@ -188,7 +203,8 @@ def export_web(out_dir: str | Path, options: WebExportOptions = WebExportOptions
     if not parent.is_dir():
         raise OutputError(f"output folder's parent does not exist: {parent}")
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+        remove_stale_temps(parent / out.name)
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(parent / out.name), dir=parent))
     except OSError as exc:
         raise OutputError(f"cannot write into {parent}: {exc.strerror}") from None
     try:

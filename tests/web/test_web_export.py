@@ -92,3 +92,22 @@ def test_non_empty_folder_needs_force(tmp_path, detector_dir):
     assert [p.name for p in tmp_path.iterdir()] == ["site"]  # no temp or old folder left
 
 
+
+
+@pytest.mark.parametrize("target, what", [
+    (".", "the working folder"), ("..", "a folder holding the working folder"), ("/", "the filesystem's root"),
+    ("~", "the home folder"),
+])
+def test_force_never_replaces_a_folder_that_holds_the_user_s_files(target, what, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "keep.txt").write_text("mine")
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    folder = str(tmp_path / "home") if target == "~" else target
+    result = _cli("export-web", folder, "--force")
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == (f"edge-fer: error: refusing to write the page over {folder} ({what}): "
+                                     "give a new folder for it; nothing was changed")
+    assert (work / "keep.txt").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["home", "work"]

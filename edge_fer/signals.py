@@ -1,0 +1,40 @@
+"""Signals that end a command the way Ctrl-C does, so every ``finally`` runs: temp files are
+removed, a recording is finished, workers are stopped."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, SIGHUP (the terminal or SSH session went away) or SIGQUIT arrived: the work
+    stops as on Ctrl-C (``args[0]`` names the signal)."""
+
+
+#: Signals that end a command the way Ctrl-C does (where the platform has them).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, name))
+
+
+@contextmanager
+def stop_signals_raise():
+    """While inside, the first of :data:`STOP_SIGNALS` raises :class:`Terminated` in the main
+    thread (later ones are ignored so the cleanup can finish); elsewhere, and outside, nothing
+    changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired = []
+
+    def handler(signum, frame) -> None:
+        if not fired:
+            fired.append(signum)
+            raise Terminated(signal.Signals(signum).name)
+
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, before in previous.items():
+            signal.signal(signum, before if before is not None else signal.SIG_DFL)
