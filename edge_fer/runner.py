@@ -179,7 +179,7 @@ def processed(source: FrameSource, pipeline: FerPipeline, kind: str) -> Iterator
 
 
 #: A still image this small that shows no face is likely a face crop already (FER2013's are 48 px).
-SMALL_IMAGE_PX = 160
+SMALL_IMAGE_PX = 128
 
 
 def small_image_note(frame_bgr, path: Path | None, min_face_px: int) -> bool:
