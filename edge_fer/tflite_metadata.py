@@ -8,7 +8,7 @@ kept in a zip archive appended to the flatbuffer). This module writes that metad
 ``M001``) lays it out, matching what MediaPipe's own ``image_classifier.MetadataWriter``
 writes. Why not call that writer: in mediapipe >= 0.10.30 (1.2.2 included) it cannot be
 imported (``mediapipe.tasks.cc.metadata.python._pywrap_metadata_version`` is missing from
-the wheel); tflite-support is unmaintained. tests/converters/test_phone.py checks field-for-field parity
+the wheel); tflite-support is unmaintained. tests/convert/test_phone.py checks field-for-field parity
 with MediaPipe's writer and runs the result through MediaPipe's ``ImageClassifier``.
 
 The phone variant is :mod:`converters.phone`; MediaPipe's own check, :mod:`converters.mediapipe_check`.

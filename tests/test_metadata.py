@@ -26,12 +26,23 @@ def test_json_round_trip_keeps_every_field():
 
 
 @pytest.mark.parametrize("text,fragment", [
-    ("{not json", "not valid JSON"),
-    ('{"labels": ["a", "b"]}', "lacks 'labels' or 'input_size_hw'"),
-    ('["a", "b"]', "lacks"),
-    ('{"labels": ["a", "b"], "input_size_hw": [48, 48], "color": "cmyk"}', "color must be one of"),
-    ('{"labels": ["a"], "input_size_hw": [48, 48]}', "labels must be >= 2"),
+    ("{not json", r"^metadata 'edge_fer' is not valid JSON \(.*\): expected one JSON object$"),
+    ("[" * 100_000, "is not valid JSON"),  # nesting deeper than the decoder recurses
+    ('{"labels": ["a", "b"]}',
+     r"^field input_size_hw: expected \[height, width\], .*, got nothing \(the field is missing\)$"),
+    ('["a", "b"]', r"^metadata 'edge_fer': expected a JSON object, got \['a', 'b'\]$"),
+    ('{"labels": ["a", "b"], "input_size_hw": [48, 48], "color": "cmyk"}',
+     r"^field color: expected one of gray, rgb, bgr, got 'cmyk'$"),
+    ('{"labels": ["a"], "input_size_hw": [48, 48]}',
+     r"^field labels: expected a list of 2 to 1000 distinct names, got \['a'\]$"),
+    ('{"labels": ["a", "a"], "input_size_hw": [48, 48]}', r"^field labels: expected distinct names, got 'a' twice$"),
     ('{"labels": ["a", "b"], "input_size_hw": [48, 48], "future_field": 1}', None),  # ignored, loads
+    ('{"labels": ["a", "b"], "input_size_hw": [48, 48], "framing": {"future": 1}}', None),  # likewise
+    ('{"labels": ["a", "b"], "input_size_hw": [48, 48], "schema": 2}', None),  # a later schema: its known fields
+    ('{"labels": ["a", "b"], "input_size_hw": [48, 48], "schema": "1"}',
+     r"^field schema: expected a whole number >= 1, got '1'$"),
+    ('{"labels": ["a", "b"], "input_size_hw": [48, 48], "pad": "' + "x" * (1 << 20) + '"}',
+     r"^metadata 'edge_fer' holds 1,048,6\d\d bytes: expected at most 1,048,576$"),
 ])
 def test_from_json_table(text, fragment):
     if fragment is None:
@@ -39,6 +50,82 @@ def test_from_json_table(text, fragment):
         return
     with pytest.raises(ModelError, match=fragment):
         ModelMeta.from_json_text(text)
+
+
+GOOD = {"labels": ["a", "b"], "input_size_hw": [48, 48]}
+SIZE = "field input_size_hw: expected [height, width], whole numbers from 8 to 4096, got "
+LABEL = "field labels[1]: expected a non-empty one-line text of at most 200 characters, got "
+
+
+# One row per field and way of being wrong: the field named, what it expects, what it got.
+@pytest.mark.parametrize("change,message", [
+    ({"labels": 5}, "field labels: expected a list of 2 to 1000 distinct names, got 5"),
+    ({"labels": None}, "field labels: expected a list of 2 to 1000 distinct names, got None"),
+    ({"labels": "ab"}, "field labels: expected a list of 2 to 1000 distinct names, got 'ab'"),
+    ({"labels": ["a", 1]}, LABEL + "1"),
+    ({"labels": ["a", ""]}, LABEL + "''"),
+    ({"labels": ["a", "b\nc"]}, LABEL + "'b\\nc'"),
+    ({"labels": ["a", "\ud800"]}, LABEL + "'\\ud800'"),
+    ({"labels": [str(i) for i in range(1001)]},
+     "field labels: expected a list of 2 to 1000 distinct names, got ['0', "),
+    ({"input_size_hw": ["a", 48]}, SIZE + "['a', 48]"),
+    ({"input_size_hw": 48}, SIZE + "48"),
+    ({"input_size_hw": [48.5, 48]}, SIZE + "[48.5, 48]"),
+    ({"input_size_hw": [True, 48]}, SIZE + "[True, 48]"),
+    ({"input_size_hw": [48, 48, 1]}, SIZE + "[48, 48, 1]"),
+    ({"input_size_hw": [7, 48]}, SIZE + "[7, 48]"),
+    ({"input_size_hw": [100000, 100000]}, SIZE + "[100000, 100000]"),
+    ({"color": 1}, "field color: expected one of gray, rgb, bgr, got 1"),
+    ({"color": ["gray"]}, "field color: expected one of gray, rgb, bgr, got ['gray']"),
+    ({"scale": "0.5"}, "field scale: expected a number with 1e-06 <= |scale| <= 1e+06, got '0.5'"),
+    ({"scale": 0}, "field scale: expected a number with 1e-06 <= |scale| <= 1e+06, got 0"),
+    ({"scale": True}, "field scale: expected a number with 1e-06 <= |scale| <= 1e+06, got True"),
+    ({"scale": float("nan")}, "field scale: expected a number with 1e-06 <= |scale| <= 1e+06, got nan"),
+    ({"scale": float("inf")}, "field scale: expected a number with 1e-06 <= |scale| <= 1e+06, got inf"),
+    ({"offset": None}, "field offset: expected a number from -1e+06 to 1e+06, got None"),
+    ({"offset": -1e300}, "field offset: expected a number from -1e+06 to 1e+06, got -1e+300"),
+    ({"quantization": {}}, "field quantization: expected one of none, fp16, dynamic, int8, got {}"),
+    ({"source_sha256": 5}, "field source_sha256: expected '' or 64 lowercase hex digits, got 5"),
+    ({"source_sha256": "xyz"}, "field source_sha256: expected '' or 64 lowercase hex digits, got 'xyz'"),
+    ({"name": 5}, "field name: expected a one-line text of at most 200 characters, got 5"),
+    ({"name": "x" * 201}, "field name: expected a one-line text of at most 200 characters, got 'xxx"),
+    ({"crop_margin": {"a": 1}}, "field crop_margin: expected a number from 0 to 1, got {'a': 1}"),
+    ({"crop_margin": "0.1"}, "field crop_margin: expected a number from 0 to 1, got '0.1'"),
+    ({"crop_margin": 1.5}, "field crop_margin: expected a number from 0 to 1, got 1.5"),
+    ({"temperature": "1"}, "field temperature: expected a number from 0.01 to 100, got '1'"),
+    ({"temperature": 0}, "field temperature: expected a number from 0.01 to 100, got 0"),
+    ({"framing": 3}, "field framing: expected an object with points and boxes, or null, got 3"),
+    ({"framing": [1]}, "field framing: expected an object with points and boxes, or null, got [1]"),
+    ({"framing": {"points": "x"}}, "field framing.points: expected an object: detector -> landmark -> [u, v], got 'x'"),
+    ({"framing": {"points": {"yunet": [0.3, 0.4]}}},
+     "field framing.points.yunet: expected an object of 2 to 32 landmarks: name -> [u, v], got [0.3, 0.4]"),
+    ({"framing": {"points": {"yunet": {"right_eye": [0.3, 0.4], "left_eye": "x"}}}},
+     "field framing.points.yunet.left_eye: expected [u, v], each from -0.5 to 1.5, got 'x'"),
+    ({"framing": {"points": {"yunet": {"right_eye": [0.3, 0.4], "left_eye": [0.3, 0.4]}}}},
+     "field framing.points.yunet.left_eye: expected landmarks 0.01 or more apart, got [0.3, 0.4] beside 'right_eye'"),
+    ({"framing": {"boxes": {"haar": [0, 0, 1]}}},
+     "field framing.boxes.haar: expected [dx, dy, sw, sh] with dx, dy from -1 to 1 and sw, sh from 0.2 to 5, "
+     "got [0, 0, 1]"),
+    ({"framing": {"boxes": {"haar": "abcd"}}}, "field framing.boxes.haar: expected [dx, dy, sw, sh]"),
+    ({"framing": {"boxes": {"haar": [0, 0, 1, 1]}, "fitted_on": 3}},
+     "field framing.fitted_on: expected a one-line text of at most 2000 characters, got 3"),
+])
+def test_every_field_is_checked(change, message):
+    import json
+
+    with pytest.raises(ModelError) as caught:
+        ModelMeta.from_json_text(json.dumps({**GOOD, **change}))
+    assert str(caught.value).startswith(message), str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_checked_fields_are_normalized():
+    meta = ModelMeta(["a", "b"], [np.int64(48), 48], scale=1, offset=np.float32(0.5),
+                     framing={"boxes": {"haar": [0, 0, 1, 1]}})
+    assert meta.labels == ("a", "b") and meta.input_size_hw == (48, 48)
+    assert type(meta.input_size_hw[0]) is int and type(meta.scale) is float and type(meta.offset) is float
+    assert meta.framing.boxes == {"haar": (0.0, 0.0, 1.0, 1.0)}
+    assert ModelMeta.from_json_text(meta.to_json_text()) == meta
 
 
 def _litert_probs(path, face):
@@ -102,8 +189,8 @@ def test_model_without_metadata_reads_none(peer_dir):
 
 
 @pytest.mark.parametrize("name,data,fragment", [
-    ("garbage.tflite", b"\x10\x00\x00\x00TFL3" + b"\xff" * 64, "not a readable TFLite flatbuffer"),
-    ("garbage.onnx", b"not a protobuf" * 20, "not a loadable ONNX model"),
+    ("garbage.tflite", b"\x10\x00\x00\x00TFL3" + b"\xff" * 64, "garbage.tflite: not a readable TFLite flatbuffer"),
+    ("garbage.onnx", b"not a protobuf" * 20, "garbage.onnx: not a loadable ONNX model"),
     ("model.h5", b"whatever", "expected a .tflite or .onnx file"),
 ])
 def test_read_model_meta_rejects_bad_files(tmp_path, name, data, fragment):

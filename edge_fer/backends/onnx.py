@@ -13,13 +13,17 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError, OptionsError
-from . import BackendOptions, first_line, image_input_spec, to_probabilities
+from . import (BackendOptions, check_output_shape, first_line, image_input_spec, inference_error,
+               to_probabilities)
 
 PROVIDERS = {
     "tensorrt": "TensorrtExecutionProvider",
     "cuda": "CUDAExecutionProvider",
     "cpu": "CPUExecutionProvider",
 }
+#: The input types fed (as floats) and the output types read as scores.
+INPUT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+OUTPUT_TYPES = ("tensor(float)", "tensor(float16)", "tensor(double)")
 
 
 def choose_providers(device: str, available: list[str]) -> list[str]:
@@ -74,8 +78,16 @@ class OnnxBackend:
         # NCHW when dim 1 looks like channels and the last dim does not (PyTorch exports).
         self._nchw = len(shape) == 4 and shape[1] in (1, 3) and shape[3] not in (1, 3)
         self.input_spec = image_input_spec(shape, path.name, "NCHW" if self._nchw else "NHWC")
+        check_output_shape(outputs[0].shape, path.name)
+        if inputs[0].type not in INPUT_TYPES:
+            raise ModelError(f"{path.name}: model input type {inputs[0].type}: expected {' or '.join(INPUT_TYPES)}")
+        if outputs[0].type not in OUTPUT_TYPES:
+            raise ModelError(f"{path.name}: model output type {outputs[0].type}: expected {', '.join(OUTPUT_TYPES)}")
+        self._name = path.name
+        self._run_options = ort.RunOptions()
+        self._run_options.log_severity_level = 4  # a failed run is our one ModelError line, not ORT's log too
         self._input_name = inputs[0].name
-        self._dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
+        self._dtype = INPUT_TYPES[inputs[0].type]
         self.providers = self._session.get_providers()
         self.provider = self.providers[0]  # the one that runs; the rest are fallbacks
 
@@ -83,11 +95,15 @@ class OnnxBackend:
         batch = batch_nhwc.transpose(0, 3, 1, 2) if self._nchw else batch_nhwc
         batch = np.ascontiguousarray(batch, self._dtype)
         if self.input_spec.dynamic_batch or len(batch) == 1:
-            out = self._session.run(None, {self._input_name: batch})[0]
-        else:
-            out = np.concatenate([self._session.run(None, {self._input_name: batch[i:i + 1]})[0]
-                                  for i in range(len(batch))])
-        return to_probabilities(out)
+            return to_probabilities(self._infer(batch), self._name, len(batch))
+        return np.concatenate([to_probabilities(self._infer(batch[i:i + 1]), self._name, 1)
+                               for i in range(len(batch))])
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        try:
+            return self._session.run(None, {self._input_name: batch}, self._run_options)[0]
+        except Exception as exc:  # onnxruntime's errors are untyped (a failed allocation, a bad shape)
+            raise inference_error(self._name, exc) from None
 
     def close(self) -> None:
         self._session = None
