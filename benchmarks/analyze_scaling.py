@@ -30,6 +30,7 @@ from pathlib import Path
 import _common
 from _common import MEDIA, RESULTS, markdown_table
 
+from edge_fer.analyze.outputs import side_path
 from edge_fer.bench.machine import machine_info
 from edge_fer.detectors import DetectorOptions
 from edge_fer.fileio import write_json_atomic
@@ -49,7 +50,7 @@ def timed(argv: list[str]) -> tuple[float, float]:
 
 
 def frames_in(out: Path) -> int:
-    with out.with_name(f"{out.stem}_sources.csv").open(newline="") as handle:
+    with side_path(out, "sources").open(newline="") as handle:
         return sum(int(r["frames"]) for r in csv.DictReader(handle))
 
 
@@ -87,7 +88,8 @@ def main() -> None:
             for n in workers:
                 out = Path(tmp) / f"r{n}.csv"
                 runs.setdefault(f"analyze --workers {n}", []).append(timed(
-                    [EDGE_FER, "analyze", str(folder), "--out", str(out), "--workers", str(n), "--no-progress", *detector]))
+                    [EDGE_FER, "analyze", str(folder), "--out", str(out), "--workers", str(n), "--no-progress",
+                     "--overwrite", *detector]))
                 frames[f"analyze --workers {n}"] = frames_in(out)
             for name in VIDEOS:
                 runs.setdefault(f"run --video {name}", []).append(timed(

@@ -9,14 +9,15 @@
 
 Modules: ``items`` (discovery), ``worker`` (one source -> rows), ``engines`` (the Engine
 protocol, its in-order scheduler, in-process and process-pool engines), ``ray_engine``,
-``writers`` (csv/jsonl/parquet and side files), ``summary``, ``timeline`` (PNG plots,
-matplotlib), ``progress`` (the stderr bar), ``api``.
+``outputs`` (output names, checks before the work, temp files), ``writers`` (csv/jsonl/parquet
+and side files), ``resume`` (reading earlier runs back; the progress file), ``summary`` (and
+short tracks), ``timeline`` (PNG plots, matplotlib), ``progress`` (the stderr bar), ``api``.
 """
 
 from .api import Analysis, AnalyzeOptions, WriteOptions, analyze, write_analysis
-from .items import WorkItem, discover
+from .items import Discovery, WorkItem, discover, discover_all
 from .summary import AnalysisSummary, TrackSummary
 from .worker import FaceRow, SourceResult
 
-__all__ = ["Analysis", "AnalyzeOptions", "AnalysisSummary", "FaceRow", "SourceResult", "TrackSummary",
-           "WorkItem", "WriteOptions", "analyze", "discover", "write_analysis"]
+__all__ = ["Analysis", "AnalyzeOptions", "AnalysisSummary", "Discovery", "FaceRow", "SourceResult", "TrackSummary",
+           "WorkItem", "WriteOptions", "analyze", "discover", "discover_all", "write_analysis"]

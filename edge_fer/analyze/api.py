@@ -22,9 +22,9 @@ from typing import Callable, Iterator
 from ..errors import InputError, OptionsError
 from ..pipeline import PipelineOptions
 from .engines import ENGINES, Engine, InlineEngine, LocalEngine, leave_if_spawning, quiet
-from .items import discover
+from .items import discover_all
 from .ray_engine import RayEngine, parse_ray_address
-from .summary import AnalysisSummary
+from .summary import MIN_TRACK_FRAMES, AnalysisSummary, drop_short_tracks
 from .worker import FaceRow, SourceAnalyzer, SourceResult
 
 log = logging.getLogger(__name__)
@@ -48,13 +48,18 @@ class AnalyzeOptions:
     thread, so ``workers`` processes keep ``workers`` cores busy without oversubscribing).
     ``workers``: processes (local) or tasks in flight (ray); None: the cores here, or the
     cluster's CPUs. ``engine``: ``local`` or ``ray``; ``ray_address``: a cluster to join
-    (``host:port`` or ``auto``). ``glob``: keep only matching files found in folders."""
+    (``host:port`` or ``auto``). ``glob``: keep only matching files found in folders.
+    ``min_track_frames``: leave out tracks seen in fewer frames (false detections; 0 or 1 keeps
+    every track; a track seen in every frame of its source is always kept).
+    ``follow_links``: follow symbolic links in folders that lead out of the folders given."""
 
     pipeline: PipelineOptions = field(default_factory=PipelineOptions)
     workers: int | None = None
     engine: str = "local"
     ray_address: str | None = None
     glob: str | None = None
+    min_track_frames: int = MIN_TRACK_FRAMES
+    follow_links: bool = False
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -70,6 +75,10 @@ class AnalyzeOptions:
                 raise OptionsError(f"AnalyzeOptions.workers={self.workers!r}: expected 1 to {most}{where}")
         if self.glob is not None and not self.glob.strip():
             raise OptionsError(f"AnalyzeOptions.glob={self.glob!r}: expected a non-empty pattern such as '*.mp4'")
+        if (not isinstance(self.min_track_frames, int) or isinstance(self.min_track_frames, bool)
+                or not 0 <= self.min_track_frames <= 1_000_000):
+            raise OptionsError(f"AnalyzeOptions.min_track_frames={self.min_track_frames!r}: expected 0 to 1000000 "
+                               f"frames, such as {MIN_TRACK_FRAMES} (0 or 1: keep every track)")
 
     def local_workers(self, items: int) -> int:
         return max(1, min(self.workers or cpu_cores(), items))
@@ -98,12 +107,14 @@ class Analysis:
                  on_event: Callable[[str, int, int], None] | None = None,
                  previous: dict | None = None) -> None:
         self.options = options
-        self.items = discover(paths, options.glob)
+        found = discover_all(paths, options.glob, options.follow_links)
+        self.items, self.skipped = found.items, found.skipped
         if options.engine == "local" and options.local_workers(len(self.items)) > 1:
             leave_if_spawning()  # a spawned worker running an unguarded script again: before the model loads
         with SourceAnalyzer(options.pipeline) as probe:  # a model or detector that does not load fails here
             self.labels = probe.labels
-        self._summary = AnalysisSummary(self.labels)
+        self._summary = AnalysisSummary(self.labels, min_track_frames=options.min_track_frames,
+                                        skipped=list(self.skipped))
         self.on_event = on_event or quiet
         self.previous = previous or {}
         self._started = False
@@ -124,7 +135,10 @@ class Analysis:
             fresh = engine.map_in_order(todo, self.on_event) if todo else iter(())
             for item in self.items:
                 reused = self._reused(item)
-                result = reused if reused is not None else next(fresh)
+                if reused is None:  # a whole source: its tracks have ended
+                    result = drop_short_tracks(next(fresh), self.options.min_track_frames)
+                else:
+                    result = reused
                 self._summary.add(result)
                 self._summary.seconds = time.perf_counter() - start
                 self.on_event("skip" if reused is not None else "done", item.index, result.frames)
@@ -171,14 +185,18 @@ def analyze(paths, options: AnalyzeOptions = AnalyzeOptions(), on_event=None) ->
 
 @dataclass(frozen=True)
 class WriteOptions:
-    """``out``: the rows file (.csv, .jsonl or .parquet); ``timeline_dir``: one PNG per video;
-    ``resume``: keep the rows of sources already in ``out`` with the same path, size and
-    modification time, and read only the others."""
+    """``out``: the rows file (.csv, .jsonl or .parquet), with its side files named after it
+    (``r.csv.summary.csv``, ...: :mod:`edge_fer.analyze.outputs`); ``timeline_dir``: one PNG per
+    video; ``resume``: keep the rows of sources already in ``out`` (or in the progress file of
+    an interrupted run) with the same path, size and modification time, and read only the
+    others; ``overwrite``: replace existing outputs (and write through an ``out`` that is a
+    symbolic link). Without either, an existing output is refused before any work."""
 
     out: str
     analyze: AnalyzeOptions = field(default_factory=AnalyzeOptions)
     timeline_dir: str | None = None
     resume: bool = False
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         from .writers import output_format
@@ -205,27 +223,63 @@ def _prepare_timeline_dir(folder: str) -> Path:
     return path
 
 
+def _timelines(plan, folder: str, items) -> dict:
+    """``{item index: Target}`` of the PNGs, each checked (before any work)."""
+    from .timeline import timeline_names
+
+    if Path(folder).is_dir():  # check the PNGs it holds first: a refused run creates nothing
+        targets = plan.check_timelines(Path(folder), timeline_names(items))
+        _prepare_timeline_dir(folder)
+        return targets
+    _prepare_timeline_dir(folder)
+    return plan.check_timelines(Path(folder), timeline_names(items))
+
+
 def write_analysis(paths, options: WriteOptions, on_event=None) -> AnalysisSummary:
-    """Analyze ``paths`` into ``options.out`` and its side files (all replaced atomically at the
-    end); PNG timelines go to ``options.timeline_dir`` as each video finishes."""
-    from .writers import OutputFiles, check_writable, load_previous
+    """Analyze ``paths`` into ``options.out`` and its side files; PNG timelines go to
+    ``options.timeline_dir`` as each video finishes.
 
-    check_writable(options.out)
+    Every output path is checked before any work (InputError, one line). Finished sources are
+    recorded in the progress file as they come, so an interrupted run loses nothing that
+    ``resume`` cannot take back. At the end each file is renamed into place on its own: one
+    that cannot be written is logged and listed in ``summary.unwritten``, the others are
+    written (the progress file stays while the rows or sources file is missing)."""
+    from .outputs import OutputPlan, write_failure
+    from .resume import Progress, load_previous
+    from .writers import OutputFiles
+
+    plan = OutputPlan(options.out, overwrite=options.overwrite, resume=options.resume)
+    plan.check()
     analysis = Analysis(paths, options.analyze, on_event)  # bad inputs fail before any folder is made
-    timeline_dir = _prepare_timeline_dir(options.timeline_dir) if options.timeline_dir else None
-    if options.resume:
-        analysis.previous = load_previous(options.out, analysis.labels)
-    names = {}
-    if timeline_dir is not None:
-        from .timeline import timeline_names
-
-        names = timeline_names(analysis.items)
-    with OutputFiles(options.out, analysis.labels) as files:
+    min_frames = options.analyze.min_track_frames
+    keep = None
+    if options.resume:  # a corrupted previous output fails here, before any folder is made
+        analysis.previous, keep = load_previous(plan, analysis.labels, min_frames)
+    pngs = _timelines(plan, options.timeline_dir, analysis.items) if options.timeline_dir else {}
+    plan.ready()
+    unwritten: list[tuple[str, str]] = []
+    with Progress(plan.progress.real, analysis.labels, min_frames, keep) as progress, \
+            OutputFiles(plan, analysis.labels, min_frames) as files:
         for result in analysis.results():
+            progress.add(result)
             files.add(result)
-            if result.ok and result.item.index in names:
+            target = pngs.get(result.item.index)
+            if result.ok and target is not None:
                 from .timeline import plot_timeline
 
-                plot_timeline(result, timeline_dir / names[result.item.index])
-        files.finish(analysis.summary)
-    return analysis.summary
+                try:
+                    plot_timeline(result, target.real)
+                except Exception as exc:  # one PNG never costs the rest of the run
+                    log.warning("cannot write %s: %s", target.path, write_failure(target.real, exc))
+                    unwritten.append((str(target.path), write_failure(target.real, exc)))
+        summary = analysis.summary
+        for path, reason in files.finish(summary):
+            log.warning("cannot write %s: %s", path, reason)
+            unwritten.append((path, reason))
+        if {"rows", "sources"} <= files.written:
+            progress.remove()
+        else:
+            log.warning("the finished sources stay in %s: rerun with WriteOptions.resume once the outputs can "
+                        "be written", plan.progress.path)
+    summary.unwritten = unwritten
+    return summary

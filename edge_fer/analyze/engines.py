@@ -211,9 +211,29 @@ def leave_if_spawning() -> None:
         raise SystemExit(1)
 
 
+def start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (if not running) with SIGHUP and SIGQUIT blocked:
+    it ignores SIGINT and SIGTERM itself, but a terminal that goes away sends SIGHUP to the whole
+    process group, and a tracker killed by it is restarted by the next call and then prints a
+    KeyError traceback for every semaphore it never saw. Blocked, they stay pending in it."""
+    from multiprocessing import resource_tracker
+
+    blocked = [getattr(signal, name) for name in ("SIGHUP", "SIGQUIT") if hasattr(signal, name)]
+    if not blocked or not hasattr(signal, "pthread_sigmask"):  # Windows: no such signals, no tracker
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
 def _init_worker(pipeline_options, events, ready) -> None:
     global _worker_analyzer, _worker_events
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and ends the pool
+    for name in ("SIGHUP", "SIGQUIT"):  # sent to the whole terminal: the parent stops, then ends the pool
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
     _die_with_parent()
     one_thread_per_worker()
     _worker_events = events
@@ -261,6 +281,7 @@ class LocalEngine(Engine):
 
     def start(self) -> None:
         leave_if_spawning()
+        start_resource_tracker()
         self._events = multiprocessing.get_context("spawn").Queue()
 
     def map_in_order(self, items: list[WorkItem], on_event: Event = quiet) -> Iterator[SourceResult]:

@@ -51,7 +51,9 @@ class FaceRow:
 class SourceResult:
     """What one source gave: ``frames`` read, its rows, or ``error`` (one line) and no rows.
     ``duration_ms``: the last frame's timestamp; ``seconds``: processing wall time (not part of
-    any output, so engines give identical files)."""
+    any output, so engines give identical files). ``dropped_tracks``/``dropped_rows``: short
+    tracks left out of ``rows`` (``AnalyzeOptions.min_track_frames``, applied once the source
+    ended: see :func:`edge_fer.analyze.summary.drop_short_tracks`)."""
 
     item: WorkItem
     labels: tuple[str, ...]
@@ -61,6 +63,8 @@ class SourceResult:
     decode_failures: int = 0
     duration_ms: float = 0.0
     seconds: float = 0.0
+    dropped_tracks: int = 0
+    dropped_rows: int = 0
     reused: bool = field(default=False, compare=False)  # taken from a previous output (--resume)
 
     @property

@@ -1,14 +1,16 @@
 """Output files of an analysis: rows (csv, jsonl or parquet, by suffix), the per-track
 summary, the failures and the sources side file that ``--resume`` reads.
 
-    with OutputFiles("r.csv") as out:            # every file is written to a temp file and
-        out.add(result)                          # renamed only when the block ends cleanly
-        out.finish(summary)
+    with OutputFiles(plan, labels) as out:       # plan: a checked outputs.OutputPlan
+        out.add(result)                          # rows stream into a temp file
+        unwritten = out.finish(summary)          # each file renamed over its target; one that
+                                                 # cannot be written is listed, the rest written
 
 ``r.csv`` columns: source, frame, time_ms, track_id, x, y, w, h, ``<landmark>_x``/``_y`` for
 the landmarks the detector gives, expression, score and ``p_<class>`` per class.
-Beside it: ``r_summary.csv``, ``r_failures.csv`` and ``r_sources.csv`` (path, size, mtime_ns
-and frames of every source read: what ``--resume`` compares).
+Beside it (:mod:`.outputs` names them): ``r.csv.summary.csv``, ``r.csv.failures.csv`` and
+``r.csv.sources.csv`` (path, size, mtime_ns, frames, rows and short tracks left out of every
+source read: what ``--resume`` compares).
 
 The rows file's formats: :data:`FORMATS`, suffix -> a :class:`RowFormat` class that writes one
 file and reads it back for ``--resume``. A new format is one class and one line there.
@@ -20,41 +22,23 @@ import csv
 import json
 import logging
 import os
-import tempfile
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Iterable
 
-from ..errors import InputError, OptionsError
-from ..fileio import atomic_path
+from ..errors import EdgeFerError, OptionsError
+from ..fileio import commit_file, output_error
 from ..types import LANDMARK_NAMES
-from .items import WorkItem
+from .outputs import atomic, temp_path, write_failure
 from .worker import FaceRow, SourceResult
 
 log = logging.getLogger(__name__)
 
 INT_COLUMNS = ("frame", "track_id", "x", "y", "w", "h")
-SOURCE_COLUMNS = ("source", "kind", "size_bytes", "mtime_ns", "frames", "faces", "decode_failures", "duration_ms")
+SOURCE_COLUMNS = ("source", "kind", "size_bytes", "mtime_ns", "frames", "faces", "decode_failures", "duration_ms",
+                  "dropped_tracks", "dropped_rows", "min_track_frames")
+#: Columns a sources file of an earlier edge-fer lacks (--resume reads it with these values).
+SOURCE_DEFAULTS = {"dropped_tracks": "0", "dropped_rows": "0", "min_track_frames": "1"}
 PARQUET_BATCH_ROWS = 65536
-
-
-def side_path(out: str | Path, name: str) -> Path:
-    """``r.csv`` -> ``r_<name>.csv`` beside it."""
-    out = Path(out)
-    return out.with_name(f"{out.stem}_{name}.csv")
-
-
-def check_writable(out: str | Path) -> None:
-    option, folder = f"WriteOptions.out={str(out)!r}", Path(out).parent
-    if not folder.is_dir():
-        raise InputError(f"{option}: folder {folder} does not exist")
-    if Path(out).is_dir():
-        raise InputError(f"{option}: is a folder; expected a file ending in {', '.join(FORMATS)}")
-    try:  # really try: permission bits do not tell (root, read-only mounts, /proc)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise InputError(f"{option}: folder {folder} is not writable ({exc.strerror})") from None
 
 
 def row_columns(labels: Iterable[str], landmark_names: Iterable[str]) -> list[str]:
@@ -84,20 +68,6 @@ def row_record(row: FaceRow, labels, landmark_names) -> dict:
     return record
 
 
-def record_row(record: dict, labels, landmark_names) -> FaceRow:
-    """The inverse of :func:`row_record` (values may be strings, as csv gives them)."""
-    def number(key, kind):
-        value = record.get(key)
-        return None if value in (None, "") else kind(value)
-
-    points = {name: (number(f"{name}_x", float), number(f"{name}_y", float)) for name in landmark_names}
-    points = {k: v for k, v in points.items() if v[0] is not None}
-    return FaceRow(str(record["source"]), number("frame", int), number("time_ms", float),
-                   number("track_id", int), number("x", int), number("y", int), number("w", int), number("h", int),
-                   str(record["expression"]), number("score", float),
-                   {label: number(f"p_{label}", float) for label in labels}, points or None)
-
-
 def _csv_value(value) -> str:
     return "" if value is None else repr(value) if isinstance(value, float) else str(value)
 
@@ -117,6 +87,13 @@ class RowFormat:
     def read(cls, path: Path) -> tuple[list[str] | None, list[dict]]:
         """(columns, or None where the file does not say; records: values as the file gives them)."""
         raise NotImplementedError
+
+    @classmethod
+    def read_located(cls, path: Path) -> tuple[list[str] | None, list[tuple[str, dict]]]:
+        """:meth:`read`, each record with where it is in the file (``row 3``, ``line 4``), for
+        error messages; ValueError (``line 7: ...``) for a record that cannot be parsed at all."""
+        columns, records = cls.read(path)
+        return columns, [(f"row {index + 1}", record) for index, record in enumerate(records)]
 
     def open(self, tmp: Path, columns: list[str]) -> None:
         raise NotImplementedError
@@ -166,9 +143,14 @@ class CsvRows(TextRows):
 
     @classmethod
     def read(cls, path: Path) -> tuple[list[str] | None, list[dict]]:
+        columns, located = cls.read_located(path)
+        return columns, [record for _, record in located]
+
+    @classmethod
+    def read_located(cls, path: Path) -> tuple[list[str] | None, list[tuple[str, dict]]]:
         with path.open(encoding="utf-8", newline="") as handle:
             reader = csv.DictReader(handle)
-            records = list(reader)
+            records = [(f"line {reader.line_num}", record) for record in reader]
             return list(reader.fieldnames or []), records
 
 
@@ -180,9 +162,24 @@ class JsonlRows(TextRows):
 
     @classmethod
     def read(cls, path: Path) -> tuple[list[str] | None, list[dict]]:
+        columns, located = cls.read_located(path)
+        return columns, [record for _, record in located]
+
+    @classmethod
+    def read_located(cls, path: Path) -> tuple[list[str] | None, list[tuple[str, dict]]]:
+        records = []
         with path.open(encoding="utf-8") as handle:
-            records = [json.loads(line) for line in handle if line.strip()]
-        return (list(records[0]) if records else None), records
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError as exc:
+                    raise ValueError(f"line {number}: not JSON ({getattr(exc, 'msg', exc)})") from None
+                if not isinstance(record, dict):
+                    raise ValueError(f"line {number}: expected a JSON object, got {type(record).__name__}")
+                records.append((f"line {number}", record))
+        return (list(records[0][1]) if records else None), records
 
 
 class ParquetRows(RowFormat):
@@ -288,10 +285,9 @@ class RowWriter:
         self._file.abort()
 
 
-def write_csv_atomic(stack: ExitStack, path: Path, header: list[str], rows: Iterable[list]) -> None:
-    """A small csv beside the output, renamed with the others when the stack closes cleanly."""
-    tmp = stack.enter_context(atomic_path(path, suffix=".csv"))
-    with tmp.open("w", encoding="utf-8", newline="") as handle:
+def write_csv(path: Path, header: list[str], rows: Iterable[list]) -> None:
+    """A small csv, written to a temp file and renamed over ``path`` (OutputError on failure)."""
+    with atomic(path, suffix=".csv") as tmp, tmp.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows([_csv_value(v) for v in row] for row in rows)
@@ -299,84 +295,72 @@ def write_csv_atomic(stack: ExitStack, path: Path, header: list[str], rows: Iter
         os.fsync(handle.fileno())
 
 
-class OutputFiles:
-    """The rows file and its side files, all replaced together at a clean exit."""
+def source_record(result: SourceResult, min_track_frames: int) -> list:
+    """The sources file's row of a readable source (:data:`SOURCE_COLUMNS`)."""
+    item = result.item
+    return [item.source, item.kind, item.size_bytes, item.mtime_ns, result.frames, len(result.rows),
+            result.decode_failures, result.duration_ms, result.dropped_tracks, result.dropped_rows,
+            max(1, min_track_frames)]
 
-    def __init__(self, out: str | Path, labels: tuple[str, ...]) -> None:
-        self.out = Path(out)
-        self.fmt = output_format(out)
+
+class OutputFiles:
+    """The rows file (streamed to a temp file beside it as results come) and its side files,
+    written at :meth:`finish`: each renamed over its target on its own, so one that cannot be
+    written (a full disk, a folder put in its way) does not cost the others. ``plan``: a checked
+    :class:`~edge_fer.analyze.outputs.OutputPlan`, or the rows file's path (its files are then
+    replaced). Leaving the block without :meth:`finish` (an error, Ctrl-C) writes nothing and
+    removes the temp file."""
+
+    def __init__(self, plan, labels: tuple[str, ...], min_track_frames: int = 1) -> None:
+        if isinstance(plan, (str, Path)):
+            from .outputs import OutputPlan
+
+            plan = OutputPlan(plan, overwrite=True)
+            plan.check()
+        self.plan = plan
+        self.fmt = output_format(plan.out)
         self.labels = labels
+        self.min_track_frames = min_track_frames
         self.sources: list[list] = []  # rows of the sources file (not the results: rows stay out of memory)
         self.failures: list[list] = []
+        self.written: set[str] = set()  # "rows" and the side files' names, once renamed into place
 
     def __enter__(self) -> "OutputFiles":
-        self._stack = ExitStack().__enter__()
-        try:
-            tmp = self._stack.enter_context(atomic_path(self.out, suffix=self.out.suffix))
-            self.rows = RowWriter(tmp, self.fmt, self.labels)
-            self._stack.callback(self.rows.abort)
-        except BaseException:
-            self._stack.close()
-            raise
+        self._tmp = temp_path(self.plan.rows.real, self.plan.out.suffix)
+        self.rows = RowWriter(self._tmp, self.fmt, self.labels)
         return self
 
     def add(self, result: SourceResult) -> None:
         if result.ok:
-            self.rows.write(result.rows)
-            item = result.item
-            self.sources.append([item.source, item.kind, item.size_bytes, item.mtime_ns, result.frames,
-                                 len(result.rows), result.decode_failures, result.duration_ms])
+            try:
+                self.rows.write(result.rows)
+            except OSError as exc:
+                raise output_error(self.plan.out, exc) from None
+            self.sources.append(source_record(result, self.min_track_frames))
         else:
             self.failures.append([result.item.source, result.error])
 
-    def finish(self, summary) -> None:
-        """Close the rows file and write the side files (renamed at ``__exit__``)."""
-        self.rows.close()
-        write_csv_atomic(self._stack, side_path(self.out, "summary"), summary.columns(), summary.table())
-        write_csv_atomic(self._stack, side_path(self.out, "failures"), ["source", "reason"], self.failures)
-        write_csv_atomic(self._stack, side_path(self.out, "sources"), list(SOURCE_COLUMNS), self.sources)
+    def finish(self, summary) -> list[tuple[str, str]]:
+        """Write every file; ``[(path, reason)]`` of those that could not be written."""
+        unwritten = []
+        try:
+            self.rows.close()
+            commit_file(self._tmp, self.plan.rows.real)
+            self.written.add("rows")
+        except (OSError, EdgeFerError) as exc:
+            self.rows.abort()
+            unwritten.append((str(self.plan.out), write_failure(self.plan.rows.real, exc)))
+        tables = {"summary": (summary.columns(), summary.table()), "failures": (["source", "reason"], self.failures),
+                  "sources": (list(SOURCE_COLUMNS), self.sources)}
+        for name, (header, table) in tables.items():
+            target = self.plan.sides[name]
+            try:
+                write_csv(target.real, header, table)
+                self.written.add(name)
+            except (OSError, EdgeFerError) as exc:
+                unwritten.append((str(target.path), write_failure(target.real, exc)))
+        return unwritten
 
     def __exit__(self, *exc) -> None:
-        self._stack.__exit__(*exc)
-
-
-# --resume --------------------------------------------------------------------------------------
-def load_previous(out: str | Path, labels: tuple[str, ...]) -> dict[tuple, SourceResult]:
-    """Results of a previous run with the same ``out``, keyed by (source, size, mtime_ns):
-    its rows and frame counts, for sources that :meth:`OutputFiles.finish` listed."""
-    out = Path(out)
-    sources_file = side_path(out, "sources")
-    if not out.is_file() or not sources_file.is_file():
-        if out.is_file():
-            log.warning("WriteOptions.resume: %s not found beside %s: every source is read again",
-                        sources_file.name, out)
-        return {}
-    fmt = output_format(out)
-    try:
-        columns, records = fmt.read(out)
-        with sources_file.open(encoding="utf-8", newline="") as handle:
-            listed = list(csv.DictReader(handle))
-    except Exception as exc:
-        raise InputError(f"WriteOptions.resume: cannot read the previous output {out}: "
-                         f"{type(exc).__name__}: {exc}") from None
-    landmark_names = tuple(n for n in LANDMARK_NAMES if columns and f"{n}_x" in columns)
-    if columns is not None and columns != row_columns(labels, landmark_names):
-        raise InputError(f"WriteOptions.resume: {out} has columns {','.join(columns)}; this model gives "
-                         f"{','.join(row_columns(labels, landmark_names))} "
-                         "(remove it or choose another WriteOptions.out)")
-    by_source: dict[str, list[FaceRow]] = {}
-    for record in records:
-        by_source.setdefault(str(record["source"]), []).append(record_row(record, labels, landmark_names))
-    previous = {}
-    for entry in listed:
-        if entry["kind"] == "url":  # a URL has no size or mtime to compare: read it again
-            continue
-        item = WorkItem(0, entry["source"], entry["kind"], int(entry["size_bytes"]), int(entry["mtime_ns"]))
-        if len(by_source.get(item.source, ())) != int(entry["faces"]):
-            log.warning("WriteOptions.resume: %s has %d rows for %s, %s says %s: reading it again", out.name,
-                        len(by_source.get(item.source, ())), item.source, sources_file.name, entry["faces"])
-            continue
-        previous[item.key] = SourceResult(item, labels, int(entry["frames"]), tuple(by_source.get(item.source, ())),
-                                          None, int(entry["decode_failures"]), float(entry["duration_ms"]),
-                                          reused=True)
-    return previous
+        self.rows.abort()
+        self._tmp.unlink(missing_ok=True)

@@ -7,55 +7,126 @@ import sys
 
 import click
 
-from . import pipeline_from, pipeline_options
+from . import finite_float, pipeline_from, pipeline_options
+
+#: Signals that end the run like Ctrl-C: SIGTERM (a scheduler's kill), SIGHUP (an SSH session
+#: lost), SIGQUIT (Ctrl-\).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, name))
+#: Failed sources named on stderr at the end (all of them are in the failures file).
+FAILURES_SHOWN = 10
 
 
-def _exit_on_sigterm(signum, frame) -> None:
-    """SIGTERM ends the run like Ctrl-C: workers stopped, temp files removed, outputs untouched."""
+def _stop_on_signal(signum, frame) -> None:
+    """A stop signal ends the run like Ctrl-C: workers stopped, temp files removed, outputs
+    untouched, finished sources kept in the progress file for --resume. Later ones are ignored,
+    so that they cannot cut that cleanup short."""
+    for other in STOP_SIGNALS:
+        signal.signal(other, signal.SIG_IGN)
     raise SystemExit(128 + signum)
 
 
 @click.command("analyze")
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--out", required=True,
-              help="Rows file: .csv, .jsonl or .parquet (with <stem>_summary.csv, <stem>_failures.csv "
-                   "and <stem>_sources.csv beside it).")
-@click.option("--glob", "glob_pattern", help="Keep only files in folders whose name or relative path matches, e.g. '*.mp4'.")
-@click.option("--workers", type=int, help="Worker processes (--engine ray: tasks in flight); default: the cores "
-              "here (ray: the cluster's CPUs).")
+@click.option("--out", required=True, metavar="FILE",
+              help="Rows file: .csv, .jsonl or .parquet, with FILE.summary.csv, FILE.failures.csv and "
+                   "FILE.sources.csv beside it (and FILE.progress.jsonl while it runs).")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs (and write through an --out that is a "
+              "symbolic link); without it (or --resume) an existing output is refused.")
+@click.option("--resume", is_flag=True, help="Keep sources already in --out or in the progress file of an "
+              "interrupted run (same path, size and mtime); read the rest.")
+@click.option("--glob", "glob_pattern", metavar="PATTERN",
+              help="Keep only files in folders whose name or relative path matches, e.g. '*.mp4'.")
+@click.option("--follow-links", is_flag=True, help="Follow symbolic links in folders that lead out of the "
+              "folders given (each real file is read once either way).")
+@click.option("--min-track-frames", type=int, default=10, show_default=True, metavar="N",
+              help="Leave out tracks seen in fewer than N frames (false detections), counted in the summary; "
+                   "0 keeps every track.")
+@click.option("--min-score", "min_confidence", type=float, callback=finite_float, metavar="S",
+              help="Detector confidence a face needs, 0 to 1; default: the detector's own (blazeface 0.5).")
+@click.option("--workers", type=int, metavar="N", help="Worker processes (--engine ray: tasks in flight); default: "
+              "the cores here (ray: the cluster's CPUs).")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local worker processes, or Ray tasks on a cluster.")
-@click.option("--ray-address", help="With --engine ray: the cluster (host:port or auto); default: $RAY_ADDRESS, "
-              "else a local Ray instance.")
-@click.option("--resume", is_flag=True, help="Keep sources already in --out (same path, size and mtime); read the rest.")
-@click.option("--timeline", "timeline_dir",
+@click.option("--ray-address", metavar="HOST:PORT", help="With --engine ray: the cluster (HOST:PORT or auto); "
+              "default: $RAY_ADDRESS, else a local Ray instance.")
+@click.option("--timeline", "timeline_dir", metavar="DIR",
               help="Write one PNG per video here: each track's expression probabilities over time.")
 @pipeline_options
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
-def analyze_command(paths, out, glob_pattern, workers, engine, ray_address, resume, timeline_dir, model_path,
-                    detector, detector_model, detect_width, detect_every, min_face, threads, cv_threads, smooth,
-                    no_progress) -> None:
+def analyze_command(paths, out, overwrite, resume, glob_pattern, follow_links, min_track_frames, min_confidence,
+                    workers, engine, ray_address, timeline_dir, model_path, detector, detector_model, detect_width,
+                    detect_every, min_face, threads, cv_threads, smooth, no_progress) -> None:
     """Analyze videos, images, folders (recursive) and recording URLs: one row per face per frame.
 
-    Bad files never stop the batch: they are listed, with the reason, in <stem>_failures.csv.
+    Bad files never stop the batch: they are named on stderr and listed, with the reason, in
+    FILE.failures.csv. Stopped early (Ctrl-C, SIGTERM, SIGHUP, SIGQUIT, even SIGKILL), a run
+    keeps the sources it finished in FILE.progress.jsonl: rerun with --resume.
+
+    \b
+    Exit status:
+      0  every input analysed and every output written
+      1  some inputs failed (the others' results written, the failures listed),
+         or an output file could not be written (the others written)
+      2  bad usage (one line, nothing written), or no input could be read
     """
+    from dataclasses import replace
+
     from ..analyze import AnalyzeOptions, WriteOptions, write_analysis
     from ..analyze.progress import ProgressBar
+
+    pipeline = pipeline_from(model_path, detector, detector_model, detect_width, detect_every, min_face,
+                             threads, cv_threads, smooth)
+    if min_confidence is not None:
+        pipeline = replace(pipeline, detector=replace(pipeline.detector, min_confidence=min_confidence))
     options = WriteOptions(
-        out=out, timeline_dir=timeline_dir, resume=resume,
-        analyze=AnalyzeOptions(
-            pipeline=pipeline_from(model_path, detector, detector_model, detect_width, detect_every, min_face,
-                                   threads, cv_threads, smooth),
-            workers=workers, engine=engine, ray_address=ray_address, glob=glob_pattern))
+        out=out, timeline_dir=timeline_dir, resume=resume, overwrite=overwrite,
+        analyze=AnalyzeOptions(pipeline=pipeline, workers=workers, engine=engine, ray_address=ray_address,
+                               glob=glob_pattern, min_track_frames=min_track_frames, follow_links=follow_links))
     bar = None if no_progress else ProgressBar(sys.stderr)
-    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)  # a scheduler's kill cleans up too
+    previous = {signum: signal.signal(signum, _stop_on_signal) for signum in STOP_SIGNALS}
     try:
         summary = write_analysis(paths, options, bar.on_event if bar is not None else None)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    except (KeyboardInterrupt, SystemExit) as exc:
         if bar is not None:
             bar.close()
-    from ..analyze.writers import side_path
+            bar = None
+        _say_what_is_kept(out, exc)
+        raise
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if bar is not None:
+            bar.close()
+    raise click.exceptions.Exit(_report(summary, out))
 
+
+def _say_what_is_kept(out: str, exc: BaseException) -> None:
+    from ..analyze.outputs import progress_path
+    from ..analyze.resume import progress_sources
+
+    if isinstance(exc, SystemExit) and isinstance(exc.code, int) and exc.code > 128:
+        click.echo(f"edge-fer: stopped by {signal.Signals(exc.code - 128).name}", err=True)
+    kept = progress_sources(progress_path(out))
+    if kept:
+        click.echo(f"edge-fer: {kept} finished source{'s' if kept != 1 else ''} kept in {progress_path(out)}: "
+                   "rerun with --resume to go on from there", err=True)
+
+
+def _report(summary, out: str) -> int:
+    """The end lines on stderr; the exit status (see the command's help)."""
+    from ..analyze.outputs import side_path
+
+    for failure in summary.failures[:FAILURES_SHOWN]:
+        click.echo(f"edge-fer: failed: {failure.source}: {failure.reason}", err=True)
+    more = len(summary.failures) - FAILURES_SHOWN
+    if more > 0:
+        click.echo(f"edge-fer: ... and {more} more failed", err=True)
+    verbose = (click.get_current_context().find_root().params.get("verbose") or 0) > 0
+    line = summary.to_line("" if verbose else " (-v names them)")
     failed = f" (reasons in {side_path(out, 'failures')})" if summary.failures else ""
-    click.echo(f"edge-fer: {summary.to_line()}{failed}; wrote {out}", err=True)
+    unwritten = (f"; {len(summary.unwritten)} output file{'s' if len(summary.unwritten) != 1 else ''} could not be "
+                 "written (see above)") if summary.unwritten else ""
+    click.echo(f"edge-fer: {line}{failed}{unwritten}; wrote {out}", err=True)
+    if summary.sources == 0:
+        return 2
+    return 1 if summary.failures or summary.unwritten else 0

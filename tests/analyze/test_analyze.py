@@ -27,7 +27,8 @@ from click.testing import CliRunner
 import edge_fer
 from edge_fer.analyze import AnalyzeOptions, FaceRow, WriteOptions, analyze, write_analysis
 from edge_fer.analyze.items import discover
-from edge_fer.analyze.writers import INT_COLUMNS, record_row
+from edge_fer.analyze.resume import record_row
+from edge_fer.analyze.writers import INT_COLUMNS
 from edge_fer.cli import main
 from edge_fer.detectors import DetectorOptions
 from edge_fer.metadata import FER2013_LABELS
@@ -101,15 +102,15 @@ def batch(tmp_path_factory, media_dir, media_url):
     url = f"{media_url}/test.mp4"
     out = root / "r.csv"
     result = invoke(media_dir, bad, url, "--out", out, "--workers", 2, "--timeline", root / "timeline")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # two inputs failed: the others' results are written
     rows = read_csv(out)
     by_source: dict[str, list[dict]] = {}
     for row in rows:
         by_source.setdefault(row["source"], []).append(row)
     return {"root": root, "out": out, "stderr": result.stderr, "rows": rows, "by_source": by_source,
             "url": url, "bad": bad, "media": media_dir,
-            "summary": read_csv(root / "r_summary.csv"), "failures": read_csv(root / "r_failures.csv"),
-            "sources": read_csv(root / "r_sources.csv")}
+            "summary": read_csv(root / "r.csv.summary.csv"), "failures": read_csv(root / "r.csv.failures.csv"),
+            "sources": read_csv(root / "r.csv.sources.csv")}
 
 
 def test_batch_rows_per_source(batch):
@@ -126,6 +127,21 @@ def test_batch_rows_per_source(batch):
     # The URL gives test.mp4's rows exactly (read in order, like the file).
     strip = [{k: v for k, v in r.items() if k != "source"} for r in by_source[batch["url"]]]
     assert strip == [{k: v for k, v in r.items() if k != "source"} for r in by_source[str(media / "test.mp4")]]
+
+
+def test_one_person_is_one_track_by_default(batch):
+    """test.mp4 shows one person; blazeface finds two 2-frame false faces on the background
+    (issue 25 item 6): --min-track-frames (default 10) leaves them out of the rows and the
+    summary, and the summary counts them."""
+    source = str(batch["media"] / "test.mp4")
+    summary = [r for r in batch["summary"] if r["source"] == source]
+    assert [(r["track_id"], r["frames"]) for r in summary] == [("1", "115")]
+    if DetectorOptions().name == "blazeface":
+        assert summary[0]["dropped_tracks"] == "2"
+        listed = {r["source"]: r for r in batch["sources"]}[source]
+        assert (listed["dropped_tracks"], listed["dropped_rows"], listed["min_track_frames"]) == ("2", "4", "10")
+        assert re.search(r"\b4 tracks under 10 frames left out \(8 rows\)", batch["stderr"])  # file + URL
+    assert {r["track_id"] for r in batch["by_source"][source]} == {"1"}
 
 
 def test_batch_columns_and_order(batch):
@@ -206,7 +222,11 @@ def test_progress_and_timelines(batch):
     image = cv2.imread(str(timeline / "woman2.png"))
     assert image is not None and image.shape[1] >= 800
     assert sorted(p.name for p in batch["root"].iterdir()) == [
-        "bad", "r.csv", "r_failures.csv", "r_sources.csv", "r_summary.csv", "timeline"]  # no temp files
+        "bad", "r.csv", "r.csv.failures.csv", "r.csv.sources.csv", "r.csv.summary.csv", "timeline"]  # no temp files
+    # The failures are named on stderr; the file skipped in the folder is counted.
+    for name in ("woman2_truncated.mp4", "broken.jpg"):
+        assert re.search(rf"^edge-fer: failed: \S*{name}: ", batch["stderr"], re.M), batch["stderr"]
+    assert "1 file skipped (not a video or image) (-v names them)" in batch["stderr"]
 
 
 @pytest.fixture(scope="module")
@@ -225,14 +245,14 @@ def test_parquet_same_rows_typed(batch, small_inputs, tmp_path):
 
     out = tmp_path / "r.parquet"
     result = invoke(*small_inputs, "--out", out, "--workers", 1, "--no-progress")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # the truncated video fails
     table = pq.read_table(out)
     for column in INT_COLUMNS:
         assert table.schema.field(column).type == pa.int64()
     for column in ["time_ms", "score"] + [f"p_{l}" for l in FER2013_LABELS]:
         assert table.schema.field(column).type == pa.float64()
     assert typed(table.to_pylist()) == expected_rows(batch, small_inputs)  # inline == the 2-worker pool
-    assert read_csv(tmp_path / "r_failures.csv")[0]["source"] == str(small_inputs[-1])
+    assert read_csv(tmp_path / "r.parquet.failures.csv")[0]["source"] == str(small_inputs[-1])
 
 
 def crash_on_crash_jpg(item):
@@ -313,12 +333,12 @@ def test_ray_engine_same_rows(batch, small_inputs, local_ray, tmp_path):
 
     out = tmp_path / "r.jsonl"
     result = invoke(*small_inputs, "--out", out, "--engine", "ray", "--no-progress")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     assert local_ray.is_initialized()  # it used the instance the fixture started, and left it running
 
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert typed(rows) == expected_rows(batch, small_inputs)
-    assert read_csv(tmp_path / "r_failures.csv")[0]["source"] == str(small_inputs[-1])
+    assert read_csv(tmp_path / "r.jsonl.failures.csv")[0]["source"] == str(small_inputs[-1])
 
 
 def read_rows(out: Path) -> list[FaceRow]:

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
+import os
 import sys
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -17,6 +16,7 @@ from edge_fer.analyze.engines import AHEAD_PER_WORKER, WorkerLost, in_order
 from edge_fer.analyze.items import WorkItem, discover
 from edge_fer.analyze.progress import ProgressBar
 from edge_fer.analyze import writers
+from edge_fer.analyze.resume import load_previous
 from edge_fer.analyze.worker import FaceRow, SourceResult
 from edge_fer.cli import main
 from edge_fer.errors import InputError, OptionsError
@@ -65,6 +65,12 @@ CASES = [
      "--ray-address '127.0.0.1:1': cannot reach a Ray cluster"),
     ("bad model", lambda m, t: [m, "--out", t / "r.csv", "--model", t / "empty"], ""),
     ("unknown detector", lambda m, t: [m, "--out", t / "r.csv", "--detector", "nope"], "unknown detector 'nope'"),
+    ("min score above 1", lambda m, t: [m, "--out", t / "r.csv", "--min-score", 2],
+     "--min-score 2.0: expected 0 <= c <= 1"),
+    ("min score nan", lambda m, t: [m, "--out", t / "r.csv", "--min-score", "nan"],
+     "--min-score must be a finite number"),
+    ("min track frames negative", lambda m, t: [m, "--out", t / "r.csv", "--min-track-frames", -1],
+     "--min-track-frames -1: expected 0 to 1000000 frames"),
 ]
 
 
@@ -89,6 +95,8 @@ def test_library_errors_name_option_fields(tmp_path):
         AnalyzeOptions(engine="spark")
     with pytest.raises(OptionsError, match=r"^AnalyzeOptions\.glob=' ': expected a non-empty pattern"):
         AnalyzeOptions(glob=" ")
+    with pytest.raises(OptionsError, match=r"^AnalyzeOptions\.min_track_frames=2\.5: expected 0 to 1000000 frames"):
+        AnalyzeOptions(min_track_frames=2.5)
     with pytest.raises(OptionsError, match=r"^WriteOptions\.out='r\.txt': unknown suffix '\.txt'"):
         WriteOptions(out="r.txt")
     (tmp_path / "empty").mkdir()
@@ -105,24 +113,6 @@ def test_timeline_smoothing_keeps_length(values, window):
     out = smooth(np.array(values), window)
     assert out.shape == (len(values),)
     assert all(min(values) - 1e-9 <= v <= max(values) + 1e-9 for v in out)
-
-
-def test_discovery_order_glob_and_duplicates(media_dir, tmp_path):
-    nested = tmp_path / "day1" / "cam"
-    nested.mkdir(parents=True)
-    shutil.copy(media_dir / "justin.jpg", nested / "b.jpg")
-    shutil.copy(media_dir / "justin.jpg", tmp_path / "a.JPG")
-    (tmp_path / ".hidden.jpg").write_bytes(b"x")
-    (tmp_path / "notes.txt").write_text("x")
-    items = discover([media_dir / "justin.jpg", media_dir, tmp_path])
-    assert [Path(i.source).name for i in items] == [
-        "justin.jpg", "no-faces.jpg", "test.mp4", "woman2.mp4", "a.JPG", "b.jpg"]
-    assert [i.kind for i in items] == ["image", "image", "video", "video", "image", "image"]
-    assert [i.index for i in items] == list(range(6))
-    assert items[-1].source == str(tmp_path / "day1" / "cam" / "b.jpg")  # the folder as given + relative path
-    assert [Path(i.source).name for i in discover([media_dir], glob="*.jpg")] == ["justin.jpg", "no-faces.jpg"]
-    assert [Path(i.source).name for i in discover([tmp_path], glob="day1/*/*.jpg")] == ["b.jpg"]
-    assert [i.kind for i in discover(["https://host/rec.mp4"])] == ["url"]
 
 
 class FakeWorkers:
@@ -239,9 +229,10 @@ def test_row_formats_round_trip_through_resume(monkeypatch, tmp_path, suffix):
             files.add(result)
         files.finish(_NoSummary())
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["a.jpg", "b.jpg", "c.jpg", out.name, "r_summary.csv", "r_failures.csv", "r_sources.csv"])
-    previous = writers.load_previous(out, LABELS)
-    assert [previous[r.item.key] for r in results] == results
+        ["a.jpg", "b.jpg", "c.jpg", out.name]
+        + [f"{out.name}.{side}.csv" for side in ("summary", "failures", "sources")])
+    previous, progress = load_previous(out, LABELS)
+    assert [previous[r.item.key] for r in results] == results and progress is None
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
@@ -252,7 +243,7 @@ def test_row_formats_empty_file_and_error(tmp_path, suffix):
         files.finish(_NoSummary())
     columns, records = writers.FORMATS[suffix].read(out)
     assert records == [] and columns in (writers.row_columns(LABELS, ()), None)  # jsonl: no line, no columns
-    assert writers.load_previous(out, LABELS) == {}
+    assert load_previous(out, LABELS) == ({}, None)
     before = sorted(tmp_path.iterdir())
     with pytest.raises(RuntimeError):
         with writers.OutputFiles(out, LABELS) as files:
@@ -292,3 +283,64 @@ def test_cli_help_lists_every_format():
     result = invoke("--help")
     assert result.exit_code == 0, result.output
     assert all(suffix in result.output for suffix in writers.FORMATS), result.output
+
+
+# Short tracks (issue 25 item 6) ----------------------------------------------------------------------
+def _tracks_result(lengths: dict[int, int], source_frames: int) -> SourceResult:
+    rows = tuple(FaceRow("v.mp4", frame, frame * 40.0, track, 0, 0, 10, 10, "happy", 0.75,
+                         {"angry": 0.25, "happy": 0.75})
+                 for track, length in lengths.items() for frame in range(length))
+    rows = tuple(sorted(rows, key=lambda r: (r.frame, r.track_id)))
+    return SourceResult(WorkItem(0, "v.mp4", "video", 1, 1), LABELS, frames=source_frames, rows=rows)
+
+
+@pytest.mark.parametrize("min_frames, lengths, frames, kept, dropped", [
+    (0, {1: 115, 2: 2, 3: 3}, 115, [1, 2, 3], (0, 0)),
+    (1, {1: 115, 2: 2, 3: 3}, 115, [1, 2, 3], (0, 0)),
+    (3, {1: 115, 2: 2, 3: 3}, 115, [1, 3], (1, 2)),
+    (10, {1: 115, 2: 2, 3: 3}, 115, [1], (2, 5)),
+    (200, {1: 115, 2: 2, 3: 3}, 115, [1], (2, 5)),   # a track in every frame of its source stays
+    (10, {1: 1}, 1, [1], (0, 0)),                    # an image's face
+    (10, {1: 4, 2: 1}, 4, [1], (1, 1)),              # a 4-frame clip: its whole-clip track stays
+])
+def test_short_tracks_are_left_out_and_counted(min_frames, lengths, frames, kept, dropped):
+    from edge_fer.analyze.summary import AnalysisSummary, drop_short_tracks
+
+    result = drop_short_tracks(_tracks_result(lengths, frames), min_frames)
+    assert sorted({r.track_id for r in result.rows}) == kept
+    assert (result.dropped_tracks, result.dropped_rows) == dropped
+    summary = AnalysisSummary(LABELS, min_track_frames=min_frames)
+    summary.add(result)
+    assert [t.track_id for t in summary.tracks] == kept
+    assert all(t.source_dropped_tracks == dropped[0] for t in summary.tracks)
+    assert summary.table()[0][2] == dropped[0]  # the summary file's dropped_tracks column
+    assert (f"{dropped[0]} track" in summary.to_line()) == bool(dropped[0])
+
+
+def test_cli_min_track_frames_default_is_the_librarys():
+    """The command module imports only click: its default is spelled out, and must match."""
+    from edge_fer.analyze.summary import MIN_TRACK_FRAMES
+    from edge_fer.commands.analyze import analyze_command
+
+    option = next(p for p in analyze_command.params if p.name == "min_track_frames")
+    assert option.default == MIN_TRACK_FRAMES == AnalyzeOptions().min_track_frames
+
+
+@pytest.mark.parametrize("name, stale", [
+    (".r.csv.tmp-{host}-{dead}-0123abcd.csv", True),       # a killed run of this host
+    (".r.csv.tmp-{host}-{alive}-0123abcd.csv", False),     # a run still going
+    (".r.csv.tmp-otherhost-{dead}-0123abcd.csv", False),   # another machine's (shared storage)
+    (".r.csv.k3j_h5g6.csv", True),                         # edge-fer before the host-pid names
+    (".r.csv.backup.csv", False),
+    ("r.csv", False),
+    (".r.parquet.tmp-{host}-{dead}-0123abcd.parquet", False),  # another output's
+])
+def test_stale_temp_files(name, stale):
+    import subprocess
+
+    from edge_fer.analyze import outputs
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    name = name.format(host=outputs._HOST, dead=dead.pid, alive=os.getppid())
+    assert outputs.is_stale_temp(name, "r.csv") is stale
