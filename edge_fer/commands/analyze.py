@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from . import finite_float, pipeline_from, pipeline_options
+from . import GroupedCommand, finite_float, pipeline_from, pipeline_options
 
 #: Signals that end the run like Ctrl-C: SIGTERM (a scheduler's kill), SIGHUP (an SSH session
 #: lost), SIGQUIT (Ctrl-\).
@@ -25,7 +25,14 @@ def _stop_on_signal(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
 
-@click.command("analyze")
+@click.command("analyze", cls=GroupedCommand, examples={"out": "results.csv"}, groups={
+    "Input": ["glob_pattern", "follow_links"],
+    "Output": ["out", "overwrite", "resume", "timeline_dir", "no_progress"],
+    "Detection": ["detector", "detector_model", "detect_width", "detect_every", "min_face", "min_confidence",
+                  "min_track_frames"],
+    "Model": ["model_path", "smooth"],
+    "Performance": ["workers", "engine", "ray_address", "threads", "cv_threads"],
+})
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--out", required=True, metavar="FILE",
               help="Rows file: .csv, .jsonl or .parquet, with FILE.summary.csv, FILE.failures.csv and "

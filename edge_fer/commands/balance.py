@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import click
 
+from . import GroupedCommand
 from .train import CROP_DETECTORS
 
 
-@click.command("balance")
-@click.option("--data", required=True, type=click.Path(), help="Training set (folder-per-class, FER2013 CSV or CK+).")
-@click.option("--source", required=True, help="Common class the generator starts from (e.g. neutral).")
-@click.option("--target", required=True, help="Rare class to generate (e.g. disgust).")
-@click.option("--out", required=True, type=click.Path(),
+@click.command("balance", cls=GroupedCommand)
+@click.option("--data", required=True, type=click.Path(), metavar="DIR|CSV",
+              help="Training set (folder-per-class, FER2013 CSV or CK+).")
+@click.option("--source", required=True, metavar="CLASS", help="Common class the generator starts from (e.g. neutral).")
+@click.option("--target", required=True, metavar="CLASS", help="Rare class to generate (e.g. disgust).")
+@click.option("--out", required=True, type=click.Path(), metavar="DIR",
               help="NEW folder: every original image plus the generated ones, folder-per-class.")
 @click.option("--epochs", default=100, show_default=True, type=int, help="Epochs at constant learning rate.")
 @click.option("--decay-epochs", type=int, help="Epochs of linear decay to zero afterwards (default: --epochs).")

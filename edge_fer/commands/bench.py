@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from . import DETECTOR_NAMES, DEVICE, finite_float
+from . import DETECTOR_NAMES, DEVICE, GroupedCommand, complete_paths, finite_float
 from .flags import in_flags
 
 from .. import defaults
@@ -26,39 +26,54 @@ def _ints(values: tuple[str, ...], name: str, default: int) -> tuple[int, ...]:
         raise OptionsError(f"{name} takes integers such as 1,2; got {','.join(values)!r}") from None
 
 
-@click.command("bench", epilog="Exit code: 0 when every row's p95 of total latency is within --target-ms, "
-                               "1 when any row fails it, 2 for bad input or a failed run.")
-@click.option("--model", "models", multiple=True, metavar="PATH[,PATH]",
+@click.command("bench", cls=GroupedCommand, groups={
+    "Input": ["video", "images", "camera", "data"],
+    "Model": ["models", "labels", "input_scale", "input_offset", "device"],
+    "Detection": ["detectors", "detector_model", "detect_width", "detect_every", "classifier_only"],
+    "Performance": ["threads", "cv_threads"],
+    "Measurement": ["frames", "warmup", "release", "fps", "repeat", "target_ms"],
+    "Output": ["json_path", "plot_path"],
+}, epilog="Exit code: 0 when every row's p95 of total latency is within --target-ms, 1 when any row fails it, "
+          "2 for bad input or a failed run.")
+@click.option("--model", "models", multiple=True, metavar="FILE[,FILE]", shell_complete=complete_paths,
               help="Model file(s), .tflite or .onnx; comma-separated or repeated. Default: the packaged model.")
 @click.option("--detector", "detectors", multiple=True, metavar="NAME[,NAME]",
               help=f"{', '.join(DETECTOR_NAMES)}; comma-separated or repeated.  [default: {defaults.DETECTOR}]")
-@click.option("--video", type=click.Path(dir_okay=False), help="Video file (looped when shorter than needed).")
-@click.option("--images", type=click.Path(), help="An image file or a folder of images (cycled).")
-@click.option("--camera", type=int, help="Camera index.")
-@click.option("--frames", default=300, show_default=True,
+@click.option("--video", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Video file (looped when shorter than needed).")
+@click.option("--images", type=click.Path(), metavar="FILE|DIR", help="An image file or a folder of images (cycled).")
+@click.option("--camera", type=int, metavar="INDEX", help="Camera index.")
+@click.option("--frames", default=300, metavar="N",
               help="Timed frames per row (fewer than 300 is allowed, with a warning).")
-@click.option("--warmup", default=30, show_default=True, help="Untimed frames first (the first one is the cold start).")
+@click.option("--warmup", default=30, metavar="N", help="Untimed frames first (the first one is the cold start).")
 @click.option("--release", is_flag=True, help="Release figures: at least 1,024 frames and 60 s per row.")
-@click.option("--fps", type=float, help="Paced mode: frames arrive at this rate (a camera's); counts deadline misses.")
-@click.option("--repeat", default=1, show_default=True,
+@click.option("--fps", type=float, metavar="FPS",
+              help="Paced mode: frames arrive at this rate (a camera's); counts deadline misses.")
+@click.option("--repeat", default=1, metavar="N",
               help="Fresh processes per row; the table shows the median of their percentiles.")
 @click.option("--threads", multiple=True, metavar="N[,N]", help="Runtime threads to sweep.  [default: 1]")
 @click.option("--cv-threads", multiple=True, metavar="N[,N]", help="OpenCV threads to sweep.  [default: 1]")
 @click.option("--classifier-only", is_flag=True, help="Time preprocess + classify alone, on real face crops.")
-@click.option("--data", type=click.Path(file_okay=False), help="Folder-per-class faces: adds each model's accuracy.")
-@click.option("--labels", help="For models without metadata: 'fer2013' or comma-separated names.")
-@click.option("--input-scale", type=float, callback=finite_float, help="For models without metadata: input = pixel*scale + offset.")
-@click.option("--input-offset", type=float, callback=finite_float, help="For models without metadata (see --input-scale).")
-@click.option("--device", default="auto", show_default=True, type=DEVICE,
-              help="ONNX Runtime providers (ONNX models).")
-@click.option("--detector-model", type=click.Path(), help="Detector file, or a folder holding detectors' files.")
-@click.option("--detect-width", default=defaults.DETECT_WIDTH, show_default=True, help="Frames wider than this are downscaled for detection.")
-@click.option("--detect-every", type=int,
+@click.option("--data", type=click.Path(file_okay=False), metavar="DIR",
+              help="Folder-per-class faces: adds each model's accuracy.")
+@click.option("--labels", metavar="NAMES", help="For models without metadata: 'fer2013' or comma-separated names.")
+@click.option("--input-scale", type=float, metavar="SCALE", callback=finite_float,
+              help="For models without metadata: input = pixel*scale + offset.")
+@click.option("--input-offset", type=float, metavar="OFFSET", callback=finite_float,
+              help="For models without metadata (see --input-scale).")
+@click.option("--device", default="auto", type=DEVICE, help="ONNX Runtime providers (ONNX models).")
+@click.option("--detector-model", type=click.Path(), metavar="FILE|DIR",
+              help="Detector file, or a folder holding detectors' files.")
+@click.option("--detect-width", default=defaults.DETECT_WIDTH, metavar="PX",
+              help="Frames wider than this are downscaled for detection.")
+@click.option("--detect-every", type=int, metavar="N",
               help=f"Run the detector every Nth frame (not with --classifier-only).  "
                    f"[default: {defaults.DETECT_EVERY}]")
-@click.option("--target-ms", default=20.0, show_default=True, help="Pass when p95 of total latency is within this.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write every figure and per-frame totals.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a PNG (needs matplotlib).")
+@click.option("--target-ms", default=20.0, metavar="MS", help="Pass when p95 of total latency is within this.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Write every figure and per-frame totals.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Write a PNG (needs matplotlib).")
 @click.pass_context
 def bench_command(ctx: click.Context, models, detectors, video, images, camera, threads, cv_threads, labels,
                   input_scale, input_offset, json_path, plot_path, **kwargs) -> None:

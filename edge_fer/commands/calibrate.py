@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import click
 
-from . import DETECTOR_NAMES
+from . import DETECTOR_NAMES, GroupedCommand
 
 
-@click.command("calibrate-framing")
-@click.option("--data", required=True, type=click.Path(),
+@click.command("calibrate-framing", cls=GroupedCommand)
+@click.option("--data", required=True, type=click.Path(), metavar="DIR",
               help="The model's training faces, one folder per class (e.g. fer2013/train).")
 @click.option("--model", "models", multiple=True, type=click.Path(),
               help="A .tflite/.onnx file to write the framing into (repeatable; none: only report).")
@@ -38,10 +38,10 @@ def calibrate_command(data, models, detectors, detector_models, count, seed, rep
         click.echo(f"wrote the framing into {path}")
 
 
-@click.command("calibrate-confidence")
-@click.option("--model", "models", multiple=True, required=True, type=click.Path(),
+@click.command("calibrate-confidence", cls=GroupedCommand)
+@click.option("--model", "models", multiple=True, required=True, type=click.Path(), metavar="FILE",
               help="A .tflite/.onnx file whose temperature to fit and write (repeatable).")
-@click.option("--data", required=True, type=click.Path(),
+@click.option("--data", required=True, type=click.Path(), metavar="DIR",
               help="Labelled faces, one folder per class (e.g. fer2013/val).")
 @click.option("--dedup-against", type=click.Path(), help="Also report the ECE without faces that have a twin here.")
 @click.option("--out", type=click.Path(), help="Folder for reliability.png and confidence.json.")

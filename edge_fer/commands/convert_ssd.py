@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import click
 
+from . import GroupedCommand
 
-@click.command("convert-ssd")
+
+@click.command("convert-ssd", cls=GroupedCommand)
 @click.option("--model-dir", type=click.Path(), help="Folder with the Caffe files, or the .caffemodel "
               "(default: the cache folder `edge-fer fetch-detectors` fills).")
 @click.option("--out-dir", type=click.Path(file_okay=False), help="Where the .onnx goes (default: beside the Caffe files).")
@@ -16,7 +18,9 @@ import click
 @click.option("--calibration-frames", default=64, show_default=True, type=click.IntRange(1, 10_000),
               help="Frames taken from the calibration input.")
 def convert_ssd_command(model_dir, out_dir, quantize, calibration, calibration_frames) -> None:
-    """Build res10_300x300_ssd[_int8].onnx from the res10 SSD's prototxt and caffemodel (needs
+    """Build the ssd detector's ONNX file from its Caffe files.
+
+    Writes res10_300x300_ssd[_int8].onnx from the res10 SSD's prototxt and caffemodel (needs
     `pip install "edge-fer[convert]"`; the result runs on onnxruntime alone). The ssd detector then
     uses it; pass --detector-model path/to/the.caffemodel to run the Caffe net."""
     from converters.ssd_convert import SsdConvertOptions, convert_ssd

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import click
 
+from . import GroupedCommand
 
-@click.command("doctor")
+
+@click.command("doctor", cls=GroupedCommand)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--no-bench", is_flag=True, help="Skip the few seconds of timing (facts only).")
 @click.option("--models", "models_dir", type=click.Path(),

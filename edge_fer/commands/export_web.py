@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import click
 
+from . import GroupedCommand
+
 from .. import defaults
 
 
-@click.command("export-web")
+@click.command("export-web", cls=GroupedCommand)
 @click.argument("out_dir", type=click.Path())
 @click.option("--model", "model_path", type=click.Path(),
               help="Classifier: a .tflite with RGB input and standard TFLite metadata "
@@ -22,8 +24,10 @@ from .. import defaults
               help="Per-face smoothing: EMA weight of the past (0 = off).")
 @click.option("--force", is_flag=True, help="Replace OUT_DIR if it exists and is not empty.")
 def export_web_command(out_dir, model_path, detector_model, delegate, detect_every, smooth, force) -> None:
-    """Write the page that runs detect -> align -> classify -> track -> draw on a phone's camera,
-    in its browser, to OUT_DIR: host it on any static HTTPS server (or localhost)."""
+    """Write the phone page, a static folder, to OUT_DIR.
+
+    The page runs detect -> align -> classify -> track -> draw on a phone's camera, in its
+    browser: host OUT_DIR on any static HTTPS server (or localhost)."""
     from ..web import WebExportOptions, export_web
     from ..web.export import PHONE_MODEL
 

@@ -4,40 +4,52 @@ from __future__ import annotations
 
 import click
 
-from . import COLOR, DEVICE, finite_float, pipeline_from, pipeline_options
+from . import COLOR, DEVICE, GroupedCommand, complete_paths, finite_float, pipeline_from, pipeline_options
 
 from .. import defaults
 
 
-@click.command("run")
-@click.option("--camera", type=int, help="Camera index (the default source: 0).")
-@click.option("--video", help="Video file, or a stream URL (rtsp://, http://...) read live.")
-@click.option("--image", help="An image file or a folder of images.")
+@click.command("run", cls=GroupedCommand, groups={
+    "Input": ["camera", "video", "image", "demo", "loop", "max_frames", "open_timeout"],
+    "Output": ["headless", "as_json", "save_video"],
+    "Serving": ["serve", "token", "max_clients", "tls_cert", "tls_key"],
+    "Detection": ["detector", "detector_model", "detect_width", "detect_every", "min_face"],
+    "Model": ["model_path", "labels", "input_scale", "input_offset", "input_color", "smooth"],
+    "Performance": ["threads", "cv_threads", "device"],
+})
+@click.option("--camera", type=int, metavar="INDEX", help="Camera index (the default source: 0).")
+@click.option("--video", metavar="FILE|URL", shell_complete=complete_paths,
+              help="Video file, or a stream URL (rtsp://, http://...) read live.")
+@click.option("--image", metavar="FILE|DIR", shell_complete=complete_paths,
+              help="An image file or a folder of images.")
 @click.option("--demo", is_flag=True, help="Run on the built-in image (assets/astronaut.jpg).")
 @pipeline_options
-@click.option("--labels", help="For a model without edge-fer metadata: 'fer2013' or 'a,b,c,...'.")
-@click.option("--input-scale", type=float, callback=finite_float, help="Model input = pixel * scale + offset (overrides metadata).")
-@click.option("--input-offset", type=float, callback=finite_float, help="See --input-scale.")
+@click.option("--labels", metavar="NAMES", help="For a model without edge-fer metadata: 'fer2013' or 'a,b,c,...'.")
+@click.option("--input-scale", type=float, metavar="SCALE", callback=finite_float,
+              help="Model input = pixel * scale + offset (overrides metadata).")
+@click.option("--input-offset", type=float, metavar="OFFSET", callback=finite_float, help="See --input-scale.")
 @click.option("--input-color", type=COLOR, help="Input colour (overrides metadata).")
-@click.option("--device", default="auto", show_default=True, type=DEVICE,
+@click.option("--device", default="auto", type=DEVICE,
               help="ONNX Runtime providers: auto = TensorRT > CUDA > CPU, whichever are present.")
 @click.option("--headless", is_flag=True, help="No window.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per processed frame on stdout.")
-@click.option("--save-video", type=click.Path(), help="Write the annotated video here (.mp4, .avi, .mkv); "
-              "with --image/--demo, a folder for the annotated images.")
-@click.option("--max-frames", type=int, help="Stop after this many processed frames.")
-@click.option("--open-timeout", default=defaults.STREAM_TIMEOUT_S, show_default=True, type=float,
+@click.option("--save-video", type=click.Path(), metavar="FILE|DIR",
+              help="Write the annotated video here (.mp4, .avi, .mkv); with --image/--demo, a folder for the "
+                   "annotated images.")
+@click.option("--max-frames", type=int, metavar="N", help="Stop after this many processed frames.")
+@click.option("--open-timeout", default=defaults.STREAM_TIMEOUT_S, type=float, metavar="SECONDS",
               help="Seconds a stream URL may send nothing (opening, or between frames) before it fails.")
 @click.option("--loop", is_flag=True, help="Repeat a video file (or the images) from the start when it ends.")
 @click.option("--serve", metavar="[HOST:]PORT", is_flag=False, flag_value="127.0.0.1:8080",
               help="Show the live view in a browser: an HTTP server on HOST:PORT (bare --serve: "
                    "127.0.0.1:8080; port 0: a free one). Another host than loopback needs a token.")
-@click.option("--token", help="With --serve: the token viewers must give (generated for a non-loopback host).")
-@click.option("--max-clients", default=4, show_default=True, type=int,
+@click.option("--token", metavar="TOKEN",
+              help="With --serve: the token viewers must give (generated for a non-loopback host).")
+@click.option("--max-clients", default=4, type=int, metavar="N",
               help="With --serve: the most viewers at once (more get 503).")
-@click.option("--tls-cert", type=click.Path(), help="With --serve: HTTPS with this PEM certificate (a phone's "
-              "camera page at /device/ needs HTTPS; docs/phone.md makes one the phone trusts).")
-@click.option("--tls-key", type=click.Path(), help="With --serve: the PEM private key of --tls-cert.")
+@click.option("--tls-cert", type=click.Path(), metavar="FILE", help="With --serve: HTTPS with this PEM certificate "
+              "(a phone's camera page at /device/ needs HTTPS; docs/phone.md makes one the phone trusts).")
+@click.option("--tls-key", type=click.Path(), metavar="FILE", help="With --serve: the PEM private key of --tls-cert.")
 def run_command(camera, video, image, demo, model_path, labels, input_scale, input_offset, input_color,
                 detector, detector_model, detect_width, detect_every, min_face, threads, cv_threads,
                 device, smooth, headless, as_json, save_video, max_frames, open_timeout, loop, serve, token,

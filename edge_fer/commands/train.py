@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import click
 
-from . import ARCH_NAMES, COLOR, DETECTOR, Choice, finite_float
+from . import ARCH_NAMES, COLOR, DETECTOR, Choice, GroupedCommand, finite_float
 
 CROP_DETECTORS = DETECTOR
 
 
-@click.command("train")
-@click.option("--data", "data", multiple=True, required=True, type=click.Path(),
+@click.command("train", cls=GroupedCommand)
+@click.option("--data", "data", multiple=True, required=True, type=click.Path(), metavar="DIR|CSV",
               help="Training set: a folder-per-class folder, a FER2013 CSV or a CK+ folder "
                    "(repeat to add more, e.g. generated images).")
 @click.option("--arch", default="edgenet", show_default=True, type=Choice(ARCH_NAMES, "architecture"),
               help="Architecture.")
 @click.option("--epochs", default=40, show_default=True, type=int)
-@click.option("--out", required=True, type=click.Path(), help="Output folder (checkpoints, model.keras).")
+@click.option("--out", required=True, type=click.Path(), metavar="DIR",
+              help="Output folder (checkpoints, model.keras).")
 @click.option("--val", type=click.Path(), help="Validation set used to select the best epoch.")
 @click.option("--classes", help="Class set: pyfer (6), fer2013 (7), ckplus (8) or 'a,b,c' "
                                 "(default: every class found).")
@@ -88,11 +89,11 @@ def train_command(protocol, folds, run_folds, **kwargs) -> None:
                f"{result.replicas} replica(s) x batch {result.batch_per_replica}")
 
 
-@click.command("teacher-probs")
-@click.option("--model", "models", multiple=True, required=True, type=click.Path(),
+@click.command("teacher-probs", cls=GroupedCommand)
+@click.option("--model", "models", multiple=True, required=True, type=click.Path(), metavar="FILE",
               help="A teacher (.keras, .tflite, .onnx with edge-fer metadata); repeat for an ensemble.")
-@click.option("--data", required=True, type=click.Path(), help="The training folder (folder-per-class).")
-@click.option("--out", required=True, type=click.Path(), help="The .npz to write.")
+@click.option("--data", required=True, type=click.Path(), metavar="DIR", help="The training folder (folder-per-class).")
+@click.option("--out", required=True, type=click.Path(), metavar="FILE", help="The .npz to write.")
 @click.option("--no-flip", is_flag=True, help="Do not average each teacher over the face and its mirror.")
 @click.option("--threads", "num_threads", default=2, show_default=True, type=click.IntRange(1, 64))
 def teacher_probs_command(models, data, out, no_flip, num_threads) -> None:
@@ -107,9 +108,10 @@ def teacher_probs_command(models, data, out, no_flip, num_threads) -> None:
                f"accuracy on them: {accuracy}{ensemble}")
 
 
-@click.command("eval")
-@click.option("--model", "model_path", required=True, type=click.Path(), help=".keras, .h5, .tflite or .onnx")
-@click.option("--data", required=True, type=click.Path(),
+@click.command("eval", cls=GroupedCommand)
+@click.option("--model", "model_path", required=True, type=click.Path(), metavar="FILE",
+              help="The model: .keras, .h5, .tflite or .onnx.")
+@click.option("--data", required=True, type=click.Path(), metavar="DIR|CSV",
               help="Labelled faces: folder-per-class, FER2013 CSV (PublicTest rows) or CK+ folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.option("--out", type=click.Path(), help="Folder for confusion.png and confusion.json.")

@@ -179,8 +179,8 @@ def test_distilled_warm_started_run(teacher_file, tmp_path):
 @pytest.mark.parametrize("extra, message", [
     (["--teacher", "MISSING.npz"], "teacher file not found: MISSING.npz"),
     (["--init-from", "MISSING.keras"], "model file not found: MISSING.keras"),
-    (["--optimizer", "lbfgs"], "Invalid value for '--optimizer'"),
-    (["--augment", "heavy"], "Invalid value for '--augment'"),
+    (["--optimizer", "lbfgs"], "invalid value for --optimizer: 'lbfgs' is not one of"),
+    (["--augment", "heavy"], "invalid value for --augment: 'heavy' is not one of"),
     (["--teacher", "T.npz", "--distill-alpha", "2"], "--distill-alpha 2.0: expected a weight in [0, 1]"),
 ])
 def test_train_distill_options_bad_input(teacher_file, tmp_path, extra, message):

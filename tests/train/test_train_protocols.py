@@ -87,7 +87,7 @@ def test_protocol_runs_folds_and_resumes(ckplus48, tmp_path):
     (["--protocol", "subject", "--folds", "2"], "--folds 2: expected >= 3"),
     (["--protocol", "subject", "--run-folds", "11"], r"--run-folds 11: expected 1\.\.10 \(--folds\)"),
     (["--protocol", "random", "--val", "VAL"], "leave --val empty"),
-    (["--protocol", "bogus"], "Invalid value for '--protocol'"),
+    (["--protocol", "bogus"], "invalid value for --protocol: 'bogus' is not one of"),
     (["--last-frames", "0"], "--last-frames 0: expected >= 1"),
     (["--first-as-neutral"], "leave --first-as-neutral off"),
 ])

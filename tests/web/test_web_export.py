@@ -61,7 +61,7 @@ def test_vendored_runtime_matches_its_manifest():
     (["--model", str(INT8_MODEL)], "takes gray input"),
     (["--model", str(ONNX_MODEL)], "reads .tflite files"),
     (["--model", "missing.tflite"], "not found"),
-    (["--delegate", "webgpu"], "Invalid value for '--delegate'"),
+    (["--delegate", "webgpu"], "invalid value for --delegate: 'webgpu' is not one of 'cpu', 'gpu'"),
     (["--detect-every", "0"], "--detect-every 0: expected >= 1"),
     (["--smooth", "1.5"], "--smooth 1.5: expected 0 <= smooth < 1"),
     (["--detector-model", "MODEL_AS_DETECTOR"], "not a TFLite file"),
