@@ -1,18 +1,26 @@
 """Soak: 10,000 frames (woman2.mp4 looped) through one long-lived pipeline, as `edge-fer run` builds it.
 
     .venv/bin/python benchmarks/soak.py [--frames 10000] [--video woman2.mp4] [--sample-every 100]
+                                        [--serve]
 
 Samples RSS every ``--sample-every`` frames. Reports memory growth after the first 1,000 frames
 (goal: < 5 MB; the first frames fill allocator pools and caches) and latency drift: p50 of total
 latency (decode + pipeline) over the first vs the last 1,000 frames. Writes
 benchmarks/results/soak.json and prints a Markdown summary.
+
+``--serve`` also publishes every frame to a live-view server (``edge-fer run --serve``'s
+FerServer, on loopback) watched all along by one /stream.mjpg and one /events client reading
+in threads of this process, so the RSS covers the server and its viewers too.
 """
 
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
+import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +50,17 @@ def slope_mb_per_1k(samples: list[dict]) -> float:
     return 1000.0 * sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var if var else 0.0
 
 
+def watch(port: int, path: str, stop: threading.Event, received: list) -> None:
+    """A viewer: reads ``path`` and throws it away until ``stop``; counts the bytes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        while not stop.is_set():
+            chunk = sock.recv(65536)
+            if not chunk:
+                return
+            received[0] += len(chunk)
+
+
 def main() -> int:
     import psutil
 
@@ -50,6 +69,8 @@ def main() -> int:
     parser.add_argument("--video", default="woman2.mp4")
     parser.add_argument("--model", default=None, help="default: the packaged model (or the peer's TFLite)")
     parser.add_argument("--sample-every", type=int, default=100)
+    parser.add_argument("--serve", action="store_true",
+                        help="also publish each frame to a FerServer with an MJPEG and an SSE viewer attached")
     parser.add_argument("--out", default=str(RESULTS / "soak.json"))
     args = parser.parse_args()
     if args.frames < 2 * WINDOW:
@@ -68,13 +89,24 @@ def main() -> int:
     faces = np.full(args.frames, -1, np.int32)
     samples = [{"frame": 0, "seconds": 0.0, "rss_mb": process.memory_info().rss / 2**20}]
     start = time.perf_counter()
-    with FerPipeline.create_from_options(options) as pipeline:
+    stop, received, server = threading.Event(), [0], None
+    with ExitStack() as stack:
+        pipeline = stack.enter_context(FerPipeline.create_from_options(options))
+        if args.serve:
+            from edge_fer.serve import FerServer, ServeOptions
+
+            server = stack.enter_context(FerServer(ServeOptions(port=0), info={"source": str(video)}))
+            stack.callback(stop.set)
+            for path in ("/stream.mjpg", "/events"):
+                threading.Thread(target=watch, args=(server.port, path, stop, received), daemon=True).start()
         frames = open_frames(SourceSpec("video", str(video)))
         try:
             for i in range(args.frames):
                 c0, t0 = time.process_time(), time.perf_counter()
                 frame, decode_ms = frames.read()
                 result = pipeline.process(frame)
+                if server is not None:
+                    server.publish(result, frame)
                 t1, c1 = time.perf_counter(), time.process_time()
                 latency = result.latency_ms
                 timings[i] = (decode_ms, latency["detect"], latency["preprocess"], latency["classify"],
@@ -99,6 +131,8 @@ def main() -> int:
         "video": str(video),
         "model": str(model),
         "model_sha256": file_sha256(str(model)),
+        "served": None if server is None else {"viewers": ["/stream.mjpg", "/events"], "bytes_received": received[0],
+                                               "jpeg_encodes": server.broadcast.encodes},
         "pipeline_options": "PipelineOptions() defaults with the model above (as `edge-fer run` builds it)",
         "frames": args.frames,
         "seconds": float(end_times[-1] - end_times[0]),

@@ -1,21 +1,25 @@
 """The HTTP side of :class:`~edge_fer.serve.server.FerServer`: one request per connection.
 
-Every request: GET or HEAD only (others 405, unknown methods 501), no request body (413), on
-a loopback server a loopback Host header (403: no DNS rebinding), the token checked when the
-server has one (401), then the path looked up in the server's route
-table (404 otherwise; no directory listing anywhere). The stdlib bounds the request line
-(64 KiB, else 414) and the header count (100, else 431); the socket timeout bounds every read
-and write, so a client that stops reading is dropped after ``write_timeout_s``.
+Every request: its head (request line and headers) within ``header_timeout_s`` of the
+connection (else the connection is closed: slowloris), GET or HEAD only (others 405, unknown
+methods 501), no request body (413), on a loopback server a Host header naming ``localhost``
+or the bound address (403: no DNS rebinding), the token checked when the server has one (401),
+then the path looked up in the server's route table (404 otherwise; no directory listing
+anywhere). The stdlib bounds the request line (64 KiB, else 414) and the header count (100,
+else 431). After the head, the socket timeout (``write_timeout_s``) bounds every write, so a
+client that stops reading is dropped; streams keep a small send buffer so that happens soon.
 """
 
 from __future__ import annotations
 
 import hmac
+import io
 import ipaddress
 import json
 import logging
 import mimetypes
 import os
+import re
 import select
 import socket
 from http import HTTPStatus
@@ -28,23 +32,54 @@ log = logging.getLogger("edge_fer.serve")
 BOUNDARY = "edge-fer-frame"
 #: How often an idle /events stream sends a comment line (finds vanished clients).
 KEEPALIVE_S = 5.0
+#: A streaming viewer's socket send buffer (the kernel doubles it).
+STREAM_SNDBUF = 32 * 1024
 GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, socket.timeout, OSError)
+
+
+class SocketWriter:
+    """Unbuffered writes (``sendall``: the socket's timeout bounds each one)."""
+
+    closed = False
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def write(self, data: bytes) -> int:
+        self.sock.sendall(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class Handler(BaseHTTPRequestHandler):
     server_version = "edge-fer"
     sys_version = ""
     protocol_version = "HTTP/1.0"  # one request per connection, closed after the response
+    sent_head = False
 
     # set up --------------------------------------------------------------------------------------
+    def __init__(self, sock: socket.socket, address: tuple, app, head: bytes) -> None:
+        """Answers the one request whose ``head`` (request line and headers) the server's
+        :class:`~edge_fer.serve.front.Front` has read from ``sock`` already."""
+        self.head_bytes = head
+        super().__init__(sock, address, app)
+
     @property
     def app(self):
         """The FerServer this request belongs to."""
-        return self.server.app
+        return self.server
 
     def setup(self) -> None:
-        self.timeout = self.app.options.write_timeout_s
-        super().setup()
+        """The request is read from the head in memory; responses go straight to the socket,
+        whose timeout (``write_timeout_s``) bounds every write."""
+        self.connection = self.request
+        self.rfile = io.BytesIO(self.head_bytes)
+        self.wfile = SocketWriter(self.connection)
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - the stdlib's name
         log.debug("%s %s", self.address_string(), format % args)
@@ -84,18 +119,18 @@ class Handler(BaseHTTPRequestHandler):
             route(self)
         except GONE as exc:
             log.debug("client %s gone: %s", self.address_string(), exc)
+        except Exception:  # a route's own bug: say so, never just close the connection
+            log.exception("%s %s failed", self.command, url.path[:200])
+            if not self.sent_head:
+                self.send_text(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error (logged)\n")
 
     def _loopback_host(self) -> bool:
-        """A loopback server answers only requests addressed to a loopback name: a web page
-        elsewhere cannot read it through DNS rebinding (its Host header would be its own name)."""
-        host = (self.headers.get("Host") or "").strip().lower()
-        name = host[1:host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
-        if name in ("localhost", "") or name.endswith(".localhost"):
-            return True
-        try:
-            return ipaddress.ip_address(name).is_loopback
-        except ValueError:
-            return False
+        """A loopback server answers only requests addressed to it: ``localhost`` or the address
+        it is bound to (any port: a tunnel may forward another). A web page elsewhere cannot
+        read it through DNS rebinding: its Host header would be its own name. A request with
+        no Host header at all (HTTP/1.0 tools) is not a browser's, and is answered."""
+        value = self.headers.get("Host")
+        return value is None or host_name(value) in self.app.host_names
 
     def _authorized(self, query: str) -> bool:
         expected = self.app.token
@@ -110,6 +145,7 @@ class Handler(BaseHTTPRequestHandler):
     # responses ---------------------------------------------------------------------------------
     def send_head(self, status: int, content_type: str, length: int | None = None,
                   extra: dict[str, str] | None = None) -> None:
+        self.sent_head = True
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         if length is not None:
@@ -141,6 +177,12 @@ class Handler(BaseHTTPRequestHandler):
             return self.connection.recv(1, socket.MSG_PEEK) == b""
         except (OSError, ValueError):
             return True
+
+    def start_stream(self, content_type: str) -> None:
+        """The head of an endless response, on a socket with a small send buffer: a viewer that
+        stops reading fills it soon, and its next write times out (``write_timeout_s``)."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SNDBUF)
+        self.send_head(HTTPStatus.OK, content_type)
 
     def refuse_busy(self) -> None:
         limit = self.app.options.max_clients
@@ -176,7 +218,7 @@ def stream_mjpeg(h: Handler) -> None:
         h.refuse_busy()
         return
     try:
-        h.send_head(HTTPStatus.OK, f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+        h.start_stream(f"multipart/x-mixed-replace; boundary={BOUNDARY}")
         seq = 0
         while not h.head and not h.client_gone():
             frame = h.app.broadcast.wait_frame(seq, KEEPALIVE_S)
@@ -201,7 +243,7 @@ def events(h: Handler) -> None:
         h.refuse_busy()
         return
     try:
-        h.send_head(HTTPStatus.OK, "text/event-stream; charset=utf-8")
+        h.start_stream("text/event-stream; charset=utf-8")
         latest = h.app.broadcast.latest
         seq = latest.seq - 1 if latest is not None else 0  # start with the current frame
         while not h.head and not h.client_gone():
@@ -218,6 +260,29 @@ def events(h: Handler) -> None:
         h.app.slots.release()
 
 
+def host_name(value: str) -> str | None:
+    """The name in a Host header (``name``, ``name:port``, ``[v6]``, ``[v6]:port``) as
+    :func:`normal_name` gives it; None for anything else (``[::1].evil.com``)."""
+    match = re.fullmatch(r"\[([0-9a-f:.]+)\](?::[0-9]{1,5})?|([a-z0-9._-]+?)\.?(?::[0-9]{1,5})?",
+                         value.strip().lower())
+    if match is None:
+        return None
+    if match.group(1) is None:
+        return normal_name(match.group(2))
+    try:
+        return ipaddress.ip_address(match.group(1)).compressed  # brackets hold an address only
+    except ValueError:
+        return None
+
+
+def normal_name(name: str) -> str:
+    """A host name in lower case, an IP address in its short form (``::1``, ``127.0.0.1``)."""
+    try:
+        return ipaddress.ip_address(name).compressed
+    except ValueError:
+        return name.lower().rstrip(".")
+
+
 def static_files(prefix: str, directory: Path):
     """A route serving the files under ``directory`` at ``prefix`` (``prefix`` + ``/`` gives its
     index.html); no listing, nothing outside ``directory`` (``..``, links out, NUL all 404)."""
@@ -226,12 +291,16 @@ def static_files(prefix: str, directory: Path):
     def route(h: Handler) -> None:
         rel = unquote(urlsplit(h.path).path)[len(prefix):].lstrip("/") or "index.html"
         parts = rel.split("/")
-        target = root.joinpath(*parts).resolve() if "\x00" not in rel and "\\" not in rel else None
-        if (target is None or any(p in ("", ".", "..") for p in parts)
-                or os.path.commonpath([str(root), str(target)]) != str(root) or not target.is_file()):
+        try:
+            target = root.joinpath(*parts).resolve() if "\x00" not in rel and "\\" not in rel else None
+            found = (target is not None and not any(p in ("", ".", "..") for p in parts)
+                     and os.path.commonpath([str(root), str(target)]) == str(root) and target.is_file())
+            data = target.read_bytes() if found else None
+        except (OSError, RuntimeError, ValueError):  # a name too long for the file system, a link loop
+            data = None
+        if data is None:
             h.send_text(HTTPStatus.NOT_FOUND, "no such file\n")
             return
-        kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-        h.send_bytes(HTTPStatus.OK, kind, target.read_bytes())
+        h.send_bytes(HTTPStatus.OK, mimetypes.guess_type(target.name)[0] or "application/octet-stream", data)
 
     return route

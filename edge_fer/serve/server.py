@@ -23,8 +23,12 @@ Security: 127.0.0.1 by default. Any other address must be given explicitly (``ho
 needs a token: ``options.token`` or one generated here, part of :attr:`FerServer.url`; requests
 without it get 401 (query ``?token=`` or ``Authorization: Bearer``). Ports 1-1023 are refused
 unless ``allow_privileged_port`` (a camera server should not run as root; a reverse proxy can
-front it). At most ``max_clients`` streaming viewers (/stream.mjpg and /events together; more
-get 503) and ``max_clients + 8`` connections in all (more are closed at once, logged).
+front it). At most ``max_clients`` streaming viewers (/stream.mjpg and /events together, counted
+after the token check; more get 503); nothing else counts against them. A connection costs no
+thread until its request head is in (:mod:`edge_fer.serve.front`: one selector thread reads
+every head, within ``header_timeout_s``, so idle and trickling connections cost almost nothing);
+then one thread answers it. A loopback server answers only to ``localhost`` and the address it
+bound (the Host header).
 """
 
 from __future__ import annotations
@@ -40,7 +44,6 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable
 
@@ -51,15 +54,18 @@ from ..errors import OptionsError
 from ..types import FrameResult
 from . import handler as routes_module
 from .broadcast import ClientSlots, FrameBroadcast
+from .front import Front
 
 log = logging.getLogger("edge_fer.serve")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_MAX_CLIENTS = 4
-#: Connections beyond the viewers (page loads, snapshots, health checks) before refusing.
-EXTRA_CONNECTIONS = 8
-TOKEN_RE = re.compile(r"^[A-Za-z0-9._~-]{8,128}$")
+#: Connections the kernel queues for accept (a burst of them must not wait on retransmits).
+LISTEN_BACKLOG = 1024
+TOKEN_RE = re.compile(r"[A-Za-z0-9._~-]{8,128}")  # fullmatch: no newline may end it
+#: One label of a host name (IDNA names are checked in their ASCII form).
+HOST_LABEL_RE = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 #: /healthz calls a running source "stalled" after this long without a frame.
 STALLED_S = 2.0
 PAGE = Path(__file__).with_name("page.html")
@@ -68,7 +74,9 @@ PAGE = Path(__file__).with_name("page.html")
 @dataclass(frozen=True)
 class ServeOptions:
     """Where and how to serve. ``port`` 0 picks a free port. ``write_timeout_s``: a client
-    whose socket accepts nothing for this long is dropped."""
+    whose socket takes nothing for this long is dropped (a viewer's socket buffers at most
+    64 KiB of its stream, ``handler.STREAM_SNDBUF``, so one that stops reading fills it soon).
+    ``header_timeout_s``: the most a request's head (request line and headers) may take."""
 
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
@@ -77,27 +85,32 @@ class ServeOptions:
     jpeg_quality: int = 80
     allow_privileged_port: bool = False
     write_timeout_s: float = 10.0
+    header_timeout_s: float = 5.0
     #: PEM certificate chain and private key: serve HTTPS (a phone's camera page needs it).
     tls_cert: str | None = None
     tls_key: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.host, str) or not self.host or any(c.isspace() or c in "/[]?#@" for c in self.host):
-            raise OptionsError(f"ServeOptions.host={self.host!r}: expected an address or host name, e.g. 127.0.0.1")
+        if not isinstance(self.host, str) or not valid_host(self.host):
+            raise OptionsError(f"ServeOptions.host={self.host!r}: expected an address or host name (dot-separated "
+                               "labels of 1 to 63 letters, digits, - or _), e.g. 127.0.0.1")
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise OptionsError(f"ServeOptions.port={self.port!r}: expected 0..65535")
         if 0 < self.port < 1024 and not self.allow_privileged_port:
             raise OptionsError(f"ServeOptions.port={self.port}: privileged (below 1024); expected a port >= 1024, "
                                "or 0 for a free one")
-        if self.token is not None and not TOKEN_RE.match(self.token):
+        if self.token is not None and not (isinstance(self.token, str) and TOKEN_RE.fullmatch(self.token)):
             raise OptionsError("ServeOptions.token: expected 8 to 128 characters of A-Z a-z 0-9 . _ ~ -, "
-                               f"got {len(self.token)} characters")
-        if not 1 <= self.max_clients <= 64:
+                               f"got {len(str(self.token))} characters"
+                               + ("" if str(self.token).isprintable() else " with a control character"))
+        if not _is_int(self.max_clients) or not 1 <= self.max_clients <= 64:
             raise OptionsError(f"ServeOptions.max_clients={self.max_clients!r}: expected 1..64")
-        if not 1 <= self.jpeg_quality <= 100:
+        if not _is_int(self.jpeg_quality) or not 1 <= self.jpeg_quality <= 100:
             raise OptionsError(f"ServeOptions.jpeg_quality={self.jpeg_quality!r}: expected 1..100")
-        if not self.write_timeout_s > 0:
-            raise OptionsError(f"ServeOptions.write_timeout_s={self.write_timeout_s!r}: expected > 0")
+        for field in ("write_timeout_s", "header_timeout_s"):
+            value = getattr(self, field)
+            if not (_is_int(value) or isinstance(value, float)) or not 0 < value <= 3600:
+                raise OptionsError(f"ServeOptions.{field}={value!r}: expected seconds, > 0 and <= 3600")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise OptionsError("ServeOptions.tls_cert and ServeOptions.tls_key go together: give both (PEM files), or neither")
         for field, path in (("tls_cert", self.tls_cert), ("tls_key", self.tls_key)):
@@ -111,7 +124,7 @@ class ServeOptions:
         text = (address or "").strip()
         host, port = DEFAULT_HOST, str(DEFAULT_PORT)
         if text.startswith("["):
-            match = re.match(r"^\[([^\]]+)\]:(\d+)$", text)
+            match = re.fullmatch(r"\[([^\]]+)\]:([^:]*)", text)
             if not match:
                 raise OptionsError(f"ServeOptions.address={text!r}: expected [IPV6]:PORT, e.g. [::1]:8080")
             host, port = match.groups()
@@ -121,9 +134,29 @@ class ServeOptions:
             host, port = text.split(":")
         elif text:
             port = text
-        if not port.isdigit():
+        if not re.fullmatch(r"[0-9]+", port):  # ASCII digits: '²'.isdigit() is True
             raise OptionsError(f"ServeOptions.address={text!r}: expected [HOST:]PORT, e.g. 8080 or 127.0.0.1:8080")
         return cls(host=host or DEFAULT_HOST, port=int(port), **kwargs)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def valid_host(host: str) -> bool:
+    """An IP address (IPv6 with an optional %zone) or a host name whose labels fit DNS (1 to 63
+    characters each, 253 in all): what getaddrinfo can take without a UnicodeError."""
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0] if ":" in host else host)
+        return True
+    except ValueError:
+        pass
+    try:
+        name = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    labels = name[:-1].split(".") if name.endswith(".") else name.split(".")
+    return len(name) <= 253 and all(HOST_LABEL_RE.fullmatch(label) for label in labels)
 
 
 def resolve(host: str, port: int) -> tuple[int, tuple, bool]:
@@ -133,54 +166,19 @@ def resolve(host: str, port: int) -> tuple[int, tuple, bool]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise OptionsError(f"cannot serve on host {host!r}: it does not resolve ({exc.strerror})") from None
+    except UnicodeError:
+        raise OptionsError(f"ServeOptions.host={host!r}: expected an address or host name, e.g. 127.0.0.1") from None
     family, _, _, _, sockaddr = infos[0]
     loopback = all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
     return family, sockaddr, loopback
 
 
-class _HttpServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer with a connection cap and a list of open sockets (to close them)."""
-
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, app: "FerServer", family: int, sockaddr: tuple) -> None:
-        self.address_family = family
-        self.app = app
-        self.open_sockets: set[socket.socket] = set()
-        self.sockets_lock = threading.Lock()
-        super().__init__(sockaddr, routes_module.Handler)
-
-    def server_bind(self) -> None:
-        if self.address_family == socket.AF_INET6:
-            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        super().server_bind()
-
-    def process_request(self, request, client_address) -> None:
-        with self.sockets_lock:
-            full = len(self.open_sockets) >= self.app.options.max_clients + EXTRA_CONNECTIONS
-            if not full:
-                self.open_sockets.add(request)
-        if full:
-            log.warning("refused connection from %s: %d connections open", client_address[0],
-                        len(self.open_sockets))
-            self.app.refused_connections += 1
-            try:
-                request.setblocking(False)
-                request.send(b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
-            except OSError:
-                pass
-            super().shutdown_request(request)
-            return
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request) -> None:
-        with self.sockets_lock:
-            self.open_sockets.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request, client_address) -> None:
-        log.debug("request from %s failed", client_address[0], exc_info=True)
+def _shut(sock: socket.socket) -> None:
+    """Wake whatever waits on ``sock`` (its thread then closes it)."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 class FerServer:
@@ -192,7 +190,6 @@ class FerServer:
         self.info = dict(info or {})
         self.broadcast = FrameBroadcast(options.jpeg_quality)
         self.slots = ClientSlots(options.max_clients)
-        self.refused_connections = 0
         self.source_state = "starting"
         self.routes: dict[str, Callable] = {
             "/": routes_module.page, "/index.html": routes_module.page,
@@ -205,25 +202,34 @@ class FerServer:
         self._times = deque(maxlen=30)
         self._started = time.monotonic()
         family, sockaddr, self.loopback = resolve(options.host, options.port)
+        #: What a Host header may name on a loopback server: localhost or the address bound.
+        self.host_names = {"localhost", routes_module.normal_name(options.host),
+                           routes_module.normal_name(sockaddr[0].split("%")[0])}
         self.token = options.token or (None if self.loopback else secrets.token_urlsafe(16))
-        self._http = self._bind(family, sockaddr)
-        if options.tls_cert is not None:
-            self._wrap_tls()
-        self.port = self._http.server_address[1]
-        self._thread = threading.Thread(target=self._http.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="edge-fer server", daemon=True)
-        self._thread.start()
+        self.open_sockets: set[socket.socket] = set()  # the requests being answered
+        self._sockets_lock = threading.Lock()
+        tls = self._tls_context() if options.tls_cert is not None else None
+        listener = self._bind(family, sockaddr)
+        self.port = listener.getsockname()[1]
+        self._front: Front | None = Front(listener, tls, options.header_timeout_s, self._dispatch)
         log.debug("serving %s", self.url)
 
     @classmethod
     def create_from_options(cls, options: ServeOptions = ServeOptions(), info: dict | None = None) -> "FerServer":
         return cls(options, info)
 
-    def _bind(self, family: int, sockaddr: tuple) -> _HttpServer:
+    def _bind(self, family: int, sockaddr: tuple) -> socket.socket:
         where = f"{self.options.host}:{self.options.port}"
+        listener = socket.socket(family, socket.SOCK_STREAM)
         try:
-            return _HttpServer(self, family, sockaddr)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            listener.bind(sockaddr)
+            listener.listen(LISTEN_BACKLOG)
+            return listener
         except OSError as exc:
+            listener.close()
             if exc.errno == errno.EADDRINUSE:
                 raise OptionsError(f"cannot serve on {where}: the port is in use (another edge-fer?); "
                                    "choose another port, or 0 for a free one") from None
@@ -235,21 +241,44 @@ class FerServer:
                                    "of this machine") from None
             raise OptionsError(f"cannot serve on {where}: {exc.strerror or exc}") from None
 
-    def _wrap_tls(self) -> None:
-        """HTTPS: the listening socket wrapped in a TLS server context. The handshake runs in
-        each request's thread (not in accept), so a slow client never stalls the others."""
+    def _tls_context(self):
+        """HTTPS: a TLS server context. Each connection's handshake runs in the accept thread's
+        selector loop, without blocking, within the request head's deadline."""
         import ssl
 
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         try:
             context.load_cert_chain(self.options.tls_cert, self.options.tls_key)
         except (ssl.SSLError, OSError) as exc:
-            self._http.server_close()
             raise OptionsError(f"ServeOptions.tls_cert/tls_key: cannot load {self.options.tls_cert} with "
                                f"{self.options.tls_key} ({getattr(exc, 'reason', None) or exc}): expected a PEM "
                                "certificate and its private key") from None
-        self._http.socket = context.wrap_socket(self._http.socket, server_side=True,
-                                                do_handshake_on_connect=False)
+        return context
+
+    def _dispatch(self, sock: socket.socket, address: tuple, head: bytes) -> None:
+        """A complete request head: answer it in a thread of its own."""
+        sock.settimeout(self.options.write_timeout_s)
+        with self._sockets_lock:
+            self.open_sockets.add(sock)
+        try:
+            threading.Thread(target=self._answer, args=(sock, address, head), name="edge-fer request",
+                             daemon=True).start()
+        except RuntimeError as exc:  # no more threads: this request goes unanswered, not the server
+            log.warning("cannot answer %s: %s", address[0], exc)
+            with self._sockets_lock:
+                self.open_sockets.discard(sock)
+            sock.close()
+
+    def _answer(self, sock: socket.socket, address: tuple, head: bytes) -> None:
+        try:
+            routes_module.Handler(sock, address, self, head)
+        except Exception:  # noqa: BLE001 - a client gone mid-answer, a TLS error: one connection's end
+            log.debug("request from %s failed", address[0], exc_info=True)
+        finally:
+            with self._sockets_lock:
+                self.open_sockets.discard(sock)
+            _shut(sock)
+            sock.close()
 
     # what the loop calls -----------------------------------------------------------------------
     def publish(self, result: FrameResult, frame_bgr: np.ndarray | None = None, *,
@@ -328,7 +357,7 @@ class FerServer:
             "source": {"name": self.info.get("source"), "state": state},
             "model": self.info.get("model"), "detector": self.info.get("detector"),
             "viewers": self.slots.active, "max_clients": self.options.max_clients,
-            "refused": self.slots.refused + self.refused_connections,
+            "refused": self.slots.refused,
             "jpeg_encodes": self.broadcast.encodes,
             "jpeg_encode_ms": None if encode_ms is None else round(encode_ms, 3),
             "uptime_s": round(time.monotonic() - self._started, 1),
@@ -336,23 +365,16 @@ class FerServer:
 
     # lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:
-        """Stop serving: wake the viewers, close their sockets, join the thread, free the port."""
-        if self._http is None:
+        """Stop serving: wake the viewers, close their sockets, free the port."""
+        if self._front is None:
             return
         self.broadcast.close()
-        try:
-            self._http.shutdown()
-        finally:
-            with self._http.sockets_lock:
-                sockets = list(self._http.open_sockets)
-            for sock in sockets:  # a viewer blocked in a write returns at once
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            self._http.server_close()
-            self._thread.join(5.0)
-            self._http = None
+        self._front.close()
+        self._front = None
+        with self._sockets_lock:
+            sockets = list(self.open_sockets)
+        for sock in sockets:  # a viewer blocked in a write returns at once
+            _shut(sock)
 
     def __enter__(self) -> "FerServer":
         return self

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -52,6 +53,32 @@ def test_image_json_names_its_file_and_the_note_mentions_serve(media_dir, tmp_pa
     assert set(lines[0]) == JSON_KEYS | {"source"} and len(lines[0]["faces"]) == 1
     (note,) = [line for line in result.stderr.splitlines() if "note: no display" in line]
     assert "--serve" in note
+
+
+# bad --serve values: one error line each, never a traceback (issue 24 item 10) ---------------
+@pytest.mark.parametrize("args, pattern", [
+    (["--serve", "127.0.0.1:\u00b2"], r"--serve '127\.0\.0\.1:\u00b2': expected \[HOST:\]PORT"),
+    (["--serve", "[::1]:\u00b2"], r"expected \[HOST:\]PORT"),
+    (["--serve", "127.0.0.1:\u0668\u0660"], r"expected \[HOST:\]PORT"),  # Arabic-Indic digits
+    (["--serve", "a..b:8080"], r"--serve 'a\.\.b': expected an address or host name"),
+    (["--serve", "a" * 64 + ".example:8080"], r"expected an address or host name \(dot-separated labels of 1 to 63"),
+    (["--serve", ("a" * 60 + ".") * 5 + "b:0"], r"expected an address or host name"),
+    (["--serve", ".:8080"], r"expected an address or host name"),
+    (["--serve", "0", "--token", "abcdefgh1234\n"], r"--token: expected 8 to 128 characters .* control character"),
+    (["--serve", "0", "--token", "abcd efgh 1234"], r"--token: expected 8 to 128 characters"),
+])
+def test_bad_serve_values_are_one_line(args, pattern):
+    result = CliRunner().invoke(main, ["run", "--demo", "--headless", *args])
+    assert result.exit_code == 2 and result.stdout == "" and "Traceback" not in result.output, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("edge-fer: error: ") and re.search(pattern, line), line
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:\u00b2", "a..b:8080", "a" * 64 + ".example:8080", "[::1]:\u00b2",
+                                     "x:" + "9" * 6, "[::1]", "\u00b2"])
+def test_serve_options_parse_raises_options_error_only(address):
+    with pytest.raises(OptionsError, match=r"^ServeOptions\.(address|host|port)="):
+        ServeOptions.parse(address)
 
 
 # file sources: loop and pacing -----------------------------------------------------------------
