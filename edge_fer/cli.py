@@ -28,6 +28,7 @@ import click
 from .commands import HelpContext
 from .commands.flags import in_flags
 from .errors import EdgeFerError
+from .signals import Terminated, stop_signals_raise
 
 #: command name -> "module:attribute" under edge_fer.commands
 COMMANDS = {
@@ -88,7 +89,8 @@ class _LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with stop_signals_raise():  # SIGTERM/SIGHUP/SIGQUIT unwind like Ctrl-C: temp files go
+                return super().invoke(ctx)
         except _NO_ARGS_IS_HELP:
             raise
         except click.UsageError as exc:  # a command's missing, unknown or bad option; an unknown command
@@ -101,6 +103,9 @@ class _LazyGroup(click.Group):
             where = exc.filename or str(getattr(sys.stdout, "name", "stdout")).strip("<>")
             click.echo(f"edge-fer: error: cannot write to {where}: {exc.strerror or type(exc).__name__}", err=True)
             ctx.exit(1)
+        except Terminated as stop:
+            click.echo(f"edge-fer: terminated ({stop.args[0] if stop.args else 'signal'})", err=True)
+            ctx.exit(143)
         except KeyboardInterrupt:
             click.echo("edge-fer: interrupted", err=True)
             ctx.exit(130)
