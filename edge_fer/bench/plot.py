@@ -24,7 +24,8 @@ def caption(report: dict) -> str:
             "and the stages' slow frames differ, so the stacked medians need not add up to the total's (the diamond).")
 
 
-def write_plot(report: dict, path: str | Path) -> Path:
+def require_matplotlib():
+    """matplotlib.pyplot on the Agg backend; MatplotlibMissing where it is not installed."""
     try:
         import matplotlib
 
@@ -32,6 +33,11 @@ def write_plot(report: dict, path: str | Path) -> Path:
         import matplotlib.pyplot as plt
     except ImportError:
         raise MatplotlibMissing("matplotlib is not installed: no plot written (pip install matplotlib)") from None
+    return plt
+
+
+def write_plot(report: dict, path: str | Path) -> Path:
+    plt = require_matplotlib()
     rows = report["rows"]
     labels = [f"{i}: {r['model']}\n{r['detector']}, threads {r['threads']}/{r['cv_threads']}"
               for i, r in enumerate(rows, 1)]

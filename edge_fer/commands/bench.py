@@ -97,6 +97,7 @@ def bench_command(ctx: click.Context, models, detectors, video, images, camera, 
         threads=_ints(threads, "--threads", ClassifierOptions().num_threads),
         cv_threads=_ints(cv_threads, "--cv-threads", PipelineOptions().opencv_threads),
         source=source, labels=parse_labels(labels), scale=input_scale, offset=input_offset, **kwargs)
+    _check_outputs(json_path, plot_path)  # before the timed run, not after it
     argv = ["edge-fer", *sys.argv[1:]] if sys.argv and sys.argv[0].endswith("edge-fer") else None
     command = {"argv": argv, "params": ctx.params}
     report = run_bench(options, command, progress=lambda message: click.echo(message, err=True))
@@ -111,3 +112,24 @@ def bench_command(ctx: click.Context, models, detectors, video, images, camera, 
         except MatplotlibMissing as exc:
             click.echo(f"edge-fer: {exc}", err=True)
     ctx.exit(exit_code(report))
+
+
+def _check_outputs(json_path: str | None, plot_path: str | None) -> None:
+    """A report or plot that could not be written fails now: each folder exists and takes a file,
+    and --plot has matplotlib."""
+    from pathlib import Path
+
+    from ..fileio import check_writable_folder
+
+    for flag, path in (("--json", json_path), ("--plot", plot_path)):
+        if path:
+            check_writable_folder(Path(path).parent, flag)
+    if plot_path:
+        from ..bench.plot import MatplotlibMissing, require_matplotlib
+
+        try:
+            require_matplotlib()
+        except MatplotlibMissing as exc:
+            from ..errors import OptionsError
+
+            raise OptionsError(f"--plot: {exc}") from None

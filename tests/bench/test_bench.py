@@ -336,6 +336,7 @@ def test_real_classifier_only_run_with_accuracy(fer_val, media_dir, peer_dir, tm
     (["--video", "x.mp4", "--camera", "0"], "give one input"),
     (["--images", "{media}/no-faces.jpg", "--classifier-only"], "no face found"),
     (["--no-labels"], "carries no edge-fer metadata"),
+    (["--plot", "{tmp}/missing/p.png"], "--plot folder does not exist"),  # before the timed run
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, media_dir, peer_dir, tmp_path):
     model = ["--model", str(peer_dir / "emotion_model_quantized.tflite")]
@@ -349,9 +350,11 @@ def test_bad_input_is_one_line_and_exit_2(args, message, media_dir, peer_dir, tm
     if not any(a == "--model" for a in args):
         args = model + args
     out = tmp_path / "never.json"
-    result = _bench([a.format(media=media_dir) for a in args] + ["--json", str(out)])
+    result = _bench([a.format(media=media_dir, tmp=tmp_path) for a in args] + ["--json", str(out)])
     assert result.exit_code == 2, result.output
     assert message in result.output
+    if "--plot" in args:
+        assert "[1/1]" not in result.output  # refused before any row was timed
     assert "Traceback" not in result.output
     assert not out.exists()
 
