@@ -2,19 +2,29 @@
 
 A failed or interrupted write leaves the target as it was and no temp file behind; a write the
 file system refuses (a full disk, a read-only or missing folder) raises OutputError, one line.
-Temp names carry the writer's process id (``.<name>.<pid>.<random><suffix>``): what a killed
-process left (SIGKILL, a power cut) is removed by the next write of the same target
-(:func:`remove_stale_temps`).
+
+The one temp naming of edge-fer, for files and folders (:func:`temp_path`)::
+
+    .<name>.tmp-<host>-<pid>-<random><suffix>     atomic writes, analyze's outputs, export-web's folder
+    .<stem>.partial-<host>-<pid><suffix>          a video being recorded (:func:`partial_path`)
+
+What a killed writer left (SIGKILL, a power cut) is removed by the next writer of the same target
+(:func:`remove_stale_temps`), and only where the host is this one and the pid runs no more: on
+shared storage another machine's temp files are never touched.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import logging
 import os
 import re
+import secrets
 import shutil
+import stat
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -101,65 +111,159 @@ def commit_file(tmp: str | Path, path: str | Path) -> Path:
     return path
 
 
-def temp_prefix(path: Path) -> str:
-    """The start of a temp name beside ``path`` for this process: ``.<name>.<pid>.``."""
-    return f".{path.name}.{os.getpid()}."
+# temp names ---------------------------------------------------------------------------------------
+def _host_part(hostname: str) -> str:
+    """``hostname`` as a temp name's host part: each character other than a letter or digit becomes
+    ``_`` (``ip-10-0-1-23`` and ``ip-10-0-12-3`` stay apart); over 32 characters, the first 23 and
+    8 hex digits of the whole name's hash."""
+    part = re.sub(r"[^A-Za-z0-9]", "_", hostname) or "host"
+    if len(part) > 32:
+        part = part[:23] + "_" + hashlib.sha256(hostname.encode()).hexdigest()[:8]
+    return part
+
+
+#: This machine, as temp names carry it (only its own temp files are ever judged stale).
+HOST = _host_part(socket.gethostname())
+
+
+def temp_path(path: str | Path, suffix: str = "", pid: int | None = None, host: str = HOST) -> Path:
+    """The name of a new temp file or folder beside ``path`` (nothing is created):
+    ``.<name>.tmp-<host>-<pid>-<8 random hex digits><suffix>``, this process's unless ``pid`` and
+    ``host`` name another writer (tests make what other writers leave with them)."""
+    path = Path(path)
+    pid = os.getpid() if pid is None else pid
+    return path.with_name(f".{path.name}.tmp-{host}-{pid}-{secrets.token_hex(4)}{suffix}")
+
+
+def partial_path(path: str | Path, pid: int | None = None, host: str = HOST) -> Path:
+    """Where a video is recorded before it is checked and renamed to ``path``:
+    ``.<stem>.partial-<host>-<pid><suffix>``, its own suffix last (the writer picks the container
+    by it). ``pid`` and ``host`` as for :func:`temp_path`."""
+    path = Path(path)
+    pid = os.getpid() if pid is None else pid
+    return path.with_name(f".{path.stem}.partial-{host}-{pid}{path.suffix}")
+
+
+def new_temp(path: str | Path, suffix: str = "", folder: bool = False) -> Path:
+    """Create an empty temp file (a folder with ``folder``) named by :func:`temp_path` beside
+    ``path``, for its owner only; OutputError naming ``path`` when its folder refuses it."""
+    path = Path(path)
+    tmp = temp_path(path, suffix)
+    try:
+        if folder:
+            tmp.mkdir(mode=0o700)
+        else:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileNotFoundError:
+        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist") from None
+    except OSError as exc:
+        raise output_error(path, exc) from None
+    return tmp
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine runs (or may: another user's is not ours to judge)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except (PermissionError, OverflowError, OSError):
-        return True  # another user's process, or not ours to judge: leave its files alone
+        return True
     return True
 
 
-def remove_stale_temps(path: Path) -> list[Path]:
-    """Remove the temp files and folders beside ``path`` that a process no longer running left
-    while writing it (named ``.<name>.<pid>.*``, or ``.<stem>.partial-<pid><suffix>`` for videos)."""
-    ours = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\."
-                      rf"|^\.{re.escape(path.stem)}\.partial-(\d+){re.escape(path.suffix)}$")
-    try:
-        entries = list(path.parent.iterdir())
-    except OSError:
-        return []
+def is_stale_temp(name: str, target_name: str) -> bool:
+    """``name``, beside the target named ``target_name``, is one of its temp files or folders
+    (:func:`temp_path`, :func:`partial_path`) that a process of this host left and that runs no
+    more. Another machine's (shared storage) never is: its pid means nothing here."""
+    target = Path(target_name)
+    match = (re.match(rf"\.{re.escape(target.name)}\.tmp-([A-Za-z0-9_]+)-(\d+)-[0-9a-f]{{8}}", name)
+             or re.fullmatch(rf"\.{re.escape(target.stem)}\.partial-([A-Za-z0-9_]+)-(\d+){re.escape(target.suffix)}",
+                             name))
+    if match is None:
+        return False
+    host, pid = match[1], int(match[2])
+    return host == HOST and pid != os.getpid() and not pid_alive(pid)
+
+
+def is_legacy_temp(name: str, target_name: str) -> bool:
+    """``name`` is a temp file of ``target_name`` as :func:`atomic_path` named them before host and
+    pid were in the name: ``.<name>.``, tempfile.mkstemp's 8 random characters, the target's own
+    suffix (``.r.csv.k3j_h5g6.csv``; analyze passed its targets' suffixes). Nothing in it says
+    whether its writer still runs: only ``remove_stale_temps(..., legacy=True)`` removes them."""
+    target = Path(target_name)
+    return re.fullmatch(rf"\.{re.escape(target.name)}\.[a-z0-9_]{{8}}{re.escape(target.suffix)}", name) is not None
+
+
+def _is_stale_entry(entry: os.DirEntry, names: set[str], legacy: bool) -> bool:
+    if not entry.name.startswith("."):
+        return False
+    if any(is_stale_temp(entry.name, name) for name in names):
+        return True
+    return legacy and entry.is_file(follow_symlinks=False) and any(is_legacy_temp(entry.name, n) for n in names)
+
+
+def remove_stale_temps(*paths: str | Path, legacy: bool = False) -> list[Path]:
+    """Remove the temp files and folders beside each of ``paths`` that a killed writer of this
+    host left (:func:`is_stale_temp`); with ``legacy`` also the older files of
+    :func:`is_legacy_temp`, for a caller whose checks already made ``paths`` its own (analyze).
+    Each folder is read once; what cannot be read or removed stays. Returns what was removed."""
+    names_by_folder: dict[Path, set[str]] = {}
+    for path in map(Path, paths):
+        names_by_folder.setdefault(path.parent, set()).add(path.name)
     removed = []
-    for entry in entries:
-        match = ours.match(entry.name)
-        if not match or pid_alive(int(match.group(1) or match.group(2))):
-            continue
+    for folder, names in names_by_folder.items():
         try:
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-            removed.append(entry)
+            with os.scandir(folder) as scan:
+                stale = [entry for entry in scan if _is_stale_entry(entry, names, legacy)]
         except OSError:
-            pass
-    if removed:
-        log.info("removed %d temporary file(s) that an interrupted run left beside %s", len(removed), path)
+            continue
+        count = len(removed)
+        for entry in stale:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+            except OSError:
+                continue
+            removed.append(Path(entry.path))
+        if len(removed) > count:
+            log.info("removed %d temporary file(s) that an interrupted run left in %s", len(removed) - count, folder)
     return removed
 
 
-@contextmanager
-def atomic_path(path: str | Path, suffix: str = ".tmp", make_parent: bool = False) -> Iterator[Path]:
-    """Yield a temp path beside ``path`` (ending in ``suffix``, for writers that look at it);
-    when the block ends without error it is synced, gets a plain file's mode and is renamed to
-    ``path``. An OSError writing it (disk full, read-only folder) becomes OutputError."""
-    path = Path(path)
+def refuse_special(path: Path) -> None:
+    """OutputError if ``path`` exists and is not a regular file (or a link to one): a renamed
+    temp file would replace a folder, a device such as /dev/full, a FIFO or a socket."""
     try:
-        if make_parent:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # absent (or unreadable: the write will say so)
+    if not stat.S_ISREG(mode):
+        kind = ("a folder" if stat.S_ISDIR(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+        raise OutputError(f"cannot write {path}: it is {kind}; expected a regular file (or a new name)")
+
+
+@contextmanager
+def atomic_path(path: str | Path, suffix: str = ".tmp", make_parent: bool = False,
+                clean: bool = True) -> Iterator[Path]:
+    """Yield a temp path beside ``path`` (:func:`new_temp`, ending in ``suffix`` for writers that
+    look at it); when the block ends without error it is synced, gets a plain file's mode and is
+    renamed to ``path``. An OSError writing it (disk full, read-only folder) becomes OutputError.
+    ``clean``: first :func:`remove_stale_temps` of ``path`` (False where the caller did it for
+    all its outputs at once)."""
+    path = Path(path)
+    refuse_special(path)
+    if make_parent:
+        try:
             path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise output_error(path, exc) from None
+    if clean:
         remove_stale_temps(path)
-        fd, name = tempfile.mkstemp(prefix=temp_prefix(path), suffix=suffix, dir=path.parent)
-    except FileNotFoundError:
-        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist") from None
-    except OSError as exc:
-        raise output_error(path, exc) from None
-    os.close(fd)
-    tmp = Path(name)
+    tmp = new_temp(path, suffix)
     try:
         try:
             yield tmp
@@ -202,8 +306,6 @@ def portable_path(path: str | Path) -> str:
 
 def file_sha256(path: str | Path) -> str:
     """sha256 of a file, or of a folder's files (relative names and contents, sorted)."""
-    import hashlib
-
     path = Path(path)
     digest = hashlib.sha256()
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())

@@ -175,6 +175,8 @@ CASES = [
     ("bad max frames", lambda m, p, d, t: ["--demo", "--max-frames", "0"], 2, r"--max-frames 0: expected >= 1"),
     ("bad video suffix", lambda m, p, d, t: ["--video", m / "test.mp4", "--save-video", t / "o.gif"], 2,
      r"--save-video '.*o\.gif': expected a file ending in \.mp4, \.avi, \.mkv"),
+    ("save video over a folder", lambda m, p, d, t: (t / "rec.mp4").mkdir() or ["--video", m / "test.mp4",
+     "--save-video", t / "rec.mp4"], 2, r"--save-video '.*rec\.mp4': exists and is not a file; expected a video file"),
     ("save over input images", lambda m, p, d, t: ["--image", m / "justin.jpg", "--save-video", m], 2,
      r"would overwrite the input images"),
 ]

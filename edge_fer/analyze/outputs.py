@@ -15,36 +15,31 @@ a FIFO, a device node or a socket; a symbolic link unless ``overwrite`` (then th
 is replaced and a note says so); an existing file unless ``overwrite`` or ``resume``; and a
 progress file of an interrupted run unless ``resume`` (keep it) or ``overwrite`` (start again).
 
-Files are written to temp files beside their target, named
-``.<name>.tmp-<host>-<pid>-<random><suffix>``, synced and renamed over the target.
-:func:`clean_stale` removes those a killed run of this host left (its process is gone), and
-the ``.<name>.XXXXXXXX<suffix>`` ones of edge-fer versions before this naming.
+Files are written to temp files beside their target (edge_fer.fileio's naming,
+``.<name>.tmp-<host>-<pid>-<random><suffix>``), synced and renamed over the target.
+:meth:`OutputPlan.ready` removes, once for all outputs, those a killed run of this host left
+(its process is gone), and the ``.<name>.XXXXXXXX<suffix>`` files of edge-fer versions before
+that naming (:func:`~edge_fer.fileio.is_legacy_temp`): they carry no pid, but by then the checks
+have made these outputs this run's (an existing one needs ``overwrite`` or ``resume``), and the
+pattern is narrow (a hidden name, exactly mkstemp's 8 characters, the output's own suffix).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
-import secrets
-import socket
 import stat
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
-from ..errors import InputError, OutputError
-from ..fileio import commit_file, output_error
+from .. import fileio
+from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
 SIDE_FILES = ("summary", "failures", "sources")
 PROGRESS = "progress"
-_HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
-_TEMP = re.compile(r"\.tmp-(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)-[0-9a-f]{8}")
-_LEGACY_TEMP = re.compile(r"[a-z0-9_]{8}")  # tempfile.mkstemp's names (fileio.atomic_path)
 
 
 def side_path(out: str | Path, name: str) -> Path:
@@ -66,79 +61,14 @@ def progress_path(out: str | Path) -> Path:
 
 
 # temp files ---------------------------------------------------------------------------------------
-def temp_path(target: Path, suffix: str) -> Path:
-    """A new empty file beside ``target`` with this process's temp name (OutputError if the
-    folder refuses it)."""
-    name = f".{target.name}.tmp-{_HOST}-{os.getpid()}-{secrets.token_hex(4)}{suffix}"
-    path = target.with_name(name)
-    try:
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-    except FileNotFoundError:
-        raise OutputError(f"cannot write {target}: folder {target.parent} does not exist") from None
-    except OSError as exc:
-        raise output_error(target, exc) from None
-    return path
-
-
-@contextmanager
-def atomic(target: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
-    """Yield a temp path beside ``target``; when the block ends cleanly it is synced and renamed
-    to ``target``; else removed. An OSError becomes OutputError naming ``target``."""
-    target = Path(target)
-    tmp = temp_path(target, suffix)
-    try:
-        try:
-            yield tmp
-        except OSError as exc:
-            raise output_error(target, exc) from None
-        commit_file(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: another user's process
-        return True
-    return True
+_HOST = fileio.HOST  # the host part of temp names (tests/analyze/test_analyze_inputs.py builds names with it)
 
 
 def is_stale_temp(name: str, target_name: str) -> bool:
-    """``name`` is a temp file of ``target_name`` that no running process of this host owns."""
-    prefix = f".{target_name}."
-    if not name.startswith(prefix):
-        return False
-    rest = name[len(prefix):]
-    match = _TEMP.match("." + rest)
-    if match is not None:
-        return match["host"] == _HOST and int(match["pid"]) != os.getpid() and not _alive(int(match["pid"]))
-    suffix = Path(target_name).suffix
-    return rest.endswith(suffix) and bool(_LEGACY_TEMP.fullmatch(rest[:len(rest) - len(suffix)] if suffix else rest))
-
-
-def clean_stale(targets) -> list[Path]:
-    """Remove the stale temp files (:func:`is_stale_temp`) beside each of ``targets``."""
-    removed: list[Path] = []
-    by_folder: dict[Path, set[str]] = {}
-    for target in targets:
-        by_folder.setdefault(Path(target).parent, set()).add(Path(target).name)
-    for folder, names in by_folder.items():
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.is_file(follow_symlinks=False) and any(is_stale_temp(entry.name, n) for n in names):
-                try:
-                    os.unlink(entry.path)
-                except OSError:
-                    continue
-                removed.append(Path(entry.path))
-                log.debug("removed %s, a temp file an interrupted run left", entry.path)
-    return removed
+    """``name`` is a temp file of ``target_name`` that :meth:`OutputPlan.ready` removes: a killed
+    run's of this host (:func:`~edge_fer.fileio.is_stale_temp`) or an older edge-fer's
+    (:func:`~edge_fer.fileio.is_legacy_temp`)."""
+    return fileio.is_stale_temp(name, target_name) or fileio.is_legacy_temp(name, target_name)
 
 
 def write_failure(path: str | Path, exc: BaseException) -> str:
@@ -260,4 +190,4 @@ class OutputPlan:
         for note in self.notes:
             log.info("%s", note)
         legacy = [legacy_side_path(self.out, name) for name in SIDE_FILES]
-        return clean_stale([t.real for t in self.targets] + legacy)
+        return fileio.remove_stale_temps(*(t.real for t in self.targets), *legacy, legacy=True)

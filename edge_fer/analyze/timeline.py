@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .outputs import atomic
+from ..fileio import atomic_path
 from .worker import SourceResult
 
 #: Width of the centred moving average drawn, in seconds of video.
@@ -80,6 +80,6 @@ def plot_timeline(result: SourceResult, path: str | Path, smooth_s: float = SMOO
     axes[-1].set_xlabel("time (s)")
     figure.suptitle(f"{name}: expression probabilities ({smooth_s:g} s moving average)", fontsize=11)
     figure.tight_layout()
-    with atomic(path, suffix=".png") as tmp:
+    with atomic_path(path, suffix=".png", clean=False) as tmp:  # the plan cleaned them all first
         figure.savefig(tmp, format="png")
     return Path(path)

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import EdgeFerError, OptionsError
-from ..fileio import commit_file, output_error
+from ..fileio import atomic_path, commit_file, new_temp, output_error
 from ..types import LANDMARK_NAMES
-from .outputs import atomic, temp_path, write_failure
+from .outputs import write_failure
 from .worker import FaceRow, SourceResult
 
 log = logging.getLogger(__name__)
@@ -286,8 +286,9 @@ class RowWriter:
 
 
 def write_csv(path: Path, header: list[str], rows: Iterable[list]) -> None:
-    """A small csv, written to a temp file and renamed over ``path`` (OutputError on failure)."""
-    with atomic(path, suffix=".csv") as tmp, tmp.open("w", encoding="utf-8", newline="") as handle:
+    """A small csv, written to a temp file and renamed over ``path`` (OutputError on failure).
+    Stale temp files were removed for all outputs at once (:meth:`OutputPlan.ready`)."""
+    with atomic_path(path, suffix=".csv", clean=False) as tmp, tmp.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows([_csv_value(v) for v in row] for row in rows)
@@ -326,7 +327,7 @@ class OutputFiles:
         self.written: set[str] = set()  # "rows" and the side files' names, once renamed into place
 
     def __enter__(self) -> "OutputFiles":
-        self._tmp = temp_path(self.plan.rows.real, self.plan.out.suffix)
+        self._tmp = new_temp(self.plan.rows.real, self.plan.out.suffix)
         self.rows = RowWriter(self._tmp, self.fmt, self.labels)
         return self
 

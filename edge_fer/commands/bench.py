@@ -119,10 +119,11 @@ def _check_outputs(json_path: str | None, plot_path: str | None) -> None:
     and --plot has matplotlib."""
     from pathlib import Path
 
-    from ..fileio import check_writable_folder
+    from ..fileio import check_writable_folder, refuse_special
 
     for flag, path in (("--json", json_path), ("--plot", plot_path)):
         if path:
+            refuse_special(Path(path))
             check_writable_folder(Path(path).parent, flag)
     if plot_path:
         from ..bench.plot import MatplotlibMissing, require_matplotlib

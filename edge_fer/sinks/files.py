@@ -11,7 +11,8 @@ import numpy as np
 
 from ..backends import quiet_native_stderr
 from ..errors import OptionsError, OutputError
-from ..fileio import check_writable_folder, commit_file, output_error, remove_stale_temps, write_bytes_atomic
+from ..fileio import (check_writable_folder, commit_file, output_error, partial_path, remove_stale_temps,
+                      write_bytes_atomic)
 from .base import SinkBase, SinkItem
 
 #: Video file suffix -> FourCC that this OpenCV (FFmpeg backend) writes.
@@ -33,18 +34,22 @@ def _check_parent(path: Path) -> None:
 
 
 class VideoSink:
-    """Writes frames to ``.<name>.partial-<pid><suffix>`` beside ``path``; the rename happens
-    on a normal exit or KeyboardInterrupt, the partial file is removed on any other error."""
+    """Writes frames to ``.<stem>.partial-<host>-<pid><suffix>`` beside ``path``
+    (:func:`~edge_fer.fileio.partial_path`; the next recording removes a killed one's); the rename
+    happens on a normal exit or KeyboardInterrupt, the partial file is removed on any other error."""
 
     def __init__(self, path: str | Path, fps: float) -> None:
         self.path = Path(path)
         _check_parent(self.path)
+        if self.path.exists() and not self.path.is_file():  # a folder, a FIFO: refused before the run
+            raise OptionsError(f"RunOptions.save_video={str(self.path)!r}: exists and is not a file; "
+                               "expected a video file (.mp4, .avi, .mkv) or a new name")
         check_writable_folder(self.path.parent, "RunOptions.save_video")
         self.fourcc = VIDEO_CODECS[self.path.suffix.lower()]
         self.fps = fps
         self.written = 0
         remove_stale_temps(self.path)
-        self._tmp = self.path.with_name(f".{self.path.stem}.partial-{os.getpid()}{self.path.suffix}")
+        self._tmp = partial_path(self.path)
         self._writer = None
         self._size_wh = None
 

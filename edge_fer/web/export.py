@@ -30,7 +30,7 @@ from pathlib import Path
 from .. import __version__ as EDGE_FER_VERSION
 from .. import defaults
 from ..errors import ModelError, OptionsError, OutputError
-from ..fileio import remove_stale_temps, sync_file, temp_prefix
+from ..fileio import new_temp, remove_stale_temps, sync_file
 from ..metadata import read_model_meta, tflite_metadata_entries
 
 WEB_DIR = Path(__file__).parent
@@ -202,11 +202,8 @@ def export_web(out_dir: str | Path, options: WebExportOptions = WebExportOptions
     parent = out.resolve().parent
     if not parent.is_dir():
         raise OutputError(f"output folder's parent does not exist: {parent}")
-    try:
-        remove_stale_temps(parent / out.name)
-        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(parent / out.name), dir=parent))
-    except OSError as exc:
-        raise OutputError(f"cannot write into {parent}: {exc.strerror}") from None
+    remove_stale_temps(parent / out.name)
+    tmp = new_temp(parent / out.name, folder=True)  # OutputError when the parent refuses it
     try:
         sizes = {}
         for name, data in files.items():

@@ -129,6 +129,37 @@ def test_a_symbolic_link_is_written_through_only_with_overwrite(media_dir, tmp_p
     assert (tmp_path / "r.csv").is_symlink() and len(read_csv(target)) == 1
 
 
+def test_ready_removes_stale_temps_beside_every_output(tmp_path):
+    """Once the checks passed, the temp files a killed run of this host left beside the rows, side,
+    progress and timeline files (a link's target's folder for a link) go, and the files of
+    edge-fer versions before host-pid names; another machine's and other names stay."""
+    import subprocess
+    import sys
+
+    from edge_fer.analyze.outputs import OutputPlan
+    from edge_fer.fileio import temp_path
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "tl").mkdir()
+    (tmp_path / "store").mkdir()
+    (tmp_path / "r.csv.sources.csv").symlink_to(tmp_path / "store" / "sources.csv")
+    stale = [temp_path(tmp_path / "r.csv", ".csv", pid=dead.pid),
+             temp_path(tmp_path / "store" / "sources.csv", ".csv", pid=dead.pid),
+             temp_path(tmp_path / "r.csv.progress.jsonl", pid=dead.pid),
+             temp_path(tmp_path / "tl" / "a.png", ".png", pid=dead.pid),
+             tmp_path / ".r.csv.ab_cd123.csv", tmp_path / ".r_summary.csv.k3j_h5g6.csv"]  # older edge-fer's
+    kept = [temp_path(tmp_path / "r.csv", ".csv", pid=dead.pid, host="otherhost"),
+            temp_path(tmp_path / "x.csv", ".csv", pid=dead.pid), tmp_path / ".r.csv.backup.csv"]
+    for path in stale + kept:
+        path.write_text("partial")
+    plan = OutputPlan(tmp_path / "r.csv", overwrite=True)
+    plan.check()
+    plan.check_timelines(tmp_path / "tl", {0: "a.png"})
+    assert sorted(plan.ready()) == sorted(stale)
+    assert all(p.exists() for p in kept)
+
+
 def _fail_for(suffix: str, original):
     """``original``, raising OutputError when one of its arguments is a path ending in ``suffix``."""
     def write(*args, **kwargs):

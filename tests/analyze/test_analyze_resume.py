@@ -17,9 +17,9 @@ import pytest
 from click.testing import CliRunner
 
 from edge_fer.analyze import AnalyzeOptions, WriteOptions, write_analysis
-from edge_fer.analyze import outputs
 from edge_fer.cli import main
 from edge_fer.detectors import DetectorOptions
+from edge_fer.fileio import temp_path
 
 EDGE_FER = str(Path(sys.executable).with_name("edge-fer"))
 
@@ -79,7 +79,8 @@ def test_an_interrupted_run_resumes_per_source(media_dir, tmp_path):
 
 def test_a_killed_runs_leftovers_are_cleaned_and_its_sources_kept(media_dir, tmp_path):
     """After SIGKILL: the killed run's temp file (and an older edge-fer's) is removed, a running
-    process's is not, the progress line cut short by the kill is read again, the rest kept."""
+    process's and another machine's are not, the progress line cut short by the kill is read
+    again, the rest kept."""
     folder = images(media_dir, tmp_path / "in", 4)
     out = tmp_path / "r.csv"
     options = WriteOptions(out=str(out), resume=True, analyze=AnalyzeOptions(workers=1))
@@ -92,10 +93,11 @@ def test_a_killed_runs_leftovers_are_cleaned_and_its_sources_kept(media_dir, tmp
     dead.wait()
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
-        stale = [tmp_path / f".r.csv.tmp-{outputs._HOST}-{dead.pid}-0123abcd.csv", tmp_path / ".r.csv.ab_cd123.csv",
-                 tmp_path / f".r.csv.summary.csv.tmp-{outputs._HOST}-{dead.pid}-0123abcd.csv"]
-        running = tmp_path / f".r.csv.tmp-{outputs._HOST}-{alive.pid}-0123abcd.csv"
-        for path in stale + [running]:
+        stale = [temp_path(out, ".csv", pid=dead.pid), tmp_path / ".r.csv.ab_cd123.csv",  # an older edge-fer's
+                 temp_path(tmp_path / "r.csv.summary.csv", ".csv", pid=dead.pid)]
+        kept = [temp_path(out, ".csv", pid=alive.pid),                     # a run still going
+                temp_path(out, ".csv", pid=dead.pid, host="otherhost")]   # another machine's (shared storage)
+        for path in stale + kept:
             path.write_text("partial")
         events = Interrupt()
         summary = write_analysis([folder], options, events)
@@ -105,7 +107,7 @@ def test_a_killed_runs_leftovers_are_cleaned_and_its_sources_kept(media_dir, tmp
     assert sorted(events.events) == [("done", 2), ("done", 3), ("skip", 0), ("skip", 1)]
     assert summary.reused == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["in", "r.csv", "r.csv.summary.csv", "r.csv.failures.csv", "r.csv.sources.csv", running.name])
+        ["in", "r.csv", "r.csv.summary.csv", "r.csv.failures.csv", "r.csv.sources.csv", *(p.name for p in kept)])
     assert [r["source"] for r in read_csv(out)] == [str(folder / "00.jpg"), str(folder / "02.jpg")]
 
 
