@@ -49,8 +49,9 @@ class LiteRtBackend:
             return False
         spec = self.input_spec
         try:
-            self._interpreter.resize_tensor_input(self._input["index"], [n, spec.height, spec.width, spec.channels])
-            self._interpreter.allocate_tensors()
+            with quiet_native_stderr():  # the runtime's own lines for a graph that cannot be resized
+                self._interpreter.resize_tensor_input(self._input["index"], [n, spec.height, spec.width, spec.channels])
+                self._interpreter.allocate_tensors()
         except Exception as exc:  # a graph that cannot take this batch, or no memory for it
             raise inference_error(self._name, exc) from None
         self._input = self._interpreter.get_input_details()[0]

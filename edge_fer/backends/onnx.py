@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import ModelError, OptionsError
 from . import (BackendOptions, check_output_shape, first_line, image_input_spec, inference_error,
-               to_probabilities)
+               quiet_native_stderr, to_probabilities)
 
 PROVIDERS = {
     "tensorrt": "TensorrtExecutionProvider",
@@ -66,9 +66,10 @@ class OnnxBackend:
         session_options.inter_op_num_threads = 1
         session_options.log_severity_level = 3
         providers = choose_providers(options.device, ort.get_available_providers())
-        try:
-            self._session = ort.InferenceSession(str(path), session_options, providers=providers,
-                                                 provider_options=[provider_options(p) for p in providers])
+        try:  # what ORT logs itself while a broken model fails to load (bad_alloc...): our one line says it
+            with quiet_native_stderr():
+                self._session = ort.InferenceSession(str(path), session_options, providers=providers,
+                                                     provider_options=[provider_options(p) for p in providers])
         except Exception as exc:  # onnxruntime's errors are untyped
             raise ModelError(f"{path.name}: not a loadable ONNX model ({first_line(exc)})") from None
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()

@@ -26,7 +26,7 @@ def calibrate_command(data, models, detectors, detector_models, count, seed, rep
     """Fit each detector's framing on real training faces (upscaled 4x, padded 96 px)."""
     from ..calibrate import CalibrateOptions, calibrate_framing
 
-    chosen = None if detectors is None else tuple(d for d in detectors.split(",") if d)
+    chosen = None if detectors is None else tuple(d.strip() for d in detectors.split(",") if d.strip())
     result = calibrate_framing(CalibrateOptions(data, tuple(models), chosen, tuple(detector_models), count, seed,
                                                 report))
     for name, row in result["detectors"].items():

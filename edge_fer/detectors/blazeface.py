@@ -77,9 +77,12 @@ class BlazeFaceDetector(_Closeable):
         self.options = options
         (path,) = find_detector_files("blazeface", options.model_path)
         self.min_confidence = DEFAULT_CONFIDENCE if options.min_confidence is None else options.min_confidence
+        from ..backends import quiet_native_stderr
+
         try:
-            self._interpreter = _interpreter_class()(model_path=str(path), num_threads=options.num_threads)
-            self._interpreter.allocate_tensors()
+            with quiet_native_stderr():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" line
+                self._interpreter = _interpreter_class()(model_path=str(path), num_threads=options.num_threads)
+                self._interpreter.allocate_tensors()
         except Exception as exc:  # LiteRT raises ValueError/RuntimeError with long texts
             raise load_error("blazeface", path, exc) from None
         self._anchors = ssd_anchors()

@@ -136,7 +136,10 @@ class ServeOptions:
             port = text
         if not re.fullmatch(r"[0-9]+", port):  # ASCII digits: '²'.isdigit() is True
             raise OptionsError(f"ServeOptions.address={text!r}: expected [HOST:]PORT, e.g. 8080 or 127.0.0.1:8080")
-        return cls(host=host or DEFAULT_HOST, port=int(port), **kwargs)
+        digits = port.lstrip("0") or "0"
+        if len(digits) > 12:  # int() refuses over 4,300 digits (ValueError): no port has 13
+            raise OptionsError(f"ServeOptions.port={digits[:8]}... ({len(digits)} digits): expected 0..65535")
+        return cls(host=host or DEFAULT_HOST, port=int(digits), **kwargs)
 
 
 def _is_int(value) -> bool:

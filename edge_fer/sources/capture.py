@@ -29,6 +29,7 @@ the reader thread, on every exit path. Files are read here; cameras and streams 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,11 @@ from .live import (LatestFrameReader, LiveSource, gstreamer_open_error, is_gstre
                    is_url, open_gstreamer, open_stream)
 
 log = logging.getLogger(__name__)
+#: FFmpeg's own lines while a damaged video is read (``[h264 @ 0x5566...] error while decoding MB
+#: 36 0``) stay off the terminal: OpenCV sets FFmpeg's log level from this variable when it first
+#: opens a file (-8: AV_LOG_QUIET); a frame that does not decode is counted in ``decode_failures``.
+#: Set it (16: errors) to see them.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 DEFAULT_CAMERA = 0
 #: With ``realtime``, how long each still image is shown; a video without a frame rate plays at 30.
 STILL_SECONDS = 1.0

@@ -116,7 +116,7 @@ class KerasRunner:
     def __init__(self, options: EvalOptions) -> None:
         from .keras_io import load_keras
 
-        self._model, meta = load_keras(options.model_path)
+        self._model, meta = load_keras(options.model_path)  # (quiet: see keras_io.keras_quiet)
         shape = self._model.input_shape
         if isinstance(shape, list) or len(shape) != 4 or shape[3] not in (1, 3) or None in shape[1:3]:
             raise ModelError(f"{Path(options.model_path).name}: input shape {shape} is not one NHWC image "
@@ -126,14 +126,20 @@ class KerasRunner:
                                        color=options.color,
                                        field_names=("EvalOptions.labels", "EvalOptions.input_scale",
                                                     "EvalOptions.input_offset"))
+        self._predicted = False
         outputs = self._model.output_shape[-1]
         if outputs != len(self.meta.labels):
             raise ModelError(f"model outputs {outputs} scores but has {len(self.meta.labels)} labels "
                              f"{list(self.meta.labels)}")
 
     def predict_proba(self, crops) -> np.ndarray:
+        from .keras_io import keras_quiet
+
         batch = preprocess_crops(self.meta, crops)
-        return soften(np.asarray(self._model.predict_on_batch(batch), np.float32), self.meta.temperature)
+        with keras_quiet(not self._predicted):  # the first call builds the graph (XLA's lines)
+            scores = self._model.predict_on_batch(batch)
+        self._predicted = True
+        return soften(np.asarray(scores, np.float32), self.meta.temperature)
 
     def close(self) -> None:
         self._model = None

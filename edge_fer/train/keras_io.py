@@ -8,6 +8,8 @@ is checked and its metadata read (at most ``MAX_METADATA_BYTES`` of it) before K
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import zipfile
 import zlib
 from pathlib import Path
@@ -74,10 +76,11 @@ def load_keras(path: str | Path, allow_unsafe: bool = False):
     if path.is_file() and path.stat().st_size == 0:
         raise ModelError(f"model file is empty: {path}")
     meta = read_keras_meta(path) if path.suffix == ".keras" else None  # before any other work
-    import keras
-
+    with keras_quiet():
+        import keras
     try:
-        model = keras.saving.load_model(path, compile=False, safe_mode=not allow_unsafe)
+        with keras_quiet():
+            model = keras.saving.load_model(path, compile=False, safe_mode=not allow_unsafe)
     except ValueError as exc:
         text = str(exc)
         if "Lambda" in text or "safe_mode" in text:
@@ -87,3 +90,15 @@ def load_keras(path: str | Path, allow_unsafe: bool = False):
     except Exception as exc:  # h5py/zip errors for truncated or foreign files
         raise ModelError(f"{path.name}: not a loadable Keras model ({type(exc).__name__})") from None
     return model, meta
+
+
+def keras_quiet(quiet: bool = True):
+    """Hide what TensorFlow writes on fd 2 while Keras is imported, loads a model (TensorFlow
+    sets up its devices: absl's "All log messages before absl::InitializeLog()", "Could not find
+    cuda drivers", "failed call to cuInit") or runs one the first time; ``-v`` (edge-fer's log
+    at debug level) shows them. Python exceptions still propagate."""
+    if not quiet or logging.getLogger("edge_fer").isEnabledFor(logging.DEBUG):
+        return contextlib.nullcontext()
+    from ..backends import quiet_native_stderr
+
+    return quiet_native_stderr()
