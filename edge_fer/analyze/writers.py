@@ -123,11 +123,17 @@ class TextRows(RowFormat):
         self._handle.close()
 
     def abort(self) -> None:
-        if self._handle is not None:
-            try:
-                self._handle.close()
-            except Exception:  # the temp file is removed anyway
-                pass
+        close_quietly(self._handle)
+
+
+def close_quietly(handle) -> None:
+    """Close ``handle`` (if any) after a failure; its own error no longer matters (the temp file
+    is removed anyway)."""
+    if handle is not None:
+        try:
+            handle.close()
+        except Exception:  # noqa: BLE001
+            pass
 
 
 class CsvRows(TextRows):
@@ -226,11 +232,7 @@ class ParquetRows(RowFormat):
         self._writer.close()
 
     def abort(self) -> None:
-        if self._writer is not None:
-            try:
-                self._writer.close()
-            except Exception:  # the temp file is removed anyway
-                pass
+        close_quietly(self._writer)
 
 
 FORMATS: dict[str, type[RowFormat]] = {".csv": CsvRows, ".jsonl": JsonlRows, ".parquet": ParquetRows}
