@@ -17,6 +17,7 @@ import numpy as np
 from edge_fer.errors import ConversionError, OptionsError, first_line
 from edge_fer.fileio import atomic_path
 from edge_fer.metadata import METADATA_KEY, ModelMeta
+from edge_fer.signals import raise_if_stopped
 
 from .options import PHONE_QUANTIZATIONS, ConversionReport, ConvertOptions
 from edge_fer.tflite_metadata import MP_NAME, add_standard_metadata, norm_from_meta, set_metadata_entry, write_model_file
@@ -129,5 +130,6 @@ def _keras_to_tflite(model, quantize: str, source_name: str) -> bytes:
     try:
         return bytes(converter.convert())
     except Exception as exc:  # the MLIR converter raises ConverterError/RuntimeError with long texts
+        raise_if_stopped()  # a stop signal inside the converter comes out as some other error
         raise ConversionError(f"TFLite converter failed on {source_name} (phone variant): "
                               f"{first_line(exc)}") from None

@@ -6,6 +6,7 @@ import numpy as np
 
 from edge_fer.backends import first_line
 from edge_fer.errors import ConversionError
+from edge_fer.signals import raise_if_stopped
 
 
 def to_tflite(source, quantization: str, calibration_nhwc: np.ndarray | None, int8_io: bool) -> bytes:
@@ -32,5 +33,6 @@ def to_tflite(source, quantization: str, calibration_nhwc: np.ndarray | None, in
     try:
         return bytes(converter.convert())
     except Exception as exc:  # the MLIR converter raises ConverterError/RuntimeError with long texts
+        raise_if_stopped()  # a stop signal inside the converter comes out as some other error
         raise ConversionError(f"TFLite converter failed on {source.path.name} ({quantization}): "
                               f"{first_line(exc)}") from None

@@ -17,6 +17,17 @@ class Terminated(KeyboardInterrupt):
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, name))
 
 
+#: The stop signal that arrived inside :func:`stop_signals_raise`, if any.
+_stopping: list[str] = []
+
+
+def raise_if_stopped() -> None:
+    """Raise :class:`Terminated` if a stop signal arrived: for code that wraps a library which
+    catches every exception (TensorFlow's converter turns the interrupt into another error)."""
+    if _stopping:
+        raise Terminated(_stopping[0])
+
+
 @contextmanager
 def stop_signals_raise():
     """While inside, the first of :data:`STOP_SIGNALS` raises :class:`Terminated` in the main
@@ -30,11 +41,13 @@ def stop_signals_raise():
     def handler(signum, frame) -> None:
         if not fired:
             fired.append(signum)
+            _stopping.append(signal.Signals(signum).name)
             raise Terminated(signal.Signals(signum).name)
 
     previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
+        _stopping.clear()
         for signum, before in previous.items():
             signal.signal(signum, before if before is not None else signal.SIG_DFL)

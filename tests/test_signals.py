@@ -39,3 +39,27 @@ def test_a_stopped_conversion_leaves_no_temp_file(signum, peer_dir, fer_val, tmp
     assert proc.returncode == 143, err
     assert err.strip().splitlines()[-1] == f"edge-fer: terminated ({signal.Signals(signum).name})"
     assert list(tmp_path.iterdir()) == []  # no temp file, no half-written output
+
+
+def test_a_stop_that_a_library_turned_into_another_error_is_still_a_stop():
+    """TensorFlow's converter catches the interrupt and raises its own error: the wrapper asks
+    raise_if_stopped() first, so the command still ends as stopped (143), not as a failure."""
+    from edge_fer.signals import Terminated, raise_if_stopped, stop_signals_raise
+
+    def library_that_swallows():
+        try:
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(5)  # the handler raises here, long before the sleep ends
+        except BaseException:
+            raise AttributeError("'SymbolicTensor' object has no attribute '_type_spec'") from None
+
+    before = signal.getsignal(signal.SIGHUP)
+    with stop_signals_raise():
+        with pytest.raises(Terminated, match="SIGHUP"):
+            try:
+                library_that_swallows()
+            except Exception:
+                raise_if_stopped()
+                raise
+    raise_if_stopped()  # outside: nothing pending any more
+    assert signal.getsignal(signal.SIGHUP) is before
