@@ -219,7 +219,7 @@ def evaluate(options: EvalOptions) -> EvalReport:
         voted = score(plural[keep], pred[keep], meta.labels)
     dedup = None
     if options.dedup_against:
-        keep = dedup_against(data, _load_reference(options.dedup_against, meta.input_size_hw))
+        keep = dedup_against(data, load_reference(options.dedup_against, meta.input_size_hw))
         dedup = score(true[keep], pred[keep], meta.labels)
     report = EvalReport(str(options.model_path), str(options.data), meta.labels, scores.n,
                         scores.accuracy, scores.per_class, scores.confusion, data.skipped,
@@ -230,7 +230,7 @@ def evaluate(options: EvalOptions) -> EvalReport:
     return report
 
 
-def _load_reference(path: str, size_hw) -> FaceDataset:
+def load_reference(path: str, size_hw) -> FaceDataset:
     """The training set to de-duplicate against (a FER2013 CSV: its Training rows)."""
     return load_dataset(path, LoadOptions(size_hw=size_hw, usage="Training"))
 

@@ -63,9 +63,9 @@ def calibrate_confidence(options: ConfidenceOptions) -> list[dict]:
                "ece_after": expected_calibration_error(calibrated, true),
                "reliability_before": reliability(raw, true), "reliability_after": reliability(calibrated, true)}
         if options.dedup_against:
-            from .evaluate import _load_reference
+            from .evaluate import load_reference
 
-            keep = dedup_against(data, _load_reference(options.dedup_against, meta.input_size_hw))
+            keep = dedup_against(data, load_reference(options.dedup_against, meta.input_size_hw))
             row.update(dedup_faces=int(len(keep)), ece_before_dedup=expected_calibration_error(raw[keep], true[keep]),
                        ece_after_dedup=expected_calibration_error(calibrated[keep], true[keep]))
         if options.write:
