@@ -111,3 +111,10 @@ def test_force_never_replaces_a_folder_that_holds_the_user_s_files(target, what,
     assert result.output.strip() == (f"edge-fer: error: refusing to write the page over {folder} ({what}): "
                                      "give a new folder for it; nothing was changed")
     assert (work / "keep.txt").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["home", "work"]
+
+
+def test_the_suggested_local_server_binds_loopback_only(tmp_path):
+    result = _cli("export-web", str(tmp_path / "site"))
+    assert result.exit_code == 0, result.output
+    hint = next(line for line in result.output.splitlines() if "http.server" in line)
+    assert "--bind 127.0.0.1" in hint and "http://127.0.0.1:8000/" in hint
