@@ -157,6 +157,15 @@ def _wait_results(page, count: int | None = None, timeout_ms: int = 60000) -> li
     return page.evaluate("() => window.edgeFerResults")
 
 
+def _start_camera(page) -> None:
+    """Tap the page's "Start the camera" button where it asks first (the browser has not
+    granted the camera to the site yet); nothing where it started the camera itself."""
+    page.wait_for_function("() => ['prompt', 'running', 'blocked', 'error'].includes(window.edgeFerState)"
+                           " || (window.edgeFerResults && window.edgeFerResults.length > 0)", timeout=60000)
+    if page.evaluate("() => window.edgeFerState") == "prompt":
+        page.click("#edge-fer-start")
+
+
 def _python_results(frames_dir: Path, detector_dir: Path, model: Path = PHONE_MODEL,
                     names: list[str] | None = None) -> list[dict]:
     """edge-fer's Python runtime on the same frames: BlazeFace (the detector the page runs),
@@ -204,12 +213,14 @@ def test_page_matches_python_runtime_frame_by_frame(browser, server, frames_dir,
         web = _wait_results(page, timeout_ms=90000)
         backend = web[0]["backend"]
         status = page.text_content("#edge-fer-status")
-        last = json.loads(page.text_content("#edge-fer-result"))
+        shown = page.evaluate("() => [...document.querySelectorAll('#faces .bar .num')].map(e => e.textContent)")
     finally:
         page.close()
     py = _python_results(frames_dir, detector_dir)
     assert len(web) == len(py)
-    assert "WASM" in backend and "backend" in status and last["frame"] == len(web) - 1
+    assert "WASM" in backend and "backend" in status
+    if web[-1]["faces"]:  # the bars show the last frame's scores
+        assert shown[:len(web[-1]["faces"][0]["scores"])] == [f"{v:.2f}" for v in web[-1]["faces"][0]["scores"].values()]
     one_face = [len(r["faces"]) == 1 for r in web]
     both = [(w["faces"][0], q["faces"][0]) for w, q in zip(web, py) if len(w["faces"]) == 1 and len(q["faces"]) == 1]
     agree = [w["expression"] == q["expression"] for w, q in both]
@@ -268,20 +279,49 @@ def test_framed_crops_match_python(kind, browser, server, frames_dir, detector_d
     assert diff < 0.05, (kind, diff)
 
 
-def test_page_on_fake_camera_then_offline(camera_browser, server):
-    """The camera path (getUserMedia on Chromium's fake device playing woman2 as MJPEG), then the
-    same page reloaded with the network cut: served by its service worker alone."""
-    context = camera_browser.new_context()
+def _visible_ui(page) -> dict:
+    """What a person sees on the page: the loading panel, the faces panel's label and bars (in
+    their order), the error, and whether any visible element shows raw JSON."""
+    return page.evaluate("""() => {
+        const visible = e => !!e && e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden';
+        const face = document.querySelector('#faces .face');
+        return {
+            loading: visible(document.getElementById('edge-fer-loading')),
+            loadingText: document.getElementById('edge-fer-loading-text').textContent,
+            error: visible(document.getElementById('edge-fer-error')) ? document.getElementById('edge-fer-error').textContent : null,
+            label: face && visible(face) ? face.querySelector('.expr').textContent : null,
+            labelPx: face ? parseFloat(getComputedStyle(face.querySelector('.expr')).fontSize) : null,
+            bars: face ? [...face.querySelectorAll('.bar')].filter(visible).map(b => [b.dataset.label,
+                         b.querySelector('.num').textContent]) : [],
+            rawJson: [...document.querySelectorAll('body *')].some(e => visible(e) && e.children.length === 0
+                         && /^\\s*[\\[{]\\s*"/.test(e.textContent)),
+            header: !!document.querySelector('header'),
+        };
+    }""")
+
+
+def test_page_on_fake_camera_then_offline(camera_browser, server, exported):
+    """The camera path (getUserMedia on Chromium's fake device playing woman2 as MJPEG) at a
+    phone's size: a loading indicator first, then the label and one bar per expression in the
+    model's label order (as the live page shows them, no raw JSON, no debug header); then the same
+    page reloaded with the network cut: served by its service worker alone."""
+    labels = json.loads((exported / "edge-fer.json").read_text())["model"]["labels"]
+    context = camera_browser.new_context(viewport={"width": 390, "height": 844})
     try:
         page = context.new_page()
         foreign = []
         page.on("request", lambda r: None if r.url.startswith(server.url) else foreign.append(r.url))
         page.goto(f"{server.url}/app/")
+        start = _visible_ui(page)
+        _start_camera(page)
         online = _wait_results(page, CAMERA_FRAMES)
+        page.wait_for_function("() => document.querySelector('#faces .face .bar .num')?.textContent", timeout=10000)
+        shown = _visible_ui(page)
         assert page.evaluate("() => navigator.serviceWorker.ready.then(r => !!r.active)")
         page.wait_for_function("() => navigator.serviceWorker.controller !== null", timeout=20000)
         context.set_offline(True)
         page.reload()
+        _start_camera(page)
         offline = _wait_results(page, CAMERA_FRAMES)
         served_by_worker = page.evaluate("() => navigator.serviceWorker.controller !== null")
     finally:
@@ -292,6 +332,60 @@ def test_page_on_fake_camera_then_offline(camera_browser, server):
         assert all(f["expression"] in f["scores"] for r in results for f in r["faces"])
     assert served_by_worker
     assert foreign == []  # nothing but the page's own server, not even MediaPipe's metrics
+    assert start["loading"] and start["loadingText"].startswith("loading the model"), start
+    assert not shown["loading"] and shown["error"] is None and not shown["header"], shown
+    assert [label for label, _ in shown["bars"]] == labels, shown  # the model's label order
+    assert all(0.0 <= float(num) <= 1.0 for _, num in shown["bars"]), shown
+    assert abs(sum(float(num) for _, num in shown["bars"]) - 1.0) < 0.05, shown
+    assert shown["label"] in labels and shown["labelPx"] >= 28, shown
+    assert not shown["rawJson"], shown
+
+
+#: A browser that has not been asked yet: Playwright's contexts answer "denied" at once, a real
+#: browser "prompt" until the user answers its dialog (then this headless one refuses the camera).
+NOT_ASKED_YET = """{
+    const query = navigator.permissions.query.bind(navigator.permissions);
+    navigator.permissions.query = d => d && d.name === 'camera' ? Promise.resolve({state: 'prompt'}) : query(d);
+}"""
+
+
+@pytest.mark.parametrize("asked", [False, True], ids=["blocked-before", "denied-at-the-prompt"])
+def test_blocked_camera_says_how_to_allow_it(asked, playwright_driver, chromium_path, server):
+    """A browser that refuses the camera (no fake permission UI, nothing granted): already blocked
+    for the site, the page says how to allow it; not asked yet, the page first says what the
+    camera is for and asks on a tap, then says how to allow it when the answer is no."""
+    instance = playwright_driver.chromium.launch(executable_path=chromium_path,
+                                                 args=["--use-fake-device-for-media-stream"])
+    try:
+        context = instance.new_context(permissions=[])
+        if asked:
+            context.add_init_script(NOT_ASKED_YET)
+        page = context.new_page()
+        page.goto(f"{server.url}/app/")
+        page.wait_for_function("() => ['prompt', 'blocked', 'error'].includes(window.edgeFerState)", timeout=60000)
+        if asked:
+            assert page.evaluate("() => window.edgeFerState") == "prompt"
+            assert page.is_visible("#edge-fer-start") and "camera" in page.text_content("#edge-fer-prompt")
+            assert not page.is_visible("#edge-fer-loading") and not page.is_visible("#edge-fer-error")
+            page.click("#edge-fer-start")
+        page.wait_for_function("() => window.edgeFerState === 'blocked'", timeout=20000)
+        ui = _visible_ui(page)
+    finally:
+        instance.close()
+    assert ui["error"] and ui["error"].startswith("camera blocked: allow it in the browser's site settings"), ui
+    assert not ui["loading"] and ui["bars"] == [], ui
+
+
+def test_page_colours_match_the_live_page():
+    """app.js's colour table is the live page's (edge_fer/draw.py COLORS_BGR, as page.html gets it)."""
+    import re
+
+    from edge_fer.draw import COLORS_BGR
+    from edge_fer.web.export import STATIC_DIR
+
+    table = (STATIC_DIR / "app.js").read_text().split("const COLORS = {", 1)[1].split("}", 1)[0]
+    colours = dict(re.findall(r"(\w+): '(#[0-9a-f]{6})'", table))
+    assert colours == {label: "#%02x%02x%02x" % (r, g, b) for label, (b, g, r) in COLORS_BGR.items()}
 
 
 # -- the same page at /device/ of edge-fer run --serve, over HTTPS ------------------------------
@@ -354,6 +448,7 @@ def test_device_page_served_over_https(camera_browser, tls_pair):
         try:
             page = context.new_page()
             page.goto(f"{base}/device/")
+            _start_camera(page)
             results = _wait_results(page, 10)
         finally:
             context.close()

@@ -15,11 +15,118 @@ const params = new URL(location.href).searchParams;
 window.edgeFerResults = [];
 window.edgeFerDone = false;
 
-function fail(message) {
+// What the user sees: a loading panel (progress through the load stages), then the camera prompt
+// (what the page does, before the browser asks), then the video and the faces panel; or one
+// clear error. window.edgeFerState says which (loading, prompt, asking, running, blocked, error).
+const LOAD_STAGES = 4;  // settings, runtime + detector, classifier, camera
+function setState(state) {
+  window.edgeFerState = state;
+  document.body.dataset.state = state;
+}
+setState('loading');
+
+function progress(stage, text) {
+  $('edge-fer-progress').value = stage;
+  $('edge-fer-loading-text').textContent = text;
+}
+
+function fail(message, state = 'error') {
+  $('edge-fer-loading').hidden = true;
+  $('edge-fer-prompt').hidden = true;
+  $('edge-fer-error').hidden = false;
+  $('edge-fer-error').textContent = state === 'error' ? `error: ${message}` : message;
   $('edge-fer-status').textContent = `error: ${message}`;
+  setState(state);
   window.edgeFerError = String(message);
   window.edgeFerDone = true;
   throw new Error(message);
+}
+
+const BLOCKED = "camera blocked: allow it in the browser's site settings, then reload this page";
+
+function cameraError(e) {
+  if (e && (e.name === 'NotAllowedError' || e.name === 'SecurityError')) fail(BLOCKED, 'blocked');
+  if (e && (e.name === 'NotFoundError' || e.name === 'OverconstrainedError')) fail('no camera found on this device');
+  if (e && e.name === 'NotReadableError') fail('the camera is in use by another app: close it and reload this page');
+  fail(`camera: ${e && e.name}: ${e && e.message}`);
+}
+
+/** 'granted', 'denied' or 'prompt' (also where the browser cannot say). */
+async function cameraPermission() {
+  try {
+    return (await navigator.permissions.query({name: 'camera'})).state;
+  } catch (e) {
+    return 'prompt';
+  }
+}
+
+// The colours of the live page (edge_fer/serve/page.html gets them from edge_fer/draw.py's
+// COLORS_BGR; tests/web/test_web.py checks that this table agrees), and its fallback for others.
+const COLORS = {angry: '#dc2828', disgust: '#288c28', fear: '#a03ca0', happy: '#fac828',
+                sad: '#2878c8', surprise: '#3cc8e6', neutral: '#c8c8c8', contempt: '#a0643c'};
+function colorOf(label) {
+  if (COLORS[label]) return COLORS[label];
+  let h = 0;
+  for (const c of label) h = (h * 31 + c.charCodeAt(0)) % 360;
+  return 'hsl(' + h + ', 60%, 60%)';
+}
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+// --- faces: the label large, one bar per expression in the model's label order (as page.html) --
+const faceViews = new Map();  // track id -> {div, expr, conf, bars: Map label -> {row, fill, num}}
+function faceView(id, labels) {
+  let view = faceViews.get(id);
+  if (!view) {
+    const div = el('div', 'face'), head = el('div', 'head');
+    const expr = el('span', 'expr'), conf = el('span', 'conf'), tid = el('span', 'tid', 'face #' + id);
+    head.append(expr, conf, tid);
+    div.append(head);
+    div.dataset.id = id;
+    view = {div, expr, conf, bars: new Map()};
+    for (const label of labels) {
+      const row = el('div', 'bar'), track = el('div', 'track'), fill = el('div', 'fill'), num = el('span', 'num');
+      row.dataset.label = label;
+      fill.style.background = colorOf(label);
+      track.append(fill);
+      row.append(el('span', 'name', label), track, num);
+      div.append(row);
+      view.bars.set(label, {row, fill, num});
+    }
+    faceViews.set(id, view);
+  }
+  return view;
+}
+
+function renderFaces(result, labels) {
+  const box = $('faces');
+  $('faces-card').hidden = false;
+  if (!result.faces.length) {
+    faceViews.clear();
+    if (!box.querySelector('.empty')) box.replaceChildren(el('div', 'empty', 'no face in view'));
+    return;
+  }
+  const shown = [];
+  for (const face of result.faces) {
+    const view = faceView(face.id, labels);
+    view.expr.textContent = face.expression;
+    view.expr.style.borderLeftColor = colorOf(face.expression);
+    view.conf.textContent = face.score.toFixed(2);
+    for (const [label, bar] of view.bars) {
+      const score = face.scores[label] || 0;
+      bar.fill.style.width = (100 * score).toFixed(1) + '%';
+      bar.num.textContent = score.toFixed(2);
+      bar.row.classList.toggle('top', label === face.expression);
+    }
+    shown.push(view.div);
+  }
+  for (const [id, view] of faceViews) if (!shown.includes(view.div)) faceViews.delete(id);
+  if (shown.length !== box.children.length || shown.some((d, i) => box.children[i] !== d)) box.replaceChildren(...shown);
 }
 
 async function createTasks(config, delegate) {
@@ -31,6 +138,7 @@ async function createTasks(config, delegate) {
   const detector = await ImageEmbedder.createFromOptions(fileset, {
     baseOptions: {modelAssetPath: config.detector.file, delegate}, runningMode: 'IMAGE',
     l2Normalize: false, quantize: false});
+  progress(2, 'loading the model... (expression classifier)');
   try {
     const classifier = await ImageClassifier.createFromOptions(fileset, {
       baseOptions: {modelAssetPath: config.model.file, delegate}, runningMode: 'IMAGE', maxResults: -1});
@@ -131,7 +239,7 @@ function draw(view, source, result) {
   ctx.font = `${Math.max(14, Math.round(source.width / 40))}px sans-serif`;
   for (const f of result.faces) {
     const [x, y, w, h] = f.box_xywh;
-    ctx.strokeStyle = ctx.fillStyle = '#32e67a';
+    ctx.strokeStyle = ctx.fillStyle = colorOf(f.expression);
     ctx.strokeRect(x, y, w, h);
     for (const [px, py] of Object.values(f.landmarks)) ctx.fillRect(px - 2, py - 2, 4, 4);
     const text = `${f.expression} ${Math.round(f.score * 100)}%`;
@@ -142,7 +250,14 @@ function draw(view, source, result) {
   }
 }
 
-function showStatus(result, history) {
+function showStatus(result, history, labels) {
+  if (window.edgeFerState !== 'running') {  // the first result: the loading panel goes
+    $('edge-fer-loading').hidden = true;
+    $('edge-fer-prompt').hidden = true;
+    $('edge-fer-view').hidden = false;
+    setState('running');
+  }
+  renderFaces(result, labels);
   const l = result.latency_ms;
   history.push(l.total);
   if (history.length > 120) history.shift();
@@ -150,7 +265,7 @@ function showStatus(result, history) {
     `backend ${result.backend} | detect ${l.detect.toFixed(1)} ms | classify ${l.classify.toFixed(1)} ms | ` +
     `total ${l.total.toFixed(1)} ms (p50 ${percentile(history, 0.5).toFixed(1)}, ` +
     `p95 ${percentile(history, 0.95).toFixed(1)}) | faces ${result.faces.length}`;
-  $('edge-fer-result').textContent = JSON.stringify(result);
+  if ($('edge-fer-details').open) $('edge-fer-result').textContent = JSON.stringify(result, null, 1);
 }
 
 function record(result) {
@@ -169,7 +284,7 @@ async function runFrames(pipeline, listUrl) {
     ctx.drawImage(bitmap, 0, 0);
     const result = pipeline.process(work, ctx, i);
     draw($('edge-fer-view'), work, result);
-    showStatus(result, history);
+    showStatus(result, history, pipeline.config.model.labels);
     record(result);
   }
   window.edgeFerDone = true;
@@ -178,9 +293,21 @@ async function runFrames(pipeline, listUrl) {
 async function runCamera(pipeline) {
   if (!window.isSecureContext) fail('the camera needs a secure context: open this page over https or on localhost');
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) fail('this browser has no getUserMedia');
+  const permission = await cameraPermission();
+  if (permission === 'denied') fail(BLOCKED, 'blocked');
+  if (permission !== 'granted') {  // say what the camera is for before the browser asks
+    $('edge-fer-loading').hidden = true;
+    $('edge-fer-prompt').hidden = false;
+    setState('prompt');
+    await new Promise(resolve => $('edge-fer-start').addEventListener('click', resolve, {once: true}));
+    $('edge-fer-prompt').hidden = true;
+    $('edge-fer-loading').hidden = false;
+  }
+  setState('asking');
+  progress(LOAD_STAGES - 1, 'starting the camera...');
   const stream = await navigator.mediaDevices.getUserMedia(
     {video: {facingMode: 'user', width: {ideal: 640}, height: {ideal: 480}}, audio: false})
-    .catch(e => fail(`camera: ${e.name}: ${e.message}`));
+    .catch(cameraError);
   const video = $('edge-fer-video');
   video.srcObject = stream;
   await video.play();
@@ -196,7 +323,7 @@ async function runCamera(pipeline) {
       ctx.drawImage(video, 0, 0);
       const result = pipeline.process(work, ctx, index++);
       draw($('edge-fer-view'), work, result);
-      showStatus(result, history);
+      showStatus(result, history, pipeline.config.model.labels);
       record(result);
       if (window.edgeFerResults.length > 1000) window.edgeFerResults.shift();
     }
@@ -210,9 +337,9 @@ async function main() {
   if ('serviceWorker' in navigator && window.isSecureContext && !params.get('frames')) {  // not in test mode
     navigator.serviceWorker.register('sw.js').catch(e => console.warn('service worker:', e));
   }
+  progress(0, 'loading the model...');
   const config = await (await fetch('edge-fer.json')).json();
-  $('edge-fer-model').textContent = `${config.model.name || config.model.file} | ${config.model.labels.join(', ')}`;
-  $('edge-fer-status').textContent = 'loading the runtime and models...';
+  progress(1, 'loading the model... (runtime and face detector)');
   const wanted = (params.get('delegate') || config.runtime.delegate).toUpperCase() === 'GPU' ? 'GPU' : 'CPU';
   let tasks, delegate = wanted;
   try {
@@ -224,6 +351,7 @@ async function main() {
     tasks = await createTasks(config, 'CPU').catch(e2 => fail(`could not start MediaPipe: ${e2.message}`));
   }
   const backend = delegate === 'GPU' ? 'WebGL2 (MediaPipe GPU delegate)' : 'WASM (MediaPipe CPU, XNNPACK)';
+  progress(LOAD_STAGES - 1, 'the model is ready');
   const pipeline = new Pipeline(config, tasks, backend);
   if (params.get('frames')) await runFrames(pipeline, params.get('frames'));
   else await runCamera(pipeline);
