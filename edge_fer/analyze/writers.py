@@ -125,6 +125,11 @@ class TextRows(RowFormat):
     def abort(self) -> None:
         close_quietly(self._handle)
 
+    @classmethod
+    def read(cls, path: Path) -> tuple[list[str] | None, list[dict]]:
+        columns, located = cls.read_located(path)  # text formats locate each record by its line
+        return columns, [record for _, record in located]
+
 
 def close_quietly(handle) -> None:
     """Close ``handle`` (if any) after a failure; its own error no longer matters (the temp file
@@ -148,11 +153,6 @@ class CsvRows(TextRows):
         self._csv.writerow([_csv_value(record[c]) for c in self.columns])
 
     @classmethod
-    def read(cls, path: Path) -> tuple[list[str] | None, list[dict]]:
-        columns, located = cls.read_located(path)
-        return columns, [record for _, record in located]
-
-    @classmethod
     def read_located(cls, path: Path) -> tuple[list[str] | None, list[tuple[str, dict]]]:
         with path.open(encoding="utf-8", newline="") as handle:
             reader = csv.DictReader(handle)
@@ -165,11 +165,6 @@ class JsonlRows(TextRows):
 
     def write(self, record: dict) -> None:
         self._handle.write(json.dumps(record) + "\n")
-
-    @classmethod
-    def read(cls, path: Path) -> tuple[list[str] | None, list[dict]]:
-        columns, located = cls.read_located(path)
-        return columns, [record for _, record in located]
 
     @classmethod
     def read_located(cls, path: Path) -> tuple[list[str] | None, list[tuple[str, dict]]]:

@@ -7,11 +7,9 @@ import sys
 
 import click
 
+from ..signals import STOP_SIGNALS  # SIGTERM, SIGHUP, SIGQUIT (pure Python, no NumPy)
 from . import GroupedCommand, finite_float, pipeline_from, pipeline_options
 
-#: Signals that end the run like Ctrl-C: SIGTERM (a scheduler's kill), SIGHUP (an SSH session
-#: lost), SIGQUIT (Ctrl-\).
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, name))
 #: Failed sources named on stderr at the end (all of them are in the failures file).
 FAILURES_SHOWN = 10
 
