@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import defaults
+from ..backends import to_probabilities
 from ..classifier import ClassifierOptions, ExpressionClassifier, preprocess_crops
 from ..confidence import expected_calibration_error, soften
 from ..errors import InputError, ModelError, OptionsError, OutputError
@@ -117,6 +118,7 @@ class KerasRunner:
         from .keras_io import load_keras
 
         self._model, meta = load_keras(options.model_path)  # (quiet: see keras_io.keras_quiet)
+        self._model_path = options.model_path
         shape = self._model.input_shape
         if isinstance(shape, list) or len(shape) != 4 or shape[3] not in (1, 3) or None in shape[1:3]:
             raise ModelError(f"{Path(options.model_path).name}: input shape {shape} is not one NHWC image "
@@ -139,7 +141,8 @@ class KerasRunner:
         with keras_quiet(not self._predicted):  # the first call builds the graph (XLA's lines)
             scores = self._model.predict_on_batch(batch)
         self._predicted = True
-        return soften(np.asarray(scores, np.float32), self.meta.temperature)
+        probs = to_probabilities(scores, Path(self._model_path).name, len(batch))  # NaN/Inf: one ModelError line
+        return soften(probs, self.meta.temperature)
 
     def close(self) -> None:
         self._model = None

@@ -28,7 +28,11 @@ ARCHS = {
     "pyfer": ArchSpec("pyfer", (64, 64), "gray", "sgd-pyfer", 64),
     "transfer": ArchSpec("transfer", (96, 96), "rgb", "adam-transfer", 128),
     "edgenet": ArchSpec("edgenet", (48, 48), "gray", "adamw-cosine", 64),
+    #: edgenet at 1.5x width: the teacher candidate of the model campaign (docs/model_card/campaign.md).
+    "edgenet-m": ArchSpec("edgenet-m", (48, 48), "gray", "adamw-cosine", 64),
 }
+#: Channel widths of edgenet's four blocks, per architecture name.
+EDGENET_WIDTHS = {"edgenet": (32, 48, 96, 192), "edgenet-m": (48, 72, 144, 288)}
 
 
 def arch_spec(name: str) -> ArchSpec:
@@ -39,10 +43,11 @@ def arch_spec(name: str) -> ArchSpec:
 
 def build_model(name: str, num_classes: int, weights: str | None = None):
     spec = arch_spec(name)
-    builder = {"pyfer": build_pyfer, "transfer": build_transfer, "edgenet": build_edgenet}[name]
     if name == "transfer":
-        return builder(num_classes, spec.input_size_hw, weights=weights)
-    return builder(num_classes, spec.input_size_hw)
+        return build_transfer(num_classes, spec.input_size_hw, weights=weights)
+    if name in EDGENET_WIDTHS:
+        return build_edgenet(num_classes, spec.input_size_hw, EDGENET_WIDTHS[name], name=name.replace("-", "_"))
+    return build_pyfer(num_classes, spec.input_size_hw)
 
 
 def build_pyfer(num_classes: int, size_hw=(64, 64), widths=(64, 128, 256), dense=(512, 256),
@@ -101,10 +106,12 @@ def build_transfer(num_classes: int, size_hw=(96, 96), weights: str | None = Non
     return keras.Model(inputs, outputs, name="transfer_mobilenetv2")
 
 
-def build_edgenet(num_classes: int, size_hw=(48, 48), widths=(32, 48, 96, 192), dropout=0.4):
+def build_edgenet(num_classes: int, size_hw=(48, 48), widths=EDGENET_WIDTHS["edgenet"], dropout=0.4,
+                  name: str = "edgenet"):
     """edge-fer's small VGG-style net: one conv at full resolution, then blocks of two 3x3
     convs (conv -> BN -> ReLU) with 2x2 pooling between, global average pooling, dropout.
-    About 0.6M parameters and ~56M multiply-adds at 48x48: int8-friendly (plain conv/ReLU)."""
+    About 0.6M parameters and ~56M multiply-adds at 48x48 (edgenet-m, 1.5x wider: 1.5M and
+    ~125M): int8-friendly (plain conv/ReLU)."""
     import keras
     from keras import layers
 
@@ -120,7 +127,7 @@ def build_edgenet(num_classes: int, size_hw=(48, 48), widths=(32, 48, 96, 192), 
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(dropout, name="drop")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="probs", dtype="float32")(x)
-    return keras.Model(inputs, outputs, name="edgenet")
+    return keras.Model(inputs, outputs, name=name)
 
 
 def add_flip_tta(model):

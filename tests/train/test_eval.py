@@ -146,6 +146,21 @@ def test_constant_model_scores_exactly(fer_val, tmp_path, make, suffix):
     assert "accuracy 0.1429 over 35 images" in text and "happy 1.0000" in text
 
 
+def test_keras_model_giving_nan_is_one_model_error(fer_val, tmp_path):
+    import keras
+
+    from edge_fer.errors import ModelError
+    from edge_fer.train.keras_io import save_keras
+
+    inputs = keras.Input((48, 48, 1))
+    outputs = keras.layers.Dense(7, bias_initializer=keras.initializers.Constant(float("nan")))(
+        keras.layers.Flatten()(inputs))
+    meta = ModelMeta(labels=FER2013_LABELS, input_size_hw=(48, 48), scale=1.0, offset=0.0, name="nan")
+    model = save_keras(keras.Model(inputs, outputs), tmp_path / "nan.keras", meta)
+    with pytest.raises(ModelError, match=r"nan\.keras gives NaN scores: expected finite numbers"):
+        evaluate(EvalOptions(str(model), str(fer_val), limit_per_class=2))
+
+
 def test_folder_class_missing_from_model_names_both_lists(fer_val, tmp_path):
     labels = ("angry", "disgust", "fear", "happy", "sad", "surprise")  # no neutral
     model = constant_onnx(tmp_path / "six.onnx", labels)

@@ -69,6 +69,19 @@ def test_pyfer_runs_on_real_faces(fer_val):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.parametrize("arch, widths, params", [("edgenet", (32, 48, 96, 192), 661_095),
+                                                   ("edgenet-m", (48, 72, 144, 288), 1_484_119)])
+def test_edgenet_widths(fer_val, arch, widths, params):
+    from edge_fer.train.models import build_model
+
+    model = build_model(arch, 7)
+    convs = [layer.filters for layer in model.layers if layer.name.endswith("_0") and layer.name.startswith("conv")]
+    assert tuple(convs) == widths and model.count_params() == params
+    data = load_folder(fer_val, size_hw=(48, 48), limit_per_class=1)
+    probs = model(data.images[..., None].astype("float32"), training=False).numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
 def test_transfer_builds_and_runs_offline(fer_val):
     """MobileNetV2 alpha 0.35 at 96x96 RGB with weights=None needs no download."""
     from edge_fer.train.models import build_model
