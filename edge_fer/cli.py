@@ -46,6 +46,7 @@ COMMANDS = {
     "fetch-detectors": "fetch:fetch_command",
     "check-phone": "phone:check_phone_command",
     "export-web": "export_web:export_web_command",
+    "serve-web": "serve_web:serve_web_command",
     "analyze": "analyze:analyze_command",
 }
 

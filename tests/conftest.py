@@ -71,3 +71,48 @@ def exported(tmp_path_factory, detector_dir) -> Path:
                                        str(detector_dir / "blazeface_short_range.tflite")])
     assert result.exit_code == 0, result.output
     return out
+
+
+# -- Chromium (Playwright) for the pages' browser tests; skipped without it ----------------------
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    from browser_steps import CHROMIUM
+
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (or set EDGE_FER_CHROMIUM)")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    return str(CHROMIUM)
+
+
+@pytest.fixture(scope="session")
+def playwright_driver(chromium_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def camera_browser(playwright_driver, chromium_path, media_dir, tmp_path_factory):
+    """One headless Chromium whose fake camera plays woman2.mp4, converted to MJPEG here."""
+    import cv2
+
+    mjpeg = tmp_path_factory.mktemp("camera") / "woman2.mjpeg"
+    capture = cv2.VideoCapture(str(media_dir / "woman2.mp4"))
+    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    writer = cv2.VideoWriter(str(mjpeg), cv2.VideoWriter_fourcc(*"MJPG"), 30, size)
+    for _ in range(150):
+        ok, frame = capture.read()
+        if not ok:
+            break
+        writer.write(frame)
+    writer.release()
+    capture.release()
+    assert mjpeg.stat().st_size > 0
+    from browser_steps import launch
+
+    instance = launch(playwright_driver, chromium_path, f"--use-file-for-fake-video-capture={mjpeg}")
+    try:
+        yield instance
+    finally:
+        instance.close()

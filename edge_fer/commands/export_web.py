@@ -33,6 +33,7 @@ def export_web_command(out_dir, model_path, detector_model, delegate, detect_eve
 
     options = WebExportOptions(model_path or PHONE_MODEL, detector_model, delegate, detect_every, smooth)
     result = export_web(out_dir, options, force=force)
-    click.echo(f"wrote {len(result.sizes)} files, {result.total_bytes / 1e6:.1f} MB, to {result.folder}")
-    click.echo(f"try it on this machine only: python3 -m http.server --bind 127.0.0.1 --directory {result.folder} "
-               "8000, then open http://127.0.0.1:8000/ (a phone needs HTTPS: see docs/phone.md)")
+    click.echo(f"wrote {len(result.sizes)} files to {result.folder}: {result.total_bytes / 1e6:.1f} MB, "
+               f"{result.gzip_bytes / 1e6:.1f} MB to download from a server that sends the .gz files")
+    click.echo(f"try it on this machine: edge-fer serve-web {result.folder}, then open http://127.0.0.1:8000/ "
+               "(a phone needs HTTPS: see docs/phone.md)")

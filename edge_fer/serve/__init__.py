@@ -8,6 +8,7 @@ and one offline page. See :mod:`edge_fer.serve.server` for the routes and the se
         server.publish(result, frame_bgr)
 """
 
-from .server import DEFAULT_HOST, DEFAULT_MAX_CLIENTS, DEFAULT_PORT, FerServer, ServeOptions
+from .options import DEFAULT_HOST, DEFAULT_MAX_CLIENTS, DEFAULT_PORT, ServeOptions
+from .server import FerServer
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_MAX_CLIENTS", "DEFAULT_PORT", "FerServer", "ServeOptions"]

@@ -150,9 +150,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         if length is not None:
             self.send_header("Content-Length", str(length))
-        self.send_header("Cache-Control", "no-store")
+        extra = {"Cache-Control": "no-store", **(extra or {})}
         self.send_header("X-Content-Type-Options", "nosniff")
-        for key, value in (extra or {}).items():
+        for key, value in extra.items():
             self.send_header(key, value)
         self.end_headers()
 
@@ -285,22 +285,61 @@ def normal_name(name: str) -> str:
 
 def static_files(prefix: str, directory: Path):
     """A route serving the files under ``directory`` at ``prefix`` (``prefix`` + ``/`` gives its
-    index.html); no listing, nothing outside ``directory`` (``..``, links out, NUL all 404)."""
+    index.html); no listing, nothing outside ``directory`` (``..``, links out, NUL all 404).
+    A file with a ``NAME.gz`` beside it (``export-web`` writes them) is sent compressed to a client
+    that accepts gzip. ETag and ``Cache-Control: no-cache``: a browser revalidates (304, no
+    body) instead of downloading a file again. Answers and their body bytes are counted in ``app.static_sent``."""
     root = directory.resolve()
 
     def route(h: Handler) -> None:
         rel = unquote(urlsplit(h.path).path)[len(prefix):].lstrip("/") or "index.html"
-        parts = rel.split("/")
-        try:
-            target = root.joinpath(*parts).resolve() if "\x00" not in rel and "\\" not in rel else None
-            found = (target is not None and not any(p in ("", ".", "..") for p in parts)
-                     and os.path.commonpath([str(root), str(target)]) == str(root) and target.is_file())
-            data = target.read_bytes() if found else None
-        except (OSError, RuntimeError, ValueError):  # a name too long for the file system, a link loop
-            data = None
-        if data is None:
+        target = _static_target(root, rel)
+        if target is None:
             h.send_text(HTTPStatus.NOT_FOUND, "no such file\n")
             return
-        h.send_bytes(HTTPStatus.OK, mimetypes.guess_type(target.name)[0] or "application/octet-stream", data)
+        content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        extra = {"Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
+        packed = target.with_name(target.name + ".gz")
+        if accepts_gzip(h.headers.get("Accept-Encoding", "")) and packed.is_file():
+            target, extra["Content-Encoding"] = packed, "gzip"
+        try:
+            stat = target.stat()
+            extra["ETag"] = f'"{stat.st_size:x}-{stat.st_mtime_ns:x}{"-gz" if target is packed else ""}"'
+            if extra["ETag"] in [tag.strip() for tag in h.headers.get("If-None-Match", "").split(",")]:
+                h.app.static_sent.add(0)
+                h.send_head(HTTPStatus.NOT_MODIFIED, content_type, None, extra)
+                return
+            data = target.read_bytes()
+        except OSError:
+            h.send_text(HTTPStatus.NOT_FOUND, "no such file\n")
+            return
+        h.app.static_sent.add(0 if h.head else len(data))  # counted first: a client may act on the reply at once
+        h.send_bytes(HTTPStatus.OK, content_type, data, extra)
 
     return route
+
+
+def _static_target(root: Path, rel: str) -> Path | None:
+    """The file ``rel`` names under ``root``, or None (outside it, a folder, a bad name)."""
+    parts = rel.split("/")
+    if "\x00" in rel or "\\" in rel or any(p in ("", ".", "..") for p in parts):
+        return None
+    try:
+        target = root.joinpath(*parts).resolve()
+        inside = os.path.commonpath([str(root), str(target)]) == str(root)
+        return target if inside and target.is_file() else None
+    except (OSError, RuntimeError, ValueError):  # a name too long for the file system, a link loop
+        return None
+
+
+def accepts_gzip(header: str) -> bool:
+    """Whether an Accept-Encoding header takes gzip (``gzip`` or ``*`` without ``q=0``)."""
+    for item in header.lower().split(","):
+        name, _, params = item.strip().partition(";")
+        if name.strip() in ("gzip", "*"):
+            q = params.strip().removeprefix("q=")
+            try:
+                return not params.strip().startswith("q=") or float(q) > 0
+            except ValueError:
+                return False
+    return False

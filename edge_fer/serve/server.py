@@ -14,10 +14,13 @@ Routes (the table is ``FerServer.routes``: exact path -> function of the request
     /events         Server-Sent Events, ``data: <the frame's --json object>`` per frame
     /snapshot.jpg   the latest annotated frame
     /healthz        JSON: frames, fps, source state, viewers, JPEG encode cost
+    /faces.css, /faces.js   the per-face panel, shared with the phone page (edge_fer/web/static/)
 
 One more route is one call: ``server.add_route("/x", func)`` for a function of the handler
 (see :mod:`edge_fer.serve.handler` for the helpers it can call), or ``server.mount("/device/",
-folder)`` for static files under a prefix (index.html at the prefix; no listing, no traversal).
+folder)`` for static files under a prefix (index.html at the prefix; no listing, no traversal;
+gzipped copies and 304s: :func:`~edge_fer.serve.handler.static_files`). ``FerServer.for_folder``
+serves one folder and nothing else (``edge-fer serve-web``).
 
 Security: 127.0.0.1 by default. Any other address must be given explicitly (``host``) and then
 needs a token: ``options.token`` or one generated here, part of :attr:`FerServer.url`; requests
@@ -37,13 +40,11 @@ import errno
 import ipaddress
 import json
 import logging
-import re
 import secrets
 import socket
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -55,111 +56,15 @@ from ..types import FrameResult
 from . import handler as routes_module
 from .broadcast import ClientSlots, FrameBroadcast
 from .front import Front
+from .options import ServeOptions
 
 log = logging.getLogger("edge_fer.serve")
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8080
-DEFAULT_MAX_CLIENTS = 4
 #: Connections the kernel queues for accept (a burst of them must not wait on retransmits).
 LISTEN_BACKLOG = 1024
-TOKEN_RE = re.compile(r"[A-Za-z0-9._~-]{8,128}")  # fullmatch: no newline may end it
-#: One label of a host name (IDNA names are checked in their ASCII form).
-HOST_LABEL_RE = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 #: /healthz calls a running source "stalled" after this long without a frame.
 STALLED_S = 2.0
 PAGE = Path(__file__).with_name("page.html")
-
-
-@dataclass(frozen=True)
-class ServeOptions:
-    """Where and how to serve. ``port`` 0 picks a free port. ``write_timeout_s``: a client
-    whose socket takes nothing for this long is dropped (a viewer's socket buffers at most
-    64 KiB of its stream, ``handler.STREAM_SNDBUF``, so one that stops reading fills it soon).
-    ``header_timeout_s``: the most a request's head (request line and headers) may take."""
-
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
-    token: str | None = None
-    max_clients: int = DEFAULT_MAX_CLIENTS
-    jpeg_quality: int = 80
-    allow_privileged_port: bool = False
-    write_timeout_s: float = 10.0
-    header_timeout_s: float = 5.0
-    #: PEM certificate chain and private key: serve HTTPS (a phone's camera page needs it).
-    tls_cert: str | None = None
-    tls_key: str | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.host, str) or not valid_host(self.host):
-            raise OptionsError(f"ServeOptions.host={self.host!r}: expected an address or host name (dot-separated "
-                               "labels of 1 to 63 letters, digits, - or _), e.g. 127.0.0.1")
-        if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
-            raise OptionsError(f"ServeOptions.port={self.port!r}: expected 0..65535")
-        if 0 < self.port < 1024 and not self.allow_privileged_port:
-            raise OptionsError(f"ServeOptions.port={self.port}: privileged (below 1024); expected a port >= 1024, "
-                               "or 0 for a free one")
-        if self.token is not None and not (isinstance(self.token, str) and TOKEN_RE.fullmatch(self.token)):
-            raise OptionsError("ServeOptions.token: expected 8 to 128 characters of A-Z a-z 0-9 . _ ~ -, "
-                               f"got {len(str(self.token))} characters"
-                               + ("" if str(self.token).isprintable() else " with a control character"))
-        if not _is_int(self.max_clients) or not 1 <= self.max_clients <= 64:
-            raise OptionsError(f"ServeOptions.max_clients={self.max_clients!r}: expected 1..64")
-        if not _is_int(self.jpeg_quality) or not 1 <= self.jpeg_quality <= 100:
-            raise OptionsError(f"ServeOptions.jpeg_quality={self.jpeg_quality!r}: expected 1..100")
-        for field in ("write_timeout_s", "header_timeout_s"):
-            value = getattr(self, field)
-            if not (_is_int(value) or isinstance(value, float)) or not 0 < value <= 3600:
-                raise OptionsError(f"ServeOptions.{field}={value!r}: expected seconds, > 0 and <= 3600")
-        if (self.tls_cert is None) != (self.tls_key is None):
-            raise OptionsError("ServeOptions.tls_cert and ServeOptions.tls_key go together: give both (PEM files), or neither")
-        for field, path in (("tls_cert", self.tls_cert), ("tls_key", self.tls_key)):
-            if path is not None and not Path(path).is_file():
-                raise OptionsError(f"ServeOptions.{field}={path!r}: no such file (expected a PEM file; docs/phone.md makes one)")
-
-    @classmethod
-    def parse(cls, address: str | None, **kwargs) -> "ServeOptions":
-        """From ``--serve [HOST:]PORT``: ``8080``, ``0.0.0.0:8080``, ``[::1]:0``; None or "" is
-        127.0.0.1:8080."""
-        text = (address or "").strip()
-        host, port = DEFAULT_HOST, str(DEFAULT_PORT)
-        if text.startswith("["):
-            match = re.fullmatch(r"\[([^\]]+)\]:([^:]*)", text)
-            if not match:
-                raise OptionsError(f"ServeOptions.address={text!r}: expected [IPV6]:PORT, e.g. [::1]:8080")
-            host, port = match.groups()
-        elif text.count(":") > 1:
-            raise OptionsError(f"ServeOptions.address={text!r}: expected an IPv6 address in brackets, e.g. [::1]:8080")
-        elif ":" in text:
-            host, port = text.split(":")
-        elif text:
-            port = text
-        if not re.fullmatch(r"[0-9]+", port):  # ASCII digits: '²'.isdigit() is True
-            raise OptionsError(f"ServeOptions.address={text!r}: expected [HOST:]PORT, e.g. 8080 or 127.0.0.1:8080")
-        digits = port.lstrip("0") or "0"
-        if len(digits) > 12:  # int() refuses over 4,300 digits (ValueError): no port has 13
-            raise OptionsError(f"ServeOptions.port={digits[:8]}... ({len(digits)} digits): expected 0..65535")
-        return cls(host=host or DEFAULT_HOST, port=int(digits), **kwargs)
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def valid_host(host: str) -> bool:
-    """An IP address (IPv6 with an optional %zone) or a host name whose labels fit DNS (1 to 63
-    characters each, 253 in all): what getaddrinfo can take without a UnicodeError."""
-    try:
-        ipaddress.ip_address(host.split("%", 1)[0] if ":" in host else host)
-        return True
-    except ValueError:
-        pass
-    try:
-        name = host.encode("idna").decode("ascii")
-    except UnicodeError:
-        return False
-    labels = name[:-1].split(".") if name.endswith(".") else name.split(".")
-    return len(name) <= 253 and all(HOST_LABEL_RE.fullmatch(label) for label in labels)
 
 
 def resolve(host: str, port: int) -> tuple[int, tuple, bool]:
@@ -174,6 +79,20 @@ def resolve(host: str, port: int) -> tuple[int, tuple, bool]:
     family, _, _, _, sockaddr = infos[0]
     loopback = all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
     return family, sockaddr, loopback
+
+
+class SentCounter:
+    """Static files answered and the body bytes sent for them (``FerServer.static_sent``)."""
+
+    def __init__(self) -> None:
+        self.files = 0
+        self.bytes = 0
+        self._lock = threading.Lock()
+
+    def add(self, nbytes: int) -> None:
+        with self._lock:
+            self.files += 1
+            self.bytes += nbytes
 
 
 def _shut(sock: socket.socket) -> None:
@@ -198,9 +117,11 @@ class FerServer:
             "/": routes_module.page, "/index.html": routes_module.page,
             "/stream.mjpg": routes_module.stream_mjpeg, "/events": routes_module.events,
             "/snapshot.jpg": routes_module.snapshot, "/healthz": routes_module.healthz,
+            "/faces.css": shared_file("faces.css"), "/faces.js": shared_file("faces.js"),
         }
         self.mounts: dict[str, Callable] = {}
         self.public_prefixes: set[str] = set()
+        self.static_sent = SentCounter()
         self.page_html = render_page(self.info)
         self._times = deque(maxlen=30)
         self._started = time.monotonic()
@@ -220,6 +141,15 @@ class FerServer:
     @classmethod
     def create_from_options(cls, options: ServeOptions = ServeOptions(), info: dict | None = None) -> "FerServer":
         return cls(options, info)
+
+    @classmethod
+    def for_folder(cls, directory: str | Path, options: ServeOptions = ServeOptions()) -> "FerServer":
+        """A server of ``directory``'s files at / and nothing else (``edge-fer serve-web``): no
+        live view, no token (the files are public wherever it listens)."""
+        server = cls(options, {"source": f"folder {directory}"})
+        server.routes, server.token = {}, None
+        server.mount("/", directory, public=True)
+        return server
 
     def _bind(self, family: int, sockaddr: tuple) -> socket.socket:
         where = f"{self.options.host}:{self.options.port}"
@@ -313,15 +243,16 @@ class FerServer:
         no token needed (static files that show nothing of this machine's camera, such as the
         phone page, whose own requests cannot carry the token)."""
         directory = Path(directory)
-        if not prefix.startswith("/") or not prefix.endswith("/") or prefix == "/":
-            raise OptionsError(f"mount prefix {prefix!r}: expected /name/")
+        if not prefix.startswith("/") or not prefix.endswith("/") or prefix in self.routes:
+            raise OptionsError(f"mount prefix {prefix!r}: expected /name/ (or / on a server without a page)")
         if not directory.is_dir():
             raise OptionsError(f"mount {prefix}: {directory} is not a folder")
         self.mounts[prefix] = routes_module.static_files(prefix, directory)
         if public:
             self.public_prefixes.add(prefix)
-        self.routes.setdefault(prefix.rstrip("/"), lambda h: h.send_bytes(
-            301, "text/plain", b"", {"Location": prefix}))
+        if prefix != "/":
+            self.routes.setdefault(prefix.rstrip("/"), lambda h: h.send_bytes(
+                301, "text/plain", b"", {"Location": prefix}))
 
     def is_public(self, path: str) -> bool:
         return any(path.startswith(prefix) for prefix in self.public_prefixes)
@@ -392,3 +323,11 @@ def render_page(info: dict) -> bytes:
     config = json.dumps({**info, "colors": colors}).replace("<", "\\u003c")
     html = PAGE.read_text(encoding="utf-8")
     return html.replace("{{CONFIG}}", config).encode("utf-8")
+
+
+def shared_file(name: str) -> Callable:
+    """A route answering ``name`` of the phone page's folder (edge_fer/web/static/): the faces
+    panel's faces.css and faces.js, which the live page shares with the phone page."""
+    data = (Path(__file__).parents[1] / "web" / "static" / name).read_bytes()
+    content_type = {".css": "text/css", ".js": "text/javascript"}[Path(name).suffix] + "; charset=utf-8"
+    return lambda h: h.send_bytes(200, content_type, data)

@@ -41,7 +41,8 @@ from edge_fer.detectors import DETECTORS  # noqa: E402
 from edge_fer.errors import InputError, ModelError, OptionsError  # noqa: E402
 from edge_fer.metadata import ModelMeta  # noqa: E402
 from edge_fer.serve import ServeOptions  # noqa: E402
-from edge_fer.serve.server import resolve, valid_host  # noqa: E402
+from edge_fer.serve.options import valid_host  # noqa: E402
+from edge_fer.serve.server import resolve  # noqa: E402
 from edge_fer.sources.capture import ImageSource, VideoSource  # noqa: E402
 from edge_fer.sources.images import decode_image  # noqa: E402
 

@@ -14,6 +14,7 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import REPO
@@ -242,6 +243,76 @@ def test_json_panel_wraps_between_tokens(live, size):
     assert state["count"] > 20 and state["split"] == [], state["split"]  # no token broken across lines
     assert state["lines"] > state["newlines"], state  # long lines did wrap (between tokens)
     assert state["scrollWidth"] <= state["clientWidth"], state  # and nothing sticks out
+
+
+def _get(port: int, path: str) -> tuple[int, str, bytes]:
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type", ""), response.read()
+    finally:
+        connection.close()
+
+
+def test_faces_panel_is_one_pair_of_files_for_both_pages():
+    """faces.css and faces.js of the phone page's folder are the live page's too: the server
+    answers them (with the token, like the rest of the live view), both pages use them, and no
+    page keeps a copy of the panel's CSS, drawing code or colour table."""
+    from edge_fer.serve import FerServer, ServeOptions
+    from edge_fer.web.export import STATIC_DIR, STATIC_FILES
+
+    with FerServer.create_from_options(ServeOptions(port=0, token="test-token-1")) as server:
+        for name, kind in (("faces.css", "text/css"), ("faces.js", "text/javascript")):
+            status, content_type, body = _get(server.port, f"/{name}?token=test-token-1")
+            assert status == 200 and content_type.split(";")[0] == kind and body == (STATIC_DIR / name).read_bytes()
+            assert _get(server.port, f"/{name}")[0] == 401  # the token, as for every route of the live view
+        html = server.page_html.decode()
+    assert 'withToken("faces.css")' in html and 'await import(withToken("./faces.js"))' in html
+    assert {"faces.css", "faces.js"} <= set(STATIC_FILES)  # exported and cached by the phone page's worker
+    assert '<link rel="stylesheet" href="faces.css">' in (STATIC_DIR / "index.html").read_text()
+    assert "from './faces.js';" in (STATIC_DIR / "app.js").read_text()
+    for page in (html, *((STATIC_DIR / name).read_text() for name in ("index.html", "app.js"))):
+        assert not re.search(r"\.bar \.fill|\.face \.expr|COLORS = |class=.?bar|'bar'|\"bar\"|function colorOf", page)
+
+
+def test_faces_panel_on_a_server_with_a_token(live):
+    """The live page on a server that needs its token (as one on the LAN does): faces.css and
+    faces.js come with it, and the panel shows a result as on a loopback server."""
+    from edge_fer.serve import FerServer, ServeOptions
+    from edge_fer.types import Expression, Face, FrameResult, TrackedFace
+
+    _, browser = live
+    scores = dict(zip(FER2013, (0.05, 0.01, 0.04, 0.62, 0.08, 0.1, 0.1)))
+    result = FrameResult(7, 1000.0, (TrackedFace(3, Face((20, 20, 60, 60)), Expression("happy", 0.62, scores)),))
+    with FerServer.create_from_options(ServeOptions(port=0, token="test-token-1"), info={"labels": FER2013}) as server:
+        server.publish(result, np.zeros((120, 160, 3), np.uint8))
+        page = browser.new_page()
+        refused = []
+        page.on("response", lambda r: refused.append(r.url) if r.status >= 400 and "favicon" not in r.url else None)
+        try:
+            page.goto(server.url)
+            page.wait_for_function("() => document.querySelectorAll('#faces .face .bar').length === 7", timeout=30000)
+            state = page.evaluate("""() => {
+                const face = document.querySelector('#faces .face'), expr = face.querySelector('.expr');
+                return {expr: expr.textContent, px: parseFloat(getComputedStyle(expr).fontSize),
+                        border: getComputedStyle(expr).borderLeftColor, tid: face.querySelector('.tid').textContent,
+                        conf: face.querySelector('.conf').textContent,
+                        bars: [...face.querySelectorAll('.bar')].map(b => [b.dataset.label, b.querySelector('.num').textContent,
+                               getComputedStyle(b.querySelector('.fill')).backgroundColor, b.classList.contains('top')]),
+                        colors: JSON.parse(document.getElementById('edge-fer-config').textContent).colors};
+            }""")
+        finally:
+            page.close()
+    assert refused == [], refused
+    assert (state["expr"], state["conf"], state["tid"]) == ("happy", "0.62", "track #3"), state
+    assert state["px"] >= 24, state  # faces.css applied (the label's large type)
+    assert rgb(state["border"]) == rgb(state["colors"]["happy"]), state
+    assert [(label, num, top) for label, num, _, top in state["bars"]] == [
+        (label, f"{scores[label]:.2f}", label == "happy") for label in FER2013], state
+    assert all(rgb(colour) == rgb(state["colors"][label]) for label, _, colour, _ in state["bars"]), state
 
 
 @pytest.mark.skipif(not os.environ.get("EDGE_FER_SCREENSHOTS"),

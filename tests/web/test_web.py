@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from browser_steps import launch, start_camera, wait_results
 from edge_fer.cli import main
 from edge_fer.web import WebExportOptions, export_web
 from edge_fer.web.export import PHONE_MODEL
 
-CHROMIUM = Path(os.environ.get("EDGE_FER_CHROMIUM", "/usr/bin/chromium"))
 FRAME_STEP = 5  # every 5th frame of woman2.mp4: 93 frames, the whole clip's range of expressions
 CAMERA_FRAMES = 20  # results to collect from the fake camera (each time)
 INT8_MODEL = PHONE_MODEL.parent / "edgenet_fer2013_int8.tflite"
@@ -35,14 +35,6 @@ def _cli(*args: str):
 
 
 # -- the browser -------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def chromium_path() -> str:
-    if not CHROMIUM.is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (or set EDGE_FER_CHROMIUM)")
-    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    return str(CHROMIUM)
-
 
 @pytest.fixture(scope="module")
 def frames_dir(tmp_path_factory, media_dir) -> Path:
@@ -103,67 +95,13 @@ def server(exported, frames_dir):
 
 
 @pytest.fixture(scope="module")
-def playwright_driver(chromium_path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        yield p
-
-
-def _launch(playwright, chromium_path: str, *extra: str):
-    return playwright.chromium.launch(executable_path=chromium_path, args=[
-        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", *extra])
-
-
-@pytest.fixture(scope="module")
 def browser(playwright_driver, chromium_path):
     """One headless Chromium for the frame-sequence tests."""
-    instance = _launch(playwright_driver, chromium_path)
+    instance = launch(playwright_driver, chromium_path)
     try:
         yield instance
     finally:
         instance.close()
-
-
-@pytest.fixture(scope="module")
-def camera_browser(playwright_driver, chromium_path, media_dir, tmp_path_factory):
-    """One headless Chromium whose fake camera plays woman2.mp4, converted to MJPEG here."""
-    mjpeg = tmp_path_factory.mktemp("camera") / "woman2.mjpeg"
-    capture = cv2.VideoCapture(str(media_dir / "woman2.mp4"))
-    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-    writer = cv2.VideoWriter(str(mjpeg), cv2.VideoWriter_fourcc(*"MJPG"), 30, size)
-    for _ in range(150):
-        ok, frame = capture.read()
-        if not ok:
-            break
-        writer.write(frame)
-    writer.release()
-    capture.release()
-    assert mjpeg.stat().st_size > 0
-    instance = _launch(playwright_driver, chromium_path, f"--use-file-for-fake-video-capture={mjpeg}")
-    try:
-        yield instance
-    finally:
-        instance.close()
-
-
-def _wait_results(page, count: int | None = None, timeout_ms: int = 60000) -> list[dict]:
-    # Function expressions, not bare strings: Playwright would eval() those, which the CSP forbids.
-    condition = ("() => window.edgeFerDone || window.edgeFerError" if count is None else
-                 f"() => window.edgeFerError || (window.edgeFerResults && window.edgeFerResults.length >= {count})")
-    page.wait_for_function(condition, timeout=timeout_ms)
-    error = page.evaluate("() => window.edgeFerError || null")
-    assert error is None, error
-    return page.evaluate("() => window.edgeFerResults")
-
-
-def _start_camera(page) -> None:
-    """Tap the page's "Start the camera" button where it asks first (the browser has not
-    granted the camera to the site yet); nothing where it started the camera itself."""
-    page.wait_for_function("() => ['prompt', 'running', 'blocked', 'error'].includes(window.edgeFerState)"
-                           " || (window.edgeFerResults && window.edgeFerResults.length > 0)", timeout=60000)
-    if page.evaluate("() => window.edgeFerState") == "prompt":
-        page.click("#edge-fer-start")
 
 
 def _python_results(frames_dir: Path, detector_dir: Path, model: Path = PHONE_MODEL,
@@ -187,7 +125,7 @@ def _browser_frames(browser, url: str) -> list[dict]:
     page = browser.new_page()
     try:
         page.goto(url)
-        return _wait_results(page, timeout_ms=90000)
+        return wait_results(page, timeout_ms=90000)
     finally:
         page.close()
 
@@ -210,7 +148,7 @@ def test_page_matches_python_runtime_frame_by_frame(browser, server, frames_dir,
     page = browser.new_page()
     try:
         page.goto(f"{server.url}/app/index.html?frames=/frames/list.json&detect_every=1&smooth=0")
-        web = _wait_results(page, timeout_ms=90000)
+        web = wait_results(page, timeout_ms=90000)
         backend = web[0]["backend"]
         status = page.text_content("#edge-fer-status")
         shown = page.evaluate("() => [...document.querySelectorAll('#faces .bar .num')].map(e => e.textContent)")
@@ -313,16 +251,16 @@ def test_page_on_fake_camera_then_offline(camera_browser, server, exported):
         page.on("request", lambda r: None if r.url.startswith(server.url) else foreign.append(r.url))
         page.goto(f"{server.url}/app/")
         start = _visible_ui(page)
-        _start_camera(page)
-        online = _wait_results(page, CAMERA_FRAMES)
+        start_camera(page)
+        online = wait_results(page, CAMERA_FRAMES)
         page.wait_for_function("() => document.querySelector('#faces .face .bar .num')?.textContent", timeout=10000)
         shown = _visible_ui(page)
         assert page.evaluate("() => navigator.serviceWorker.ready.then(r => !!r.active)")
         page.wait_for_function("() => navigator.serviceWorker.controller !== null", timeout=20000)
         context.set_offline(True)
         page.reload()
-        _start_camera(page)
-        offline = _wait_results(page, CAMERA_FRAMES)
+        start_camera(page)
+        offline = wait_results(page, CAMERA_FRAMES)
         served_by_worker = page.evaluate("() => navigator.serviceWorker.controller !== null")
     finally:
         context.close()
@@ -332,7 +270,7 @@ def test_page_on_fake_camera_then_offline(camera_browser, server, exported):
         assert all(f["expression"] in f["scores"] for r in results for f in r["faces"])
     assert served_by_worker
     assert foreign == []  # nothing but the page's own server, not even MediaPipe's metrics
-    assert start["loading"] and start["loadingText"].startswith("loading the model"), start
+    assert start["loading"] and start["loadingText"].startswith(("downloading the page", "loading the model")), start
     assert not shown["loading"] and shown["error"] is None and not shown["header"], shown
     assert [label for label, _ in shown["bars"]] == labels, shown  # the model's label order
     assert all(0.0 <= float(num) <= 1.0 for _, num in shown["bars"]), shown
@@ -377,13 +315,14 @@ def test_blocked_camera_says_how_to_allow_it(asked, playwright_driver, chromium_
 
 
 def test_page_colours_match_the_live_page():
-    """app.js's colour table is the live page's (edge_fer/draw.py COLORS_BGR, as page.html gets it)."""
+    """faces.js's colour table (the phone page's) is the live page's (edge_fer/draw.py COLORS_BGR,
+    as page.html gets it)."""
     import re
 
     from edge_fer.draw import COLORS_BGR
     from edge_fer.web.export import STATIC_DIR
 
-    table = (STATIC_DIR / "app.js").read_text().split("const COLORS = {", 1)[1].split("}", 1)[0]
+    table = (STATIC_DIR / "faces.js").read_text().split("export const COLORS = {", 1)[1].split("}", 1)[0]
     colours = dict(re.findall(r"(\w+): '(#[0-9a-f]{6})'", table))
     assert colours == {label: "#%02x%02x%02x" % (r, g, b) for label, (b, g, r) in COLORS_BGR.items()}
 
@@ -448,8 +387,8 @@ def test_device_page_served_over_https(camera_browser, tls_pair):
         try:
             page = context.new_page()
             page.goto(f"{base}/device/")
-            _start_camera(page)
-            results = _wait_results(page, 10)
+            start_camera(page)
+            results = wait_results(page, 10)
         finally:
             context.close()
     assert sum(len(r["faces"]) == 1 for r in results[:10]) >= 9

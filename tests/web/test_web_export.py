@@ -43,9 +43,25 @@ def test_export_holds_page_runtime_models_and_config_from_metadata(exported):
     sw = (exported / "sw.js").read_text()
     listed = json.loads(sw.split("const FILES = ", 1)[1].split(";\n", 1)[0])
     on_disk = {p.relative_to(exported).as_posix() for p in exported.rglob("*") if p.is_file()} - {"sw.js"}
-    assert set(listed) == on_disk | {"./"}
+    assert set(listed) == {name for name in on_disk if not name.endswith(".gz")} | {"./"}
     html = (exported / "index.html").read_text()
     assert "connect-src 'self'" in html and "http" not in html.split("<body>", 1)[1]
+
+
+def test_gzip_copies_are_the_files_themselves_and_do_not_change_between_exports(exported, tmp_path):
+    import gzip
+
+    packed = sorted(p.relative_to(exported).as_posix() for p in exported.rglob("*.gz"))
+    assert "vendor/mediapipe-tasks-vision/vision_wasm_internal.wasm.gz" in packed and "index.html.gz" in packed
+    assert not any(name.endswith(".tflite.gz") for name in packed)  # models barely compress: left alone
+    for name in packed:
+        assert gzip.decompress((exported / name).read_bytes()) == (exported / name[:-3]).read_bytes(), name
+    again = export_web(tmp_path / "again", WebExportOptions(detector_model=exported / "models/blazeface_short_range.tflite"))
+    for name in packed:
+        assert (again.folder / name).read_bytes() == (exported / name).read_bytes(), name  # no timestamp inside
+    wasm = "vendor/mediapipe-tasks-vision/vision_wasm_internal.wasm"
+    assert again.sizes[wasm + ".gz"] < 0.4 * again.sizes[wasm]
+    assert again.gzip_bytes < 0.5 * (again.total_bytes - sum(v for k, v in again.sizes.items() if k.endswith(".gz")))
 
 
 def test_vendored_runtime_matches_its_manifest():
@@ -114,7 +130,12 @@ def test_force_never_replaces_a_folder_that_holds_the_user_s_files(target, what,
 
 
 def test_the_suggested_local_server_binds_loopback_only(tmp_path):
+    from edge_fer.commands.serve_web import serve_web_command
+
     result = _cli("export-web", str(tmp_path / "site"))
     assert result.exit_code == 0, result.output
-    hint = next(line for line in result.output.splitlines() if "http.server" in line)
-    assert "--bind 127.0.0.1" in hint and "http://127.0.0.1:8000/" in hint
+    hint = next(line for line in result.output.splitlines() if "serve-web" in line)
+    assert f"edge-fer serve-web {tmp_path / 'site'}," in hint and "http://127.0.0.1:8000/" in hint
+    assert "0.0.0.0" not in result.output and "http.server" not in result.output
+    (bind,) = [p for p in serve_web_command.params if p.name == "serve"]
+    assert bind.default == "127.0.0.1:8000"

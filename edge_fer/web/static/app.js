@@ -9,6 +9,7 @@
 // the camera, one after another, every result kept in window.edgeFerResults (no service worker).
 import {ImageClassifier, ImageEmbedder} from './vendor/mediapipe-tasks-vision/vision_bundle.mjs';
 import {IouTracker, decodeBlazeFace, dropNested, faceCrop, letterbox, percentile, ssdAnchors} from './fer.js';
+import {FacesPanel, colorOf} from './faces.js';
 
 const $ = id => document.getElementById(id);
 const params = new URL(location.href).searchParams;
@@ -60,73 +61,12 @@ async function cameraPermission() {
   }
 }
 
-// The colours of the live page (edge_fer/serve/page.html gets them from edge_fer/draw.py's
-// COLORS_BGR; tests/web/test_web.py checks that this table agrees), and its fallback for others.
-const COLORS = {angry: '#dc2828', disgust: '#288c28', fear: '#a03ca0', happy: '#fac828',
-                sad: '#2878c8', surprise: '#3cc8e6', neutral: '#c8c8c8', contempt: '#a0643c'};
-function colorOf(label) {
-  if (COLORS[label]) return COLORS[label];
-  let h = 0;
-  for (const c of label) h = (h * 31 + c.charCodeAt(0)) % 360;
-  return 'hsl(' + h + ', 60%, 60%)';
-}
-
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
-
-// --- faces: the label large, one bar per expression in the model's label order (as page.html) --
-const faceViews = new Map();  // track id -> {div, expr, conf, bars: Map label -> {row, fill, num}}
-function faceView(id, labels) {
-  let view = faceViews.get(id);
-  if (!view) {
-    const div = el('div', 'face'), head = el('div', 'head');
-    const expr = el('span', 'expr'), conf = el('span', 'conf'), tid = el('span', 'tid', 'face #' + id);
-    head.append(expr, conf, tid);
-    div.append(head);
-    div.dataset.id = id;
-    view = {div, expr, conf, bars: new Map()};
-    for (const label of labels) {
-      const row = el('div', 'bar'), track = el('div', 'track'), fill = el('div', 'fill'), num = el('span', 'num');
-      row.dataset.label = label;
-      fill.style.background = colorOf(label);
-      track.append(fill);
-      row.append(el('span', 'name', label), track, num);
-      div.append(row);
-      view.bars.set(label, {row, fill, num});
-    }
-    faceViews.set(id, view);
-  }
-  return view;
-}
-
+// The faces panel (label, score, one bar per expression in the model's label order): faces.js,
+// shared with the live page of `edge-fer run --serve`.
+const facesPanel = new FacesPanel($('faces'), {idText: id => 'face #' + id, emptyText: 'no face in view'});
 function renderFaces(result, labels) {
-  const box = $('faces');
   $('faces-card').hidden = false;
-  if (!result.faces.length) {
-    faceViews.clear();
-    if (!box.querySelector('.empty')) box.replaceChildren(el('div', 'empty', 'no face in view'));
-    return;
-  }
-  const shown = [];
-  for (const face of result.faces) {
-    const view = faceView(face.id, labels);
-    view.expr.textContent = face.expression;
-    view.expr.style.borderLeftColor = colorOf(face.expression);
-    view.conf.textContent = face.score.toFixed(2);
-    for (const [label, bar] of view.bars) {
-      const score = face.scores[label] || 0;
-      bar.fill.style.width = (100 * score).toFixed(1) + '%';
-      bar.num.textContent = score.toFixed(2);
-      bar.row.classList.toggle('top', label === face.expression);
-    }
-    shown.push(view.div);
-  }
-  for (const [id, view] of faceViews) if (!shown.includes(view.div)) faceViews.delete(id);
-  if (shown.length !== box.children.length || shown.some((d, i) => box.children[i] !== d)) box.replaceChildren(...shown);
+  facesPanel.render(result, labels);
 }
 
 async function createTasks(config, delegate) {
@@ -333,10 +273,30 @@ async function runCamera(pipeline) {
   step();
 }
 
-async function main() {
-  if ('serviceWorker' in navigator && window.isSecureContext && !params.get('frames')) {  // not in test mode
-    navigator.serviceWorker.register('sw.js').catch(e => console.warn('service worker:', e));
+/** Register the service worker and, on a first visit, wait until it controls the page: it
+ * downloads every file once (for offline use), and the page's own loads (the 13 MB runtime,
+ * which each MediaPipe task fetches, and the models) then come from its cache instead of the
+ * network a second and third time. Never blocks for good: a worker that fails, or one already
+ * active but not in control (a forced reload), lets the page go on over the network. */
+async function offlineCache() {
+  if (!('serviceWorker' in navigator) || !window.isSecureContext || params.get('frames')) return;  // test mode
+  try {
+    const registration = await navigator.serviceWorker.register('sw.js');
+    const worker = registration.installing || registration.waiting;
+    if (navigator.serviceWorker.controller || !worker) return;
+    progress(0, 'downloading the page for offline use (first visit only)...');
+    await new Promise(resolve => {
+      navigator.serviceWorker.addEventListener('controllerchange', resolve, {once: true});
+      worker.addEventListener('statechange', () => { if (worker.state === 'redundant') resolve(); });
+      setTimeout(resolve, 300000);
+    });
+  } catch (e) {
+    console.warn('service worker:', e);
   }
+}
+
+async function main() {
+  await offlineCache();
   progress(0, 'loading the model...');
   const config = await (await fetch('edge-fer.json')).json();
   progress(1, 'loading the model... (runtime and face detector)');

@@ -1,0 +1,34 @@
+"""Steps the Chromium tests of the phone page share: launch, start the camera, wait for results."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+CHROMIUM = Path(os.environ.get("EDGE_FER_CHROMIUM", "/usr/bin/chromium"))
+
+
+def launch(playwright, chromium_path: str, *extra: str):
+    """Headless Chromium whose camera prompts are answered yes, with a fake camera device."""
+    return playwright.chromium.launch(executable_path=chromium_path, args=[
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", *extra])
+
+
+def wait_results(page, count: int | None = None, timeout_ms: int = 60000) -> list[dict]:
+    """The page's results once it is done (``count`` None) or has ``count`` of them."""
+    # Function expressions, not bare strings: Playwright would eval() those, which the CSP forbids.
+    condition = ("() => window.edgeFerDone || window.edgeFerError" if count is None else
+                 f"() => window.edgeFerError || (window.edgeFerResults && window.edgeFerResults.length >= {count})")
+    page.wait_for_function(condition, timeout=timeout_ms)
+    error = page.evaluate("() => window.edgeFerError || null")
+    assert error is None, error
+    return page.evaluate("() => window.edgeFerResults")
+
+
+def start_camera(page) -> None:
+    """Tap the page's "Start the camera" button where it asks first (the browser has not
+    granted the camera to the site yet); nothing where it started the camera itself."""
+    page.wait_for_function("() => ['prompt', 'running', 'blocked', 'error'].includes(window.edgeFerState)"
+                           " || (window.edgeFerResults && window.edgeFerResults.length > 0)", timeout=60000)
+    if page.evaluate("() => window.edgeFerState") == "prompt":
+        page.click("#edge-fer-start")
