@@ -113,6 +113,8 @@ class Analysis:
             leave_if_spawning()  # a spawned worker running an unguarded script again: before the model loads
         with SourceAnalyzer(options.pipeline) as probe:  # a model or detector that does not load fails here
             self.labels = probe.labels
+            #: the detector's confidence threshold (its default where none is given; None: it has none)
+            self.detector_confidence = getattr(probe.pipeline.detector, "min_confidence", None)
         self._summary = AnalysisSummary(self.labels, min_track_frames=options.min_track_frames,
                                         skipped=list(self.skipped))
         self.on_event = on_event or quiet
@@ -246,20 +248,22 @@ def write_analysis(paths, options: WriteOptions, on_event=None) -> AnalysisSumma
     written (the progress file stays while the rows or sources file is missing)."""
     from .outputs import OutputPlan, write_failure
     from .resume import Progress, load_previous
+    from .settings import run_settings
     from .writers import OutputFiles
 
     plan = OutputPlan(options.out, overwrite=options.overwrite, resume=options.resume)
     plan.check()
     analysis = Analysis(paths, options.analyze, on_event)  # bad inputs fail before any folder is made
     min_frames = options.analyze.min_track_frames
+    settings = run_settings(options.analyze.pipeline, analysis.detector_confidence)  # recorded, and compared
     keep = None
-    if options.resume:  # a corrupted previous output fails here, before any folder is made
-        analysis.previous, keep = load_previous(plan, analysis.labels, min_frames)
+    if options.resume:  # a corrupted previous output, or other settings, fail here, before any folder is made
+        analysis.previous, keep = load_previous(plan, analysis.labels, min_frames, settings)
     pngs = _timelines(plan, options.timeline_dir, analysis.items) if options.timeline_dir else {}
     plan.ready()
     unwritten: list[tuple[str, str]] = []
-    with Progress(plan.progress.real, analysis.labels, min_frames, keep) as progress, \
-            OutputFiles(plan, analysis.labels, min_frames) as files:
+    with Progress(plan.progress.real, analysis.labels, min_frames, keep, settings) as progress, \
+            OutputFiles(plan, analysis.labels, min_frames, settings) as files:
         for result in analysis.results():
             progress.add(result)
             files.add(result)

@@ -11,7 +11,8 @@ Two places hold them:
 :func:`load_previous` reads both (the progress file wins: it is newer) into results keyed by
 (source, size, mtime_ns). Anything it cannot trust is one error line naming the file and the
 row (a value that is not a number, a missing column, a source listed twice), before any work:
-``--resume`` never drops or doubles rows without saying so.
+``--resume`` never drops or doubles rows without saying so. Both files record the settings they
+were made with (:mod:`.settings`): a file made with other settings is refused, before any work.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ..fileio import output_error
 from ..types import LANDMARK_NAMES
 from .items import KINDS, WorkItem
 from .outputs import legacy_side_path, progress_path, side_path
+from .settings import SETTINGS, check_settings
 from .summary import drop_short_tracks
 from .worker import FaceRow, SourceResult
 from .writers import SOURCE_COLUMNS, SOURCE_DEFAULTS, output_format, row_columns
@@ -119,7 +121,16 @@ def _read_sources(path: Path) -> list[tuple[int, dict]]:
         return [(reader.line_num, {**SOURCE_DEFAULTS, **entry}) for entry in reader]
 
 
-def _previous_output(out: Path, labels, min_track_frames: int) -> dict:
+def _check_listed(listed: list[tuple[int, dict]], settings: dict | None, path: Path) -> list[str]:
+    """The settings columns of every row of a sources file (each distinct set checked once)
+    against this run's; the warnings to log once the file is read."""
+    if settings is None:
+        return []
+    found = dict.fromkeys(tuple((k, e[k]) for k in SETTINGS if k in e) for _, e in listed)
+    return list(dict.fromkeys(filter(None, (check_settings(dict(recorded), settings, path) for recorded in found))))
+
+
+def _previous_output(out: Path, labels, min_track_frames: int, settings: dict | None = None) -> dict:
     sources_file = side_path(out, "sources")
     if not sources_file.is_file() and legacy_side_path(out, "sources").is_file():
         sources_file = legacy_side_path(out, "sources")
@@ -138,6 +149,7 @@ def _previous_output(out: Path, labels, min_track_frames: int) -> dict:
     except Exception as exc:  # any reader's error: one line naming the file
         raise InputError(f"WriteOptions.resume: cannot read the previous output {out}: "
                          f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    unchecked = _check_listed(listed, settings, sources_file)
     landmark_names = tuple(n for n in LANDMARK_NAMES if columns and f"{n}_x" in columns)
     if columns is not None and columns != row_columns(labels, landmark_names):
         raise InputError(f"WriteOptions.resume: {out} has columns {','.join(columns)}; this model gives "
@@ -175,6 +187,8 @@ def _previous_output(out: Path, labels, min_track_frames: int) -> dict:
         log.warning("WriteOptions.resume: %s has rows of %d source%s that %s does not list (%s): they are "
                     "read again if given", out.name, len(unlisted), "" if len(unlisted) == 1 else "s",
                     sources_file.name, unlisted[0])
+    for warning in unchecked:
+        log.warning("%s", warning)
     return previous
 
 
@@ -216,9 +230,10 @@ def _entry_rows(entry: dict, labels) -> tuple[FaceRow, ...]:
     return tuple(parsed)
 
 
-def _read_progress(path: Path, labels) -> tuple[list[SourceResult], list[int], int]:
-    """(results, their min_track_frames, the length of the file's whole lines)."""
-    results, written_with, good = [], [], 0
+def _read_progress(path: Path, labels, settings: dict | None = None) -> tuple[list[SourceResult], list[int], int]:
+    """(results, their min_track_frames, the length of the file's whole lines); ``settings``:
+    this run's, compared with the header's (None: not compared)."""
+    results, written_with, good, unchecked = [], [], 0, None
     with path.open("rb") as handle:
         lines = handle.read().split(b"\n")
     torn = lines.pop()  # after the last newline: b"" unless the last line was cut short
@@ -233,6 +248,10 @@ def _read_progress(path: Path, labels) -> tuple[list[SourceResult], list[int], i
             if number == 1:
                 if entry.get("edge_fer_progress") != PROGRESS_VERSION:
                     raise ValueError(f"expected the header {{\"edge_fer_progress\": {PROGRESS_VERSION}, ...}}")
+                if entry.get("settings") is not None and not isinstance(entry["settings"], dict):
+                    raise ValueError(f"settings={entry['settings']!r}: expected a JSON object")
+                if settings is not None:
+                    unchecked = check_settings(entry.get("settings"), settings, path)
                 if entry.get("labels") != list(labels):
                     raise InputError(f"WriteOptions.resume: {path} was written for the classes "
                                      f"{','.join(map(str, entry.get('labels') or []))}; this model gives "
@@ -245,6 +264,8 @@ def _read_progress(path: Path, labels) -> tuple[list[SourceResult], list[int], i
             raise InputError(f"WriteOptions.resume: {path} line {number}: {exc} (remove the file, or add "
                              "WriteOptions.overwrite to start again)") from None
         good += len(line) + 1
+    if unchecked:
+        log.warning("%s", unchecked)
     return results, written_with, good
 
 
@@ -266,15 +287,20 @@ class Progress:
     """The progress file of a run: a header line, then one line per finished source, each
     flushed and synced as it is written; the file is made at the first finished source.
     ``keep``: the length to continue an existing file from (``--resume``, after
-    :func:`load_previous` read it); None starts a new one. :meth:`remove` once the outputs are
-    in place."""
+    :func:`load_previous` read it); None starts a new one. ``settings``: the run's
+    (:func:`~edge_fer.analyze.settings.run_settings`), recorded in the header. :meth:`remove`
+    once the outputs are in place."""
 
-    def __init__(self, path: Path, labels: tuple[str, ...], min_track_frames: int, keep: int | None) -> None:
+    def __init__(self, path: Path, labels: tuple[str, ...], min_track_frames: int, keep: int | None,
+                 settings: dict | None = None) -> None:
         self.path, self.labels, self.min_track_frames, self.keep = Path(path), labels, min_track_frames, keep
+        self.settings = settings
         self._handle = None
 
     def _open(self) -> None:
         header = {"edge_fer_progress": PROGRESS_VERSION, "labels": list(self.labels)}
+        if self.settings is not None:
+            header["settings"] = self.settings
         if self.keep and self.path.is_file():
             self._handle = self.path.open("r+b")
             self._handle.truncate(self.keep)  # a line cut short by a kill goes
@@ -317,16 +343,19 @@ class Progress:
         self.close()
 
 
-def load_previous(plan, labels: tuple[str, ...], min_track_frames: int = 1) -> tuple[dict, int | None]:
+def load_previous(plan, labels: tuple[str, ...], min_track_frames: int = 1,
+                  settings: dict | None = None) -> tuple[dict, int | None]:
     """(results of earlier runs keyed by (source, size, mtime_ns), the length of the progress
     file's whole lines to continue from, or None where there is none). ``plan``: a checked
-    OutputPlan, or the rows file's path."""
+    OutputPlan, or the rows file's path. ``settings``: this run's
+    (:func:`~edge_fer.analyze.settings.run_settings`): a file made with others is an InputError
+    (None: not compared)."""
     out = Path(plan) if isinstance(plan, (str, Path)) else plan.out
-    previous = _previous_output(out, labels, min_track_frames)
+    previous = _previous_output(out, labels, min_track_frames, settings)
     path = plan.progress.real if hasattr(plan, "progress") else progress_path(out)
     if not Path(path).is_file():
         return previous, None
-    results, written_with, good = _read_progress(Path(path), labels)
+    results, written_with, good = _read_progress(Path(path), labels, settings)
     for result, minimum in zip(results, written_with):
         _keep(previous, result, minimum, min_track_frames, Path(path).name)  # later lines win
     if results:

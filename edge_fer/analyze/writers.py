@@ -10,7 +10,8 @@ summary, the failures and the sources side file that ``--resume`` reads.
 the landmarks the detector gives, expression, score and ``p_<class>`` per class.
 Beside it (:mod:`.outputs` names them): ``r.csv.summary.csv``, ``r.csv.failures.csv`` and
 ``r.csv.sources.csv`` (path, size, mtime_ns, frames, rows and short tracks left out of every
-source read: what ``--resume`` compares).
+source read, then the run's settings, a column each (:mod:`.settings`): what ``--resume``
+compares).
 
 The rows file's formats: :data:`FORMATS`, suffix -> a :class:`RowFormat` class that writes one
 file and reads it back for ``--resume``. A new format is one class and one line there.
@@ -306,10 +307,11 @@ class OutputFiles:
     written at :meth:`finish`: each renamed over its target on its own, so one that cannot be
     written (a full disk, a folder put in its way) does not cost the others. ``plan``: a checked
     :class:`~edge_fer.analyze.outputs.OutputPlan`, or the rows file's path (its files are then
-    replaced). Leaving the block without :meth:`finish` (an error, Ctrl-C) writes nothing and
-    removes the temp file."""
+    replaced). ``settings``: the run's (:func:`~edge_fer.analyze.settings.run_settings`), a
+    column each after :data:`SOURCE_COLUMNS` in the sources file. Leaving the block without
+    :meth:`finish` (an error, Ctrl-C) writes nothing and removes the temp file."""
 
-    def __init__(self, plan, labels: tuple[str, ...], min_track_frames: int = 1) -> None:
+    def __init__(self, plan, labels: tuple[str, ...], min_track_frames: int = 1, settings: dict | None = None) -> None:
         if isinstance(plan, (str, Path)):
             from .outputs import OutputPlan
 
@@ -319,6 +321,7 @@ class OutputFiles:
         self.fmt = output_format(plan.out)
         self.labels = labels
         self.min_track_frames = min_track_frames
+        self.settings = dict(settings or {})
         self.sources: list[list] = []  # rows of the sources file (not the results: rows stay out of memory)
         self.failures: list[list] = []
         self.written: set[str] = set()  # "rows" and the side files' names, once renamed into place
@@ -334,7 +337,7 @@ class OutputFiles:
                 self.rows.write(result.rows)
             except OSError as exc:
                 raise output_error(self.plan.out, exc) from None
-            self.sources.append(source_record(result, self.min_track_frames))
+            self.sources.append(source_record(result, self.min_track_frames) + list(self.settings.values()))
         else:
             self.failures.append([result.item.source, result.error])
 
@@ -349,7 +352,7 @@ class OutputFiles:
             self.rows.abort()
             unwritten.append((str(self.plan.out), write_failure(self.plan.rows.real, exc)))
         tables = {"summary": (summary.columns(), summary.table()), "failures": (["source", "reason"], self.failures),
-                  "sources": (list(SOURCE_COLUMNS), self.sources)}
+                  "sources": (list(SOURCE_COLUMNS) + list(self.settings), self.sources)}
         for name, (header, table) in tables.items():
             target = self.plan.sides[name]
             try:

@@ -38,7 +38,8 @@ def _stop_on_signal(signum, frame) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (and write through an --out that is a "
               "symbolic link); without it (or --resume) an existing output is refused.")
 @click.option("--resume", is_flag=True, help="Keep sources already in --out or in the progress file of an "
-              "interrupted run (same path, size and mtime); read the rest.")
+              "interrupted run (same path, size and mtime); read the rest. Refused if that run used another "
+              "model or other detection or --smooth settings.")
 @click.option("--glob", "glob_pattern", metavar="PATTERN",
               help="Keep only files in folders whose name or relative path matches, e.g. '*.mp4'.")
 @click.option("--follow-links", is_flag=True, help="Follow symbolic links in folders that lead out of the "

@@ -222,6 +222,9 @@ CORRUPT = [
     ("progress of another model", lambda t: (t / "r.csv.progress.jsonl").write_text(
         '{"edge_fer_progress":1,"labels":["a","b"]}\n{}\n'), "--resume: {t}/r.csv.progress.jsonl was written for "
      "the classes a,b", "add --overwrite to start again"),
+    ("progress settings not an object", lambda t: (t / "r.csv.progress.jsonl").write_text(
+        '{"edge_fer_progress":1,"labels":[],"settings":"blazeface"}\n'), "--resume: {t}/r.csv.progress.jsonl line 1: "
+     "settings='blazeface': expected a JSON object", "add --overwrite to start again"),
 ]
 
 
