@@ -20,6 +20,8 @@ THROUGH_DETECTOR_TABLE = "models/through_detector.json"
 DETECT_WIDTH = 256
 MIN_FACE_PX = 48
 DETECT_EVERY = 2
+#: Frames of a file decoded ahead in a thread of their own (SourceOptions.read_ahead; 0: none).
+READ_AHEAD = 1
 CLASSIFIER_THREADS = 1
 OPENCV_THREADS = 1
 SMOOTH = 0.5

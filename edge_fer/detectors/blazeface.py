@@ -97,33 +97,49 @@ class BlazeFaceDetector(_Closeable):
                                 f"{[list(i['shape']) for i in inputs]} and {shapes}")
         self._input_index = inputs[0]["index"]
         self._boxes_index, self._scores_index = outputs[16], outputs[1]
+        # Preallocated, reused each frame: the letterboxed uint8 canvas (its bars stay black while
+        # the frame size does not change) and the RGB image; sigmoid(x) >= c where x >= logit(c).
+        self._canvas = np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
+        self._rgb = np.empty_like(self._canvas)
+        self._placed: tuple[int, int] | None = None
+        c = min(self.min_confidence, 1.0 - 1e-7)
+        self._min_logit = -math.inf if c <= 0.0 else math.log(c / (1.0 - c)) - 1e-3  # a margin for rounding
 
-    def _letterbox(self, small_bgr: np.ndarray) -> tuple[np.ndarray, float, int, int]:
-        """The 1x128x128x3 RGB input in [-1, 1], the resize scale and the (x, y) offsets."""
+    def _letterbox(self, small_bgr: np.ndarray) -> tuple[float, int, int]:
+        """Write the frame, letterboxed to 128x128 RGB in [-1, 1], into the model's input tensor;
+        return the resize scale and the (x, y) offsets."""
         height, width = small_bgr.shape[:2]
         scale = INPUT_SIZE / max(height, width)
         new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
         dx, dy = (INPUT_SIZE - new_w) // 2, (INPUT_SIZE - new_h) // 2
-        canvas = np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
-        canvas[dy:dy + new_h, dx:dx + new_w] = cv2.resize(small_bgr, (new_w, new_h), interpolation=cv2.INTER_AREA)
-        rgb = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
-        return (rgb.astype(np.float32) / 127.5 - 1.0)[None], scale, dx, dy
+        if self._placed != (new_w, new_h):  # another frame size: the bars move
+            self._canvas[:] = 0
+            self._placed = (new_w, new_h)
+        cv2.resize(small_bgr, (new_w, new_h), dst=self._canvas[dy:dy + new_h, dx:dx + new_w],
+                   interpolation=cv2.INTER_AREA)
+        cv2.cvtColor(self._canvas, cv2.COLOR_BGR2RGB, dst=self._rgb)
+        tensor = self._interpreter.tensor(self._input_index)()  # a view: released before invoke
+        np.divide(self._rgb, np.float32(127.5), out=tensor[0], casting="unsafe")
+        tensor -= np.float32(1.0)
+        del tensor
+        return scale, dx, dy
 
     def _decode(self, raw_boxes: np.ndarray, raw_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Corner-form boxes followed by the 6 keypoints (x, y), in input pixels, and sigmoid
-        scores of the anchors above threshold."""
-        scores = 1.0 / (1.0 + np.exp(-np.clip(raw_scores, -80.0, 80.0)))  # exp(88) overflows float32
-        keep = scores >= self.min_confidence
+        scores of the anchors above threshold (only those are decoded)."""
+        candidates = np.flatnonzero(raw_scores >= self._min_logit)
+        scores = 1.0 / (1.0 + np.exp(-np.clip(raw_scores[candidates], -80.0, 80.0)))  # exp(88) overflows float32
+        keep = candidates[scores >= self.min_confidence]
+        scores = scores[scores >= self.min_confidence]
         raw, anchors = raw_boxes[keep], self._anchors[keep]
         centre = raw[:, :2] + anchors * INPUT_SIZE  # offsets are in input pixels (scale 128)
         half = raw[:, 2:4] / 2.0
         keypoints = raw[:, 4:16] + np.tile(anchors * INPUT_SIZE, 6)
-        return np.concatenate([centre - half, centre + half, keypoints], axis=1), scores[keep]
+        return np.concatenate([centre - half, centre + half, keypoints], axis=1), scores
 
     def detect(self, frame_bgr: np.ndarray) -> list[Face]:
         small, factor = downscale(to_bgr(frame_bgr), self.options.detect_width)
-        batch, scale, dx, dy = self._letterbox(small)
-        self._interpreter.set_tensor(self._input_index, batch)
+        scale, dx, dy = self._letterbox(small)
         self._interpreter.invoke()
         raw_boxes = self._interpreter.get_tensor(self._boxes_index)[0]
         raw_scores = self._interpreter.get_tensor(self._scores_index)[0, :, 0]

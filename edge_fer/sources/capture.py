@@ -39,6 +39,7 @@ import cv2
 
 from .. import defaults
 from ..errors import InputError, OptionsError
+from .ahead import ReadAhead
 from .frames import Frame, FrameSource, open_capture  # noqa: F401 (re-exported)
 from .images import DEMO_IMAGE, IMAGE_SUFFIXES, decode_image, list_images, read_image  # noqa: F401 (re-exported)
 from .live import (LatestFrameReader, LiveSource, gstreamer_open_error, is_gstreamer_pipeline,  # noqa: F401
@@ -69,6 +70,9 @@ class SourceOptions:
     ``loop``: repeat a video file or the images from the start when they end (files only).
     ``realtime``: release file frames at their own frame rate, like a player (files only;
     ``edge-fer run --serve`` turns it on for files).
+    ``read_ahead``: files only: frames decoded ahead in a thread of their own, so decoding
+    overlaps the work on the frame before (the second core; :mod:`edge_fer.sources.ahead`);
+    0 decodes in the caller's thread. Live sources always read in a thread of their own.
     """
 
     camera: int | None = None
@@ -79,6 +83,7 @@ class SourceOptions:
     open_timeout_s: float = defaults.STREAM_TIMEOUT_S
     loop: bool = False
     realtime: bool = False
+    read_ahead: int = defaults.READ_AHEAD
 
     def __post_init__(self) -> None:
         given = [f"SourceOptions.{name}" for name, value in (("camera", self.camera), ("video", self.video),
@@ -92,6 +97,8 @@ class SourceOptions:
             raise OptionsError(f"SourceOptions.retry_seconds={self.retry_seconds!r}: expected >= 0")
         if not 0 < self.open_timeout_s < 86400:
             raise OptionsError(f"SourceOptions.open_timeout_s={self.open_timeout_s!r}: expected > 0 and < 86400")
+        if isinstance(self.read_ahead, bool) or not isinstance(self.read_ahead, int) or not 0 <= self.read_ahead <= 16:
+            raise OptionsError(f"SourceOptions.read_ahead={self.read_ahead!r}: expected frames 0..16 (0: no thread)")
         if self.loop and self.live:
             raise OptionsError(f"SourceOptions.loop repeats a video file or images; {self.describe()} is live")
 
@@ -121,7 +128,15 @@ class SourceOptions:
 
 
 def open_source(options: SourceOptions = SourceOptions()) -> FrameSource:
-    """The source ``options`` names; raises InputError (one line) when it cannot be opened."""
+    """The source ``options`` names; raises InputError (one line) when it cannot be opened.
+    Files are read ahead in a thread of their own where ``options.read_ahead`` > 0."""
+    source = _open_source(options)
+    if options.read_ahead and not source.live:
+        return ReadAhead(source, options.read_ahead)
+    return source
+
+
+def _open_source(options: SourceOptions) -> FrameSource:
     kind = options.kind
     files = {"loop": options.loop, "realtime": options.realtime}
     if kind == "demo":
