@@ -71,6 +71,11 @@ def configurations(args) -> list[dict]:
                         "detector_model": args.ssd_onnx})
     configs += [{"name": f"edge-fer {m.name}", "kind": "edge", "model": m, "detector": defaults.DETECTOR}
                 for m in available_models() if m != default.resolve()]
+    if args.choices:  # the rows that chose the defaults: decode in a thread or not, 1 or 2 model threads
+        configs += [{"name": f"edge-fer default, read-ahead {ahead}, {threads} thread(s)", "kind": "edge",
+                     "model": default, "detector": defaults.DETECTOR, "read_ahead": ahead, "threads": threads}
+                    for ahead in (0, 1) for threads in (1, 2)
+                    if (ahead, threads) != (defaults.READ_AHEAD, ClassifierOptions().num_threads)]
     return configs
 
 
@@ -91,8 +96,10 @@ def run_fer(config: dict, video: Path, frames: int, warmup: int, stem: Path) -> 
 def run_edge(config: dict, video: Path, frames: int, warmup: int, stem: Path) -> dict:
     model = Path(config["model"])
     options = BenchOptions(models=(str(model),), detectors=(config["detector"],),
-                           threads=(ClassifierOptions().num_threads,), cv_threads=(PipelineOptions().opencv_threads,),
-                           source=SourceSpec("video", str(video)), frames=frames, warmup=warmup,
+                           threads=(config.get("threads", ClassifierOptions().num_threads),),
+                           cv_threads=(PipelineOptions().opencv_threads,),
+                           source=SourceSpec("video", str(video), read_ahead=config.get("read_ahead", defaults.READ_AHEAD)),
+                           frames=frames, warmup=warmup,
                            detector_model=config.get("detector_model") or (
                                None if config["detector"] in shipped_detectors() else str(DETECTOR_DIR)),
                            **overrides_for(model))
@@ -148,6 +155,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--fer-keras", action="store_true", help="also time fer with its Keras model")
     parser.add_argument("--only", help="comma-separated configuration names to keep (plus fer)")
+    parser.add_argument("--choices", action="store_true",
+                        help="add the default with read-ahead 0/1 and 1/2 model threads (the table that chose them)")
     parser.add_argument("--ssd-onnx", help="a folder holding `edge-fer convert-ssd`'s output: adds an 'ssd (ONNX)' row")
     parser.add_argument("--out", default=str(RESULTS / "compare_fer.json"))
     args = parser.parse_args()

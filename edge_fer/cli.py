@@ -28,7 +28,7 @@ import click
 from .commands import HelpContext
 from .commands.flags import in_flags
 from .errors import EdgeFerError
-from .signals import Terminated, stop_signals_raise
+from .signals import stop_exit_code, stop_line, stop_signals_raise
 
 #: command name -> "module:attribute" under edge_fer.commands
 COMMANDS = {
@@ -104,12 +104,9 @@ class _LazyGroup(click.Group):
             where = exc.filename or str(getattr(sys.stdout, "name", "stdout")).strip("<>")
             click.echo(f"edge-fer: error: cannot write to {where}: {exc.strerror or type(exc).__name__}", err=True)
             ctx.exit(1)
-        except Terminated as stop:
-            click.echo(f"edge-fer: terminated ({stop.args[0] if stop.args else 'signal'})", err=True)
-            ctx.exit(143)
-        except KeyboardInterrupt:
-            click.echo("edge-fer: interrupted", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt as stop:  # Ctrl-C, or a stop signal (Terminated): 128 + its number
+            click.echo(stop_line(stop), err=True)
+            ctx.exit(stop_exit_code(stop))
 
 
 #: click >= 8.2 raises this (a UsageError) for a bare ``edge-fer``; it shows the help, not an error.

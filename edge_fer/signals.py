@@ -12,6 +12,25 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, SIGHUP (the terminal or SSH session went away) or SIGQUIT arrived: the work
     stops as on Ctrl-C (``args[0]`` names the signal)."""
 
+    @property
+    def signal_name(self) -> str:
+        return str(self.args[0]) if self.args else "SIGTERM"
+
+
+def stop_exit_code(stop: KeyboardInterrupt) -> int:
+    """The shell's status for a command a signal stopped: 128 + the signal's number (SIGTERM
+    143, SIGHUP 129, SIGQUIT 131; Ctrl-C, SIGINT, 130)."""
+    name = stop.signal_name if isinstance(stop, Terminated) else "SIGINT"
+    try:
+        return 128 + signal.Signals[name].value
+    except KeyError:
+        return 128 + signal.SIGTERM
+
+
+def stop_line(stop: KeyboardInterrupt) -> str:
+    """The one line a stopped command ends with."""
+    return f"edge-fer: stopped by {stop.signal_name}" if isinstance(stop, Terminated) else "edge-fer: interrupted"
+
 
 #: Signals that end a command the way Ctrl-C does (where the platform has them).
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, name))

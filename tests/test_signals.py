@@ -1,5 +1,5 @@
-"""A stop signal (SIGTERM, SIGHUP, SIGQUIT) ends any command the way Ctrl-C does: one line, exit
-143, and nothing half-written left behind (edge_fer/signals.py, wrapped around every command)."""
+"""A stop signal (SIGTERM, SIGHUP, SIGQUIT) ends any command the way Ctrl-C does: one line
+(`edge-fer: stopped by SIGTERM`), exit 128 + the signal's number (143, 129, 131), and nothing half-written left behind (edge_fer/signals.py, wrapped around every command)."""
 
 from __future__ import annotations
 
@@ -36,14 +36,14 @@ def test_a_stopped_conversion_leaves_no_temp_file(signum, peer_dir, fer_val, tmp
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 143, err
-    assert err.strip().splitlines()[-1] == f"edge-fer: terminated ({signal.Signals(signum).name})"
+    assert proc.returncode == 128 + signum, err  # the shell's convention, as analyze has always done
+    assert err.strip().splitlines()[-1] == f"edge-fer: stopped by {signal.Signals(signum).name}"
     assert list(tmp_path.iterdir()) == []  # no temp file, no half-written output
 
 
 def test_a_stop_that_a_library_turned_into_another_error_is_still_a_stop():
     """TensorFlow's converter catches the interrupt and raises its own error: the wrapper asks
-    raise_if_stopped() first, so the command still ends as stopped (143), not as a failure."""
+    raise_if_stopped() first, so the command still ends as stopped (128 + the signal), not as a failure."""
     from edge_fer.signals import Terminated, raise_if_stopped, stop_signals_raise
 
     def library_that_swallows():

@@ -36,6 +36,8 @@ class SourceSpec:
     kind: str = "builtin"
     path: str | None = None
     camera: int = 0
+    #: Files: frames decoded ahead in a thread of their own (SourceOptions.read_ahead).
+    read_ahead: int = defaults.READ_AHEAD
 
     def __post_init__(self) -> None:
         if self.kind not in SOURCE_KINDS:
@@ -187,11 +189,11 @@ def open_frames(spec: SourceSpec) -> TimedFrames:
     from ..sources.capture import SourceOptions, open_source
 
     if spec.kind == "builtin":
-        options = SourceOptions(demo=True, loop=True)
+        options = SourceOptions(demo=True, loop=True, read_ahead=spec.read_ahead)
     elif spec.kind == "images":
-        options = SourceOptions(image=spec.path, loop=True)
+        options = SourceOptions(image=spec.path, loop=True, read_ahead=spec.read_ahead)
     elif spec.kind == "video":
-        options = SourceOptions(video=spec.path, loop=True)
+        options = SourceOptions(video=spec.path, loop=True, read_ahead=spec.read_ahead)
     else:
         options = SourceOptions(camera=spec.camera)
     return TimedFrames(open_source(options))

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 
 import click
 
-from ..signals import STOP_SIGNALS  # SIGTERM, SIGHUP, SIGQUIT (pure Python, no NumPy)
 from . import GroupedCommand, finite_float, pipeline_from, pipeline_options
 
 #: Failed sources named on stderr at the end (all of them are in the failures file).
 FAILURES_SHOWN = 10
-
-
-def _stop_on_signal(signum, frame) -> None:
-    """A stop signal ends the run like Ctrl-C: workers stopped, temp files removed, outputs
-    untouched, finished sources kept in the progress file for --resume. Later ones are ignored,
-    so that they cannot cut that cleanup short."""
-    for other in STOP_SIGNALS:
-        signal.signal(other, signal.SIG_IGN)
-    raise SystemExit(128 + signum)
 
 
 @click.command("analyze", cls=GroupedCommand, examples={"out": "results.csv"}, groups={
@@ -89,29 +78,24 @@ def analyze_command(paths, out, overwrite, resume, glob_pattern, follow_links, m
         analyze=AnalyzeOptions(pipeline=pipeline, workers=workers, engine=engine, ray_address=ray_address,
                                glob=glob_pattern, min_track_frames=min_track_frames, follow_links=follow_links))
     bar = None if no_progress else ProgressBar(sys.stderr)
-    previous = {signum: signal.signal(signum, _stop_on_signal) for signum in STOP_SIGNALS}
-    try:
+    try:  # a stop signal is a Terminated (a KeyboardInterrupt) here: edge_fer/signals.py, the CLI's wrapper
         summary = write_analysis(paths, options, bar.on_event if bar is not None else None)
-    except (KeyboardInterrupt, SystemExit) as exc:
+    except KeyboardInterrupt:
         if bar is not None:
             bar.close()
             bar = None
-        _say_what_is_kept(out, exc)
+        _say_what_is_kept(out)
         raise
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
         if bar is not None:
             bar.close()
     raise click.exceptions.Exit(_report(summary, out))
 
 
-def _say_what_is_kept(out: str, exc: BaseException) -> None:
+def _say_what_is_kept(out: str) -> None:
     from ..analyze.outputs import progress_path
     from ..analyze.resume import progress_sources
 
-    if isinstance(exc, SystemExit) and isinstance(exc.code, int) and exc.code > 128:
-        click.echo(f"edge-fer: stopped by {signal.Signals(exc.code - 128).name}", err=True)
     kept = progress_sources(progress_path(out))
     if kept:
         click.echo(f"edge-fer: {kept} finished source{'s' if kept != 1 else ''} kept in {progress_path(out)}: "

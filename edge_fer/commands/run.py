@@ -63,6 +63,7 @@ def run_command(camera, video, image, demo, model_path, labels, input_scale, inp
     from ..classifier import parse_labels
     from ..errors import OptionsError
     from ..runner import RunOptions, Terminated, run
+    from ..signals import stop_exit_code, stop_line
     from ..serve import ServeOptions
 
     if serve is None and token is not None:
@@ -83,10 +84,9 @@ def run_command(camera, video, image, demo, model_path, labels, input_scale, inp
     except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM, SIGHUP, SIGQUIT
         summary = getattr(stop, "summary", None)
         if summary is None:  # stopped before the first frame: nothing to sum up
-            click.echo("edge-fer: terminated" if isinstance(stop, Terminated) else "edge-fer: interrupted", err=True)
-            raise click.exceptions.Exit(143 if isinstance(stop, Terminated) else 130) from None
-        click.echo(f"edge-fer: stopped ({stop.args[0] if isinstance(stop, Terminated) and stop.args else 'Ctrl-C'})",
-                   err=True)
+            click.echo(stop_line(stop), err=True)
+            raise click.exceptions.Exit(stop_exit_code(stop)) from None
+        click.echo(f"edge-fer: stopped ({stop.signal_name if isinstance(stop, Terminated) else 'Ctrl-C'})", err=True)
     click.echo(f"edge-fer: {summary.to_line()}", err=True)
 
 
