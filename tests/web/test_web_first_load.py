@@ -11,6 +11,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from browser_steps import start_camera, wait_results
 from edge_fer.serve import FerServer, ServeOptions
 
@@ -47,3 +49,34 @@ def test_first_load_is_the_gzipped_files_once(camera_browser, exported):
     assert sum(len(r["faces"]) == 1 for r in results) >= 4, results
     assert first[1] < FIRST_LOAD_LIMIT_BYTES < on_disk, report
     assert second[1] < 100_000, report  # served by the worker's cache, or 304s
+
+
+@pytest.mark.skipif(not os.environ.get("EDGE_FER_SCREENSHOTS"),
+                    reason="set EDGE_FER_SCREENSHOTS=docs/images to write the phone page's screenshots")
+@pytest.mark.parametrize("size, viewport", [("phone", (390, 844)), ("desktop", (1280, 800))])
+def test_write_screenshots(camera_browser, exported, size, viewport):
+    """``phone-page-<size>.png`` after the label and bars show, each < 400 KB."""
+    import io
+
+    from PIL import Image
+
+    folder = Path(os.environ["EDGE_FER_SCREENSHOTS"])
+    folder.mkdir(parents=True, exist_ok=True)
+    with FerServer.for_folder(exported, ServeOptions(port=0)) as server:
+        context = camera_browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+        try:
+            page = context.new_page()
+            page.goto(f"http://127.0.0.1:{server.port}/")
+            start_camera(page)
+            wait_results(page, 30)
+            page.wait_for_function("() => document.querySelector('#faces .face .bar .num')?.textContent",
+                                   timeout=60000)
+            png = page.screenshot(type="png", full_page=True)
+        finally:
+            context.close()
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    path = folder / f"phone-page-{size}.png"
+    image.save(path, optimize=True)
+    if path.stat().st_size >= 400_000:  # a photo in a PNG: fewer colours, still sharp text
+        image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+    assert path.stat().st_size < 400_000
