@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
-CHROMIUM = Path(os.environ.get("EDGE_FER_CHROMIUM", "/usr/bin/chromium"))
+#: Debian's chromium (``.ci/run`` installs it with apt-get where missing), or $EDGE_FER_CHROMIUM.
+CHROMIUM = Path(os.environ.get("EDGE_FER_CHROMIUM") or next(
+    (p for p in ("/usr/bin/chromium", shutil.which("chromium") or "", shutil.which("chromium-browser") or "")
+     if p and Path(p).exists()), "/usr/bin/chromium"))
 
 
 def launch(playwright, chromium_path: str, *extra: str):

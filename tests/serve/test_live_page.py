@@ -19,7 +19,6 @@ import pytest
 
 from conftest import REPO
 from test_serve import served_run
-from test_serve_browser import CHROMIUM
 
 #: fer2013's label order: the shipped model's classes, the order of every event's ``scores``.
 FER2013 = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
@@ -32,15 +31,11 @@ FACE_SHOWN = """() => {
 
 
 @pytest.fixture(scope="module")
-def live(media_dir):
+def live(media_dir, playwright_driver, chromium_path):
     """(the served run, a Chromium browser): one of each for the whole module."""
-    if CHROMIUM is None:
-        pytest.skip("no Chromium here (/usr/bin/chromium): apt-get install chromium (.ci/run does)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the [test] extra")
     video = os.path.relpath(media_dir / "woman2.mp4", REPO)  # the page shows it: no machine's path
-    with served_run("--video", video, "--serve", "127.0.0.1:0", "--loop",
-                    "--headless") as run, sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+    with served_run("--video", video, "--serve", "127.0.0.1:0", "--loop", "--headless") as run:
+        browser = playwright_driver.chromium.launch(executable_path=chromium_path, headless=True)
         try:
             yield run, browser
         finally:

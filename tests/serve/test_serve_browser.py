@@ -5,18 +5,13 @@ this test skips, saying so, only where no Chromium binary exists."""
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 
 from edge_fer.draw import COLORS_BGR
 from test_serve import served_run
 
-CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "",
-                             shutil.which("chromium-browser") or "") if p and Path(p).exists()), None)
 
 
 def annotation_near_box(shot_rgb: np.ndarray, frames_rgb: list[np.ndarray], box_xywh):
@@ -38,13 +33,10 @@ def annotation_near_box(shot_rgb: np.ndarray, frames_rgb: list[np.ndarray], box_
     return int((changed & near).sum()), float(changed[~near & ~corner].mean()), colour
 
 
-def test_page_in_headless_chromium_shows_the_annotated_video(media_dir, tmp_path):
-    if CHROMIUM is None:
-        pytest.skip("no Chromium here (/usr/bin/chromium): apt-get install chromium (.ci/run does)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the [test] extra")
+def test_page_in_headless_chromium_shows_the_annotated_video(media_dir, tmp_path, playwright_driver, chromium_path):
     with served_run("--video", media_dir / "woman2.mp4", "--serve", "127.0.0.1:0", "--loop",
-                    "--headless") as run, sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+                    "--headless") as run:
+        browser = playwright_driver.chromium.launch(executable_path=chromium_path, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(run.url)
