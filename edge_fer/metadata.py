@@ -297,6 +297,8 @@ def read_model_meta(path: str | Path) -> ModelMeta | None:
     suffix = path.suffix.lower()
     if suffix not in (".tflite", ".onnx"):
         raise ModelError(f"cannot read metadata from {path.name!r}: expected a .tflite or .onnx file")
+    from .metadata_read import onnx_metadata_props, tflite_metadata_entries
+
     try:
         if suffix == ".tflite":
             text = tflite_metadata_entries(path.read_bytes()).get(METADATA_KEY)
@@ -307,69 +309,6 @@ def read_model_meta(path: str | Path) -> ModelMeta | None:
     except ModelError as exc:
         raise ModelError(f"{path.name}: {exc}") from None
     return None if text is None else meta_from_entry(text, path.name)
-
-
-def tflite_metadata_entries(model: bytes) -> dict[str, bytes]:
-    """Read the flatbuffer's ``metadata`` list (name -> buffer bytes) with no TFLite runtime.
-
-    Field numbers follow tensorflow/lite/schema/schema.fbs: Model.buffers = 4, Model.metadata =
-    6; Metadata.name = 0, Metadata.buffer = 1; Buffer.data = 0, Buffer.offset = 1, .size = 2.
-    """
-    from flatbuffers import encode, number_types
-    from flatbuffers.table import Table
-
-    def field(table: Table, index: int) -> int:
-        return table.Offset(4 + 2 * index)
-
-    def vector_tables(table: Table, index: int) -> list[Table]:
-        off = field(table, index)
-        if not off:
-            return []
-        start, count = table.Vector(off), table.VectorLen(off)
-        if count > len(table.Bytes) // 4:  # a corrupt length: do not build billions of tables
-            raise ValueError(f"a vector of {count} tables in {len(table.Bytes)} bytes")
-        return [Table(table.Bytes, table.Indirect(start + 4 * i)) for i in range(count)]
-
-    try:
-        buf = bytearray(model)
-        root = Table(buf, encode.Get(number_types.UOffsetTFlags.packer_type, buf, 0))
-        buffers = vector_tables(root, 4)
-        out: dict[str, bytes] = {}
-        for entry in vector_tables(root, 6):
-            name_off = field(entry, 0)
-            if not name_off:
-                continue
-            name = entry.String(name_off + entry.Pos).decode("utf-8")
-            buf_off = field(entry, 1)
-            index = entry.Get(number_types.Uint32Flags, buf_off + entry.Pos) if buf_off else 0
-            if index >= len(buffers):
-                continue
-            data = buffers[index]
-            data_off = field(data, 0)
-            if data_off:
-                start, count = data.Vector(data_off), data.VectorLen(data_off)
-                out[name] = bytes(buf[start:start + count])
-            else:
-                o_off, s_off = field(data, 1), field(data, 2)
-                if o_off and s_off:
-                    start = data.Get(number_types.Uint64Flags, o_off + data.Pos)
-                    size = data.Get(number_types.Uint64Flags, s_off + data.Pos)
-                    out[name] = bytes(buf[start:start + size])
-        return out
-    except Exception as exc:  # a corrupt flatbuffer raises anything from struct.error to IndexError
-        raise ModelError(f"not a readable TFLite flatbuffer ({type(exc).__name__})") from None
-
-
-def onnx_metadata_props(path: Path) -> dict[str, str]:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only, as the ONNX backend: no graph-cleanup warnings
-    try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own untyped errors
-        raise ModelError(f"not a loadable ONNX model ({first_line(exc)})") from None
-    return dict(session.get_modelmeta().custom_metadata_map)
 
 
 #: Public models without metadata of their own, recognized by the sha256 of the file, so they

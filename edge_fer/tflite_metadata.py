@@ -26,7 +26,8 @@ import numpy as np
 
 from .errors import ConversionError, ModelError
 from .fileio import write_bytes_atomic
-from .metadata import ModelMeta, tflite_metadata_entries
+from .metadata import ModelMeta
+from .metadata_read import tflite_metadata_entries
 
 #: The metadata entry name and file identifier MediaPipe and TFLite Support look for.
 STANDARD_KEY = "TFLITE_METADATA"

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from edge_fer.errors import ModelError
-from edge_fer.metadata import (FER2013_LABELS, METADATA_KEY, ModelMeta, read_model_meta,
-                               tflite_metadata_entries)
+from edge_fer.metadata import FER2013_LABELS, METADATA_KEY, ModelMeta, read_model_meta
+from edge_fer.metadata_read import tflite_metadata_entries
 
 META = ModelMeta(FER2013_LABELS, (64, 64), "gray", scale=2 / 255, offset=-1.0, quantization="dynamic",
                  source_sha256="ab" * 32, name="fer-peer", crop_margin=0.1)

@@ -35,7 +35,8 @@ from .. import __version__ as EDGE_FER_VERSION
 from .. import defaults
 from ..errors import ModelError, OptionsError, OutputError
 from ..fileio import new_temp, remove_stale_temps, sync_file
-from ..metadata import read_model_meta, tflite_metadata_entries
+from ..metadata import read_model_meta
+from ..metadata_read import tflite_metadata_entries
 
 WEB_DIR = Path(__file__).parent
 STATIC_DIR = WEB_DIR / "static"

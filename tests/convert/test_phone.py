@@ -26,7 +26,8 @@ from edge_fer.tflite_metadata import (MP_DESCRIPTION, MP_NAME, STANDARD_KEY, add
 from edge_fer.classifier import ClassifierOptions, ExpressionClassifier
 from edge_fer.cli import main
 from edge_fer.errors import ConversionError, EdgeFerError, ModelError
-from edge_fer.metadata import FER2013_LABELS, METADATA_KEY, ModelMeta, read_model_meta, tflite_metadata_entries
+from edge_fer.metadata import FER2013_LABELS, METADATA_KEY, ModelMeta, read_model_meta
+from edge_fer.metadata_read import tflite_metadata_entries
 
 SHIPPED_PHONE = REPO / "edge_fer" / "models" / "edgenet_fer2013_phone.tflite"
 SHIPPED_INT8 = REPO / "edge_fer" / "models" / "edgenet_fer2013_int8.tflite"
