@@ -72,7 +72,7 @@ def configurations(args) -> list[dict]:
     configs += [{"name": f"edge-fer {m.name}", "kind": "edge", "model": m, "detector": defaults.DETECTOR}
                 for m in available_models() if m != default.resolve()]
     if args.choices:  # the rows that chose the defaults: decode in a thread or not, 1 or 2 model threads
-        configs += [{"name": f"edge-fer default, read-ahead {ahead}, {threads} thread(s)", "kind": "edge",
+        configs += [{"name": f"edge-fer default read-ahead {ahead} threads {threads}", "kind": "edge",
                      "model": default, "detector": defaults.DETECTOR, "read_ahead": ahead, "threads": threads}
                     for ahead in (0, 1) for threads in (1, 2)
                     if (ahead, threads) != (defaults.READ_AHEAD, ClassifierOptions().num_threads)]

@@ -17,7 +17,6 @@ Timing wraps the calls in place, so the figures include the wrappers' own cost (
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -204,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=150, help="frames per video")
     parser.add_argument("--threads", type=int, default=1, help="model threads (and OpenCV's)")
     parser.add_argument("--detector", action="append", choices=DETECTORS, help="default: every one with its files")
+    parser.add_argument("--model", action="append", type=Path,
+                        help="classifier files to measure (default: the packaged ones)")
+    parser.add_argument("--no-detectors", action="store_true", help="classifier rows only")
     parser.add_argument("--json", type=Path, help="write the rows here")
     args = parser.parse_args(argv)
     cv2.setNumThreads(args.threads)
@@ -216,13 +218,12 @@ def main(argv: list[str] | None = None) -> int:
     for video in videos:
         frames = read_frames(video, args.frames)
         rows = []
-        for name in args.detector or DETECTORS:
+        for name in [] if args.no_detectors else args.detector or DETECTORS:
             if detector_files_present(name):
                 rows.append(measure_detector(name, frames, args.threads))
         with create_detector(DetectorOptions(num_threads=args.threads)) as detector:
             faces = [detector.detect(frame) for frame in frames]
-        for model in CLASSIFIERS:
-            path = ROOT / "edge_fer" / "models" / model
+        for path in args.model or [ROOT / "edge_fer" / "models" / name for name in CLASSIFIERS]:
             if path.is_file():
                 rows.append(measure_classifier(path, frames, faces, args.threads))
         report["videos"][video.name] = rows
