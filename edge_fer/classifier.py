@@ -34,7 +34,7 @@ def parse_labels(text: str | Sequence[str] | None) -> tuple[str, ...] | None:
         raise OptionsError(f"ClassifierOptions.labels={text!r}: expected a preset ({', '.join(sorted(LABEL_PRESETS))}) or >= 2 comma-separated names")
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise OptionsError(f"ClassifierOptions.labels={text!r}: {', '.join(repeated)} named twice: expected each "
+        raise OptionsError(f"ClassifierOptions.labels={text!r}: {', '.join(map(repr, repeated))} named twice: expected each "
                            "label once, in the model's output order")
     return names
 

@@ -173,7 +173,7 @@ CASES = [
     ("bad device", lambda m, p, d, t: ["--demo", "--device", "gpu"], 2, r"unknown device 'gpu'; expected one of auto, cpu, cuda, tensorrt"),
     ("bad labels", lambda m, p, d, t: ["--demo", "--labels", "happy"], 2, r"--labels 'happy': expected a preset"),
     ("repeated labels", lambda m, p, d, t: ["--demo", "--labels", "a,b,a,c,d,e,f"], 2,
-     r"--labels 'a,b,a,c,d,e,f': a named twice: expected each label once"),
+     r"--labels 'a,b,a,c,d,e,f': 'a' named twice: expected each label once"),
     ("bad max frames", lambda m, p, d, t: ["--demo", "--max-frames", "0"], 2, r"--max-frames 0: expected >= 1"),
     ("bad video suffix", lambda m, p, d, t: ["--video", m / "test.mp4", "--save-video", t / "o.gif"], 2,
      r"--save-video '.*o\.gif': expected a file ending in \.mp4, \.avi, \.mkv"),

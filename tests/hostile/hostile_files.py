@@ -5,6 +5,7 @@ and a peak-memory probe."""
 
 from __future__ import annotations
 
+import json
 import struct
 import tracemalloc
 import zipfile
@@ -13,12 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_fer.metadata import FER2013_LABELS, METADATA_KEY, ModelMeta
+from edge_fer.metadata import FER2013_LABELS, METADATA_KEY, ModelMeta, read_model_meta
 from edge_fer.tflite_metadata import _pack_model, _unpack_model, set_metadata_entry
 from edge_fer.train.keras_io import META_ENTRY
 
 INT8 = Path(__file__).resolve().parents[2] / "edge_fer" / "models" / "edgenet_fer2013_int8.tflite"
 TINY_META = ModelMeta(FER2013_LABELS, (48, 48)).to_json_text()
+#: The shipped default's metadata, as JSON values (the base every hostile edit starts from).
+SHIPPED = json.loads(read_model_meta(INT8).to_json_text())
 
 
 def tflite_with_metadata(path: Path, text: str | bytes) -> Path:

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis", reason="property-based tests need hypothesis (the test extra)")
-from hypothesis import HealthCheck, event, given, settings, strategies as st  # noqa: E402
+from hypothesis import event, given, strategies as st  # noqa: E402
+from property_settings import examples  # noqa: E402
 
 from edge_fer.align import ALIGN_POINTS  # noqa: E402
 from edge_fer.classifier import frame_face, preprocess_crops  # noqa: E402
@@ -26,15 +27,7 @@ from edge_fer.errors import ModelError  # noqa: E402
 from edge_fer.metadata import COLORS, FER2013_LABELS, QUANTIZATIONS, ModelMeta, read_model_meta  # noqa: E402
 from edge_fer.train.keras_io import read_keras_meta  # noqa: E402
 from edge_fer.types import LANDMARK_NAMES, Face  # noqa: E402
-from test_model_files import SHIPPED, keras_archive, tflite_with_metadata, tiny_onnx  # noqa: E402
-
-
-def examples(count: int):
-    """Hypothesis settings: ``count`` examples, no deadline (the box may be busy), no example
-    database written into the working tree."""
-    return settings(max_examples=count, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.large_base_example, HealthCheck.function_scoped_fixture])
+from hostile_files import SHIPPED, keras_archive, tflite_with_metadata, tiny_onnx  # noqa: E402
 
 
 # random JSON, and values near each field's limits ------------------------------------------------

@@ -29,12 +29,11 @@ from edge_fer.train.keras_io import META_ENTRY, load_keras, read_keras_meta
 MODELS = Path(__file__).resolve().parents[2] / "edge_fer" / "models"
 INT8 = MODELS / "edgenet_fer2013_int8.tflite"
 PHONE = MODELS / "edgenet_fer2013_phone.tflite"
-SHIPPED = json.loads(read_model_meta(INT8).to_json_text())
 TINY_META = ModelMeta(FER2013_LABELS, (48, 48)).to_json_text()
 ASSETS = MODELS.parent / "assets"
 CLI = Path(sys.executable).with_name("edge-fer")
 
-from hostile_files import (tflite_with_metadata, tflite_edited, last_constant, reshaped_output, uint8_input, tiny_onnx, keras_archive, patch_zip_entry, zip_bomb, peak_bytes)  # noqa: E402
+from hostile_files import (SHIPPED, tflite_with_metadata, tflite_edited, last_constant, reshaped_output, uint8_input, tiny_onnx, keras_archive, patch_zip_entry, zip_bomb, peak_bytes)  # noqa: E402
 
 
 # 8: fields inside a model file, the same in TFLite, ONNX and .keras ---------------------------------

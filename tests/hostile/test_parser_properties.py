@@ -31,7 +31,8 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis", reason="property-based tests need hypothesis (the test extra)")
-from hypothesis import HealthCheck, event, given, settings, strategies as st  # noqa: E402
+from hypothesis import event, given, strategies as st  # noqa: E402
+from property_settings import examples  # noqa: E402
 
 from click.testing import CliRunner  # noqa: E402
 
@@ -50,15 +51,6 @@ from conftest import MEDIA, REPO  # noqa: E402
 
 MODELS = REPO / "edge_fer" / "models"
 JUSTIN = MEDIA / "justin.jpg"
-
-
-def examples(count: int):
-    """Hypothesis settings: ``count`` examples, no deadline (the box may be busy), no example
-    database written into the working tree."""
-    return settings(max_examples=count, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.large_base_example, HealthCheck.function_scoped_fixture,
-                                           HealthCheck.filter_too_much])
 
 
 def one_line(text: str) -> None:
