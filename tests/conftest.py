@@ -116,3 +116,20 @@ def camera_browser(playwright_driver, chromium_path, media_dir, tmp_path_factory
         yield instance
     finally:
         instance.close()
+
+
+@pytest.fixture(scope="session")
+def tls_pair(tmp_path_factory) -> tuple[Path, Path]:
+    """A throwaway self-signed certificate for localhost and its key (docs/phone.md makes a
+    trusted one); skipped where openssl is missing."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key

@@ -359,19 +359,14 @@ def test_a_heavier_flood_1000_idle_and_200_slowloris_at_once(server):
     assert_answered(results)
 
 
-def test_https_idle_and_plain_http_clients_never_delay_healthz(tmp_path):
+def test_https_idle_and_plain_http_clients_never_delay_healthz(tls_pair):
     """With TLS the handshake is part of the request head's time: a socket that never starts
     one, or speaks plain HTTP, is closed there and costs no thread meanwhile."""
-    import shutil
     import ssl
 
     from edge_fer.serve import FerServer, ServeOptions
 
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    cert, key = tls_pair
     insecure = ssl.create_default_context()
     insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
     options = ServeOptions(port=0, header_timeout_s=1.0, tls_cert=str(cert), tls_key=str(key))

@@ -109,3 +109,21 @@ def test_serve_web_bad_input_is_one_line(folder, tmp_path, args, message):
     proc = _serve_web(*args)
     err = proc.communicate(timeout=120)[1]
     assert proc.returncode != 0 and len(err.strip().splitlines()) == 1 and message in err, err
+
+
+def test_serve_web_over_https(folder, tls_pair):
+    import ssl
+    import urllib.request
+
+    proc = _serve_web(str(folder), "--bind", "127.0.0.1:0", "--tls-cert", str(tls_pair[0]), "--tls-key", str(tls_pair[1]))
+    try:
+        line = proc.stderr.readline()
+        assert line.startswith(f"edge-fer: serving {folder} at https://127.0.0.1:"), line
+        port = int(line.split("127.0.0.1:")[1].split("/")[0])
+        trusting = ssl.create_default_context(cafile=str(tls_pair[0]))  # the self-signed cert, for 127.0.0.1
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/app.js", context=trusting, timeout=60) as response:
+            assert response.read() == BODY
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 0
+    finally:
+        proc.kill()

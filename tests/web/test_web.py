@@ -329,21 +329,6 @@ def test_page_colours_match_the_live_page():
 
 # -- the same page at /device/ of edge-fer run --serve, over HTTPS ------------------------------
 
-@pytest.fixture(scope="module")
-def tls_pair(tmp_path_factory) -> tuple[Path, Path]:
-    """A throwaway self-signed certificate for localhost (docs/phone.md makes a trusted one)."""
-    import subprocess
-
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
-    return cert, key
-
-
 @pytest.mark.parametrize("cert, key, message", [
     ("CERT", None, "go together"),
     ("missing.pem", "missing.pem", "no such file"),
