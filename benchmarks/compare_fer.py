@@ -31,7 +31,6 @@ from edge_fer.bench.report import write_json_atomic
 from edge_fer.bench.stats import median
 from edge_fer.bench.suite import model_format, run_worker
 from edge_fer import defaults
-from edge_fer.classifier import ClassifierOptions
 from edge_fer.detectors.shipped import shipped_detectors
 from edge_fer.detectors import DETECTORS
 from edge_fer.errors import EdgeFerError
@@ -75,7 +74,7 @@ def configurations(args) -> list[dict]:
         configs += [{"name": f"edge-fer default read-ahead {ahead} threads {threads}", "kind": "edge",
                      "model": default, "detector": defaults.DETECTOR, "read_ahead": ahead, "threads": threads}
                     for ahead in (0, 1) for threads in (1, 2)
-                    if (ahead, threads) != (defaults.READ_AHEAD, ClassifierOptions().num_threads)]
+                    if (ahead, threads) != (defaults.READ_AHEAD, defaults.LIVE_THREADS)]
     return configs
 
 
@@ -96,7 +95,7 @@ def run_fer(config: dict, video: Path, frames: int, warmup: int, stem: Path) -> 
 def run_edge(config: dict, video: Path, frames: int, warmup: int, stem: Path) -> dict:
     model = Path(config["model"])
     options = BenchOptions(models=(str(model),), detectors=(config["detector"],),
-                           threads=(config.get("threads", ClassifierOptions().num_threads),),
+                           threads=(config.get("threads", defaults.LIVE_THREADS),),
                            cv_threads=(PipelineOptions().opencv_threads,),
                            source=SourceSpec("video", str(video), read_ahead=config.get("read_ahead", defaults.READ_AHEAD)),
                            frames=frames, warmup=warmup,

@@ -44,7 +44,7 @@ class ClassifierOptions:
     """``labels``/``scale``/``offset``/``color`` override or stand in for the file's metadata."""
 
     model_path: str | Path = DEFAULT_MODEL
-    num_threads: int = defaults.CLASSIFIER_THREADS
+    num_threads: int = defaults.LIVE_THREADS
     device: str = "auto"
     labels: tuple[str, ...] | None = None
     scale: float | None = None

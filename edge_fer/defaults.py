@@ -6,9 +6,12 @@ The default detector (BlazeFace) is picked from the through-detector table: see 
 The other values were measured on a 2-core x86 box (benchmarks/RESULTS.md) while Haar was still
 the default detector: Haar at 256 px wide with scale step 1.2 finds the face in 99.6% of
 woman2.mp4's frames at ~9 ms CPU (23 ms at 320 px and step 1.1); detecting every 2nd frame with
-tracked boxes carried between halves the mean; one classifier thread: a second one costs ~4x
-the CPU per crop for this small model.
+tracked boxes carried between halves the mean. Threads: LIVE_THREADS below (a second thread
+once cost ~4x the CPU per crop on an AVX-512 box; on today's AVX2-only box it costs nothing
+measurable per frame and raises frames/s by a fifth).
 """
+
+import os
 
 #: The default detector: the best end-to-end accuracy through its crops (found share x accuracy on
 #: the found faces, edge_fer/models/through_detector.json) at the lowest cost; see detector_accuracy().
@@ -22,7 +25,13 @@ MIN_FACE_PX = 48
 DETECT_EVERY = 2
 #: Frames of a file decoded ahead in a thread of their own (SourceOptions.read_ahead; 0: none).
 READ_AHEAD = 1
-CLASSIFIER_THREADS = 1
+#: Model-runtime threads (the classifier's and the detector's) of a pipeline: `run`, `bench` and
+#: the Python API use both cores of a 2-core box. Measured (benchmarks/compare_fer.py --choices,
+#: AVX2-only 2-core EPYC, medians of 3 processes each): with the read-ahead thread, woman2.mp4
+#: 200.7 -> 255.8 frames/s and test.mp4 184.7 -> 220.7 going from 1 thread to 2, p99 lower.
+LIVE_THREADS = min(2, os.cpu_count() or 1)
+#: ... and of each of analyze's workers, which fill the cores one each.
+WORKER_THREADS = 1
 OPENCV_THREADS = 1
 SMOOTH = 0.5
 #: Seconds a stream URL may take to open, and to deliver each read, before it counts as failed.

@@ -163,7 +163,7 @@ USAGE_ERRORS = [
     (["bench", "--frame", "3"], "--frame", "(did you mean one of --frames"),
     (["analyze", "clip.mp4", "--out", "r.csv", "--bogus"], "--bogus", "no such option"),
     (["convert", "m.keras", "--out", "m.onnx", "--bogus"], "--bogus", "no such option"),
-    (["run", "--threads", "x"], "--threads", "'x' is not a valid integer (e.g. --threads 1)"),
+    (["run", "--threads", "x"], "--threads", "'x' is not a valid integer (e.g. --threads 2)"),
     (["analyze", "clip.mp4", "--out", "r.csv", "--threads", "x"], "--threads", "(e.g. --threads 1)"),
     (["bench", "--threads", "x"], "--threads", "--threads takes integers such as 1,2"),  # bench's own
     (["convert", "m.keras", "--out", "m.onnx", "--threads", "x"], "--threads", "(e.g. --threads 2)"),

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .. import defaults
 from ..errors import InputError, OptionsError
 from ..pipeline import PipelineOptions
 from .engines import ENGINES, Engine, InlineEngine, LocalEngine, leave_if_spawning, quiet
@@ -42,10 +43,19 @@ def cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
+def worker_pipeline() -> PipelineOptions:
+    """The pipeline defaults with :data:`~edge_fer.defaults.WORKER_THREADS` model threads: the
+    workers, not the threads, fill the cores."""
+    pipeline = PipelineOptions()
+    return replace(pipeline, classifier=replace(pipeline.classifier, num_threads=defaults.WORKER_THREADS),
+                   detector=replace(pipeline.detector, num_threads=defaults.WORKER_THREADS))
+
+
 @dataclass(frozen=True)
 class AnalyzeOptions:
-    """``pipeline``: per-worker pipeline (its defaults use one classifier and one OpenCV
-    thread, so ``workers`` processes keep ``workers`` cores busy without oversubscribing).
+    """``pipeline``: per-worker pipeline (by default one classifier, detector and OpenCV thread
+    each, :func:`worker_pipeline`, so ``workers`` processes keep ``workers`` cores busy without
+    oversubscribing).
     ``workers``: processes (local) or tasks in flight (ray); None: the cores here, or the
     cluster's CPUs. ``engine``: ``local`` or ``ray``; ``ray_address``: a cluster to join
     (``host:port`` or ``auto``). ``glob``: keep only matching files found in folders.
@@ -53,7 +63,7 @@ class AnalyzeOptions:
     every track; a track seen in every frame of its source is always kept).
     ``follow_links``: follow symbolic links in folders that lead out of the folders given."""
 
-    pipeline: PipelineOptions = field(default_factory=PipelineOptions)
+    pipeline: PipelineOptions = field(default_factory=worker_pipeline)
     workers: int | None = None
     engine: str = "local"
     ray_address: str | None = None

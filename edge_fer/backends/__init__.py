@@ -32,7 +32,7 @@ class BackendOptions:
     """``num_threads``: the runtime's CPU threads (OpenCV's are set apart).
     ``device``: ONNX Runtime providers: auto = TensorRT > CUDA > CPU, whichever are present."""
 
-    num_threads: int = defaults.CLASSIFIER_THREADS
+    num_threads: int = defaults.LIVE_THREADS
     device: str = "auto"
 
     def __post_init__(self) -> None:

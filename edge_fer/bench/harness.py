@@ -59,7 +59,7 @@ class RowConfig:
 
     model_path: str
     detector: str = defaults.DETECTOR
-    threads: int = defaults.CLASSIFIER_THREADS
+    threads: int = defaults.LIVE_THREADS
     cv_threads: int = defaults.OPENCV_THREADS
 
     def __post_init__(self) -> None:
@@ -73,7 +73,7 @@ class BenchOptions:
 
     models: tuple[str, ...]
     detectors: tuple[str, ...] = (defaults.DETECTOR,)
-    threads: tuple[int, ...] = (defaults.CLASSIFIER_THREADS,)
+    threads: tuple[int, ...] = (defaults.LIVE_THREADS,)
     cv_threads: tuple[int, ...] = (defaults.OPENCV_THREADS,)
     source: SourceSpec = field(default_factory=SourceSpec)
     frames: int = MIN_FRAMES

@@ -7,6 +7,7 @@ needs them, with defaults shown and no word broken across lines.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -188,16 +189,21 @@ def detection_options(command):
     return command
 
 
-def pipeline_options(command):
+def pipeline_options(threads: int):
     """The pipeline's flags, with one meaning in ``run`` and ``analyze``: --model, the detector
-    options, --threads, --cv-threads, --smooth. Build the options with :func:`pipeline_from`."""
+    options, --threads (default ``threads``: run's one pipeline takes both cores, analyze's
+    workers one each), --cv-threads, --smooth. Build the options with :func:`pipeline_from`."""
+    return functools.partial(_pipeline_options, threads=threads)
+
+
+def _pipeline_options(command, threads: int):
     from .. import defaults
 
     command = click.option("--smooth", default=defaults.SMOOTH, show_default=True, type=float, metavar="WEIGHT",
                            help="Weight of the past in each face's expression average, 0 <= s < 1 (0: off).")(command)
     command = click.option("--cv-threads", default=defaults.OPENCV_THREADS, show_default=True, type=int, metavar="N",
                            help="OpenCV threads (per worker in analyze).")(command)
-    command = click.option("--threads", default=defaults.CLASSIFIER_THREADS, show_default=True, type=int, metavar="N",
+    command = click.option("--threads", default=threads, show_default=True, type=int, metavar="N",
                            help="CPU threads of each model runtime, the classifier's and the detector's "
                                 "(per worker in analyze).")(command)
     command = detection_options(command)

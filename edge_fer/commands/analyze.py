@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from .. import defaults
 from . import GroupedCommand, finite_float, pipeline_from, pipeline_options
 
 #: Failed sources named on stderr at the end (all of them are in the failures file).
@@ -46,7 +47,7 @@ FAILURES_SHOWN = 10
               "default: $RAY_ADDRESS, else a local Ray instance.")
 @click.option("--timeline", "timeline_dir", metavar="DIR",
               help="Write one PNG per video here: each track's expression probabilities over time.")
-@pipeline_options
+@pipeline_options(threads=defaults.WORKER_THREADS)
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 def analyze_command(paths, out, overwrite, resume, glob_pattern, follow_links, min_track_frames, min_confidence,
                     workers, engine, ray_address, timeline_dir, model_path, detector, detector_model, detect_width,

@@ -81,7 +81,7 @@ def bench_command(ctx: click.Context, models, detectors, video, images, camera, 
     from ..bench.harness import BenchOptions, SourceSpec
     from ..bench.report import exit_code, format_report, write_json_atomic
     from ..bench.suite import run_bench
-    from ..classifier import DEFAULT_MODEL, ClassifierOptions, parse_labels
+    from ..classifier import DEFAULT_MODEL, parse_labels
     from ..errors import OptionsError
     from ..pipeline import PipelineOptions
 
@@ -94,7 +94,7 @@ def bench_command(ctx: click.Context, models, detectors, video, images, camera, 
     options = BenchOptions(
         models=tuple(_split(models)) or (str(DEFAULT_MODEL),),
         detectors=tuple(_split(detectors)) or (defaults.DETECTOR,),
-        threads=_ints(threads, "--threads", ClassifierOptions().num_threads),
+        threads=_ints(threads, "--threads", defaults.LIVE_THREADS),
         cv_threads=_ints(cv_threads, "--cv-threads", PipelineOptions().opencv_threads),
         source=source, labels=parse_labels(labels), scale=input_scale, offset=input_offset, **kwargs)
     _check_outputs(json_path, plot_path)  # before the timed run, not after it

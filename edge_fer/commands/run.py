@@ -23,7 +23,7 @@ from .. import defaults
 @click.option("--image", metavar="FILE|DIR", shell_complete=complete_paths,
               help="An image file or a folder of images.")
 @click.option("--demo", is_flag=True, help="Run on the built-in image (assets/astronaut.jpg).")
-@pipeline_options
+@pipeline_options(threads=defaults.LIVE_THREADS)
 @click.option("--labels", metavar="NAMES", help="For a model without edge-fer metadata: 'fer2013' or 'a,b,c,...'.")
 @click.option("--input-scale", type=float, metavar="SCALE", callback=finite_float,
               help="Model input = pixel * scale + offset (overrides metadata).")

@@ -40,7 +40,7 @@ class DetectorOptions:
     min_face_px: int = defaults.MIN_FACE_PX
     min_confidence: float | None = None
     max_faces: int = 10
-    num_threads: int = 1
+    num_threads: int = defaults.LIVE_THREADS
 
     def __post_init__(self) -> None:
         if self.name not in DETECTORS:
