@@ -259,9 +259,9 @@ def write_analysis(paths, options: WriteOptions, on_event=None) -> AnalysisSumma
     from .outputs import OutputPlan, write_failure
     from .resume import Progress, load_previous
     from .settings import run_settings
-    from .writers import OutputFiles
+    from .writers import FORMATS, OutputFiles
 
-    plan = OutputPlan(options.out, overwrite=options.overwrite, resume=options.resume)
+    plan = OutputPlan(options.out, overwrite=options.overwrite, resume=options.resume, suffixes=tuple(FORMATS))
     plan.check()
     analysis = Analysis(paths, options.analyze, on_event)  # bad inputs fail before any folder is made
     min_frames = options.analyze.min_track_frames

@@ -79,6 +79,20 @@ def write_failure(path: str | Path, exc: BaseException) -> str:
     return text[len(prefix):] if text.startswith(prefix) else text
 
 
+def progress_sources(path: Path) -> int:
+    """How many finished sources a progress file lists (its whole lines after the header)."""
+    lines = 0
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the read: not ours
+            return 0
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                lines += block.count(b"\n")
+    except OSError:
+        return 0
+    return max(0, lines - 1)
+
+
 # checks -------------------------------------------------------------------------------------------
 _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
           (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
@@ -110,8 +124,10 @@ class OutputPlan:
     """The outputs of one ``write_analysis``: ``rows``, ``sides`` (name -> Target), ``progress``,
     and the timeline PNGs added with :meth:`check_timelines`."""
 
-    def __init__(self, out: str | Path, overwrite: bool = False, resume: bool = False) -> None:
+    def __init__(self, out: str | Path, overwrite: bool = False, resume: bool = False,
+                 suffixes: tuple[str, ...] = ()) -> None:
         self.out = Path(out)
+        self.suffixes = suffixes  # the row formats' (writers.FORMATS), for the error messages
         self.overwrite, self.resume = overwrite, resume
         self.option = f"WriteOptions.out={str(out)!r}"
         self.targets: list[Target] = []
@@ -119,15 +135,12 @@ class OutputPlan:
 
     def check(self) -> None:
         """Check the rows file, its side files and the progress file (before any work)."""
-        from .resume import progress_sources
-
         folder = self.out.parent
         if not folder.is_dir():
             raise InputError(f"{self.option}: folder {folder} does not exist")
         if self.out.is_dir():
-            from .writers import FORMATS
-
-            raise InputError(f"{self.option}: is a folder; expected a file ending in {', '.join(FORMATS)}")
+            raise InputError(f"{self.option}: is a folder; expected a file"
+                             + (f" ending in {', '.join(self.suffixes)}" if self.suffixes else ""))
         probe_folder(folder, self.option)
         self.rows = self._target(self.out, "")
         self.sides = {name: self._target(side_path(self.out, name), f"its side file {side_path(self.out, name).name}")

@@ -22,7 +22,6 @@ import json
 import logging
 import math
 import os
-import stat
 from dataclasses import replace
 from pathlib import Path
 
@@ -267,20 +266,6 @@ def _read_progress(path: Path, labels, settings: dict | None = None) -> tuple[li
     if unchecked:
         log.warning("%s", unchecked)
     return results, written_with, good
-
-
-def progress_sources(path: Path) -> int:
-    """How many finished sources a progress file lists (its whole lines after the header)."""
-    lines = 0
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the read: not ours
-            return 0
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                lines += block.count(b"\n")
-    except OSError:
-        return 0
-    return max(0, lines - 1)
 
 
 class Progress:

@@ -315,7 +315,7 @@ class OutputFiles:
         if isinstance(plan, (str, Path)):
             from .outputs import OutputPlan
 
-            plan = OutputPlan(plan, overwrite=True)
+            plan = OutputPlan(plan, overwrite=True, suffixes=tuple(FORMATS))
             plan.check()
         self.plan = plan
         self.fmt = output_format(plan.out)

@@ -95,7 +95,7 @@ def analyze_command(paths, out, overwrite, resume, glob_pattern, follow_links, m
 
 def _say_what_is_kept(out: str) -> None:
     from ..analyze.outputs import progress_path
-    from ..analyze.resume import progress_sources
+    from ..analyze.outputs import progress_sources
 
     kept = progress_sources(progress_path(out))
     if kept:

@@ -175,7 +175,7 @@ def test_a_signal_stops_the_run_and_resume_keeps_its_finished_sources(media_dir,
 
 
 def outputs_progress(path: Path) -> int:
-    from edge_fer.analyze.resume import progress_sources
+    from edge_fer.analyze.outputs import progress_sources
 
     return progress_sources(path)
 
