@@ -4,7 +4,9 @@ cost per frame against `edge-fer run`, side by side in one run.
     .venv/bin/python benchmarks/analyze_scaling.py [--copies 8] [--rounds 3] [--workers 1,2]
 
 Copies woman2.mp4 and test.mp4 ``--copies`` times each into a temp folder, then per round runs
-(in this order) ``edge-fer analyze FOLDER --out r.csv --workers N --no-progress`` for each N and
+(in this order) ``edge-fer analyze FOLDER --out r.csv --workers N --no-progress`` for each N, with
+``--fer`` the ``fer`` package's own ``Video(...).analyze`` over the same files (one ``FER()``,
+every frame; benchmarks/fer_video_worker.py), and
 ``edge-fer run --video V --headless --json`` (same detector: the default) for each of the two videos, every one a fresh
 process (so start-up, worker spawn and model loading are included). Reported: the median over
 rounds of wall time and of CPU time (user + sys of the process and its workers); throughput
@@ -37,6 +39,8 @@ from edge_fer.fileio import write_json_atomic
 
 VIDEOS = ("woman2.mp4", "test.mp4")
 EDGE_FER = str(Path(sys.executable).with_name("edge-fer"))
+FER_PYTHON = Path(__file__).resolve().parent / ".venv-fer" / "bin" / "python"
+FER_VIDEO_WORKER = Path(__file__).resolve().parent / "fer_video_worker.py"
 
 
 def timed(argv: list[str]) -> tuple[float, float]:
@@ -47,6 +51,22 @@ def timed(argv: list[str]) -> tuple[float, float]:
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def timed_fer(folder: Path, outdir: Path) -> tuple[float, float, int]:
+    """fer's own Video.analyze over every video of ``folder`` (benchmarks/fer_video_worker.py, in
+    benchmarks/.venv-fer): (wall s, CPU s, the frames fer reports)."""
+    import json
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run([str(FER_PYTHON), str(FER_VIDEO_WORKER), str(folder), str(outdir)], check=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                          env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    frames = json.loads(proc.stdout.strip().splitlines()[-1])["frames"]
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), frames
 
 
 def frames_in(out: Path) -> int:
@@ -70,6 +90,8 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--fer", action="store_true",
+                        help="also time the fer package's own Video.analyze on the same folder (benchmarks/.venv-fer)")
     parser.add_argument("--out", type=Path, default=RESULTS / "analyze_scaling.json")
     args = parser.parse_args()
     workers = [int(w) for w in args.workers.split(",")]
@@ -91,6 +113,9 @@ def main() -> None:
                     [EDGE_FER, "analyze", str(folder), "--out", str(out), "--workers", str(n), "--no-progress",
                      "--overwrite", *detector]))
                 frames[f"analyze --workers {n}"] = frames_in(out)
+            if args.fer:
+                wall, cpu, frames["fer Video.analyze"] = timed_fer(folder, Path(tmp) / "fer-out")
+                runs.setdefault("fer Video.analyze", []).append((wall, cpu))
             for name in VIDEOS:
                 runs.setdefault(f"run --video {name}", []).append(timed(
                     [EDGE_FER, "run", "--video", str(MEDIA / name), "--headless", "--json", *detector]))
