@@ -58,11 +58,12 @@ def timed_fer(folder: Path, outdir: Path) -> tuple[float, float, int]:
     benchmarks/.venv-fer): (wall s, CPU s, the frames fer reports)."""
     import json
 
+    outdir.mkdir(parents=True, exist_ok=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run([str(FER_PYTHON), str(FER_VIDEO_WORKER), str(folder), str(outdir)], check=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                          env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=outdir,
+                          env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))  # fer writes data.csv in its cwd
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     frames = json.loads(proc.stdout.strip().splitlines()[-1])["frames"]

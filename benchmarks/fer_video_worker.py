@@ -5,7 +5,8 @@ on a folder, for benchmarks/analyze_scaling.py; in benchmarks/.venv-fer.
 
 Every ``*.mp4`` in FOLDER, in name order, through one ``FER()`` (its defaults: Haar at full
 resolution, the mini-Xception TFLite), every frame (``frequency=1``), nothing written but its
-results (no frames, video, zip or display; fer's own files go to OUTDIR). Prints one JSON line:
+results (no frames, video, zip or display; fer's own files go to OUTDIR, and its data.csv to the
+working folder: run it from OUTDIR). Prints one JSON line:
 the frames fer reports.
 """
 
