@@ -39,6 +39,8 @@ COMMANDS = {
     "eval": "train:eval_command",
     "teacher-probs": "train:teacher_probs_command",
     "balance": "balance:balance_command",
+    "clean": "clean:clean_command",
+    "oof-probs": "clean:oof_probs_command",
     "doctor": "doctor:doctor_command",
     "calibrate-framing": "calibrate:calibrate_command",
     "calibrate-confidence": "calibrate:calibrate_confidence_command",

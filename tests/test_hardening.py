@@ -292,10 +292,13 @@ def test_cli_value_sets_match_the_library():
     from converters.options import QUANTIZATIONS, TARGETS
     from edge_fer import commands
     from edge_fer.backends import DEVICES
+    from edge_fer.commands.clean import CLEAN_ACTIONS
     from edge_fer.detectors import DETECTORS
     from edge_fer.metadata import COLORS
+    from edge_fer.train.clean import ACTIONS, CLEAN_DETECTORS
     from edge_fer.train.models import ARCHS
 
     assert commands.DETECTOR_NAMES == DETECTORS and commands.DEVICE_NAMES == DEVICES
     assert commands.COLOR_NAMES == COLORS and set(commands.ARCH_NAMES) == set(ARCHS)
     assert commands.TARGET_NAMES == TARGETS and commands.QUANTIZATION_NAMES == QUANTIZATIONS
+    assert CLEAN_ACTIONS == ACTIONS and {n for n, _ in CLEAN_DETECTORS} <= set(commands.SHIPPED_DETECTORS)
