@@ -276,6 +276,33 @@ def atomic_path(path: str | Path, suffix: str = ".tmp", make_parent: bool = Fals
         tmp.unlink(missing_ok=True)
 
 
+@contextmanager
+def folder_atomic(path: str | Path) -> Iterator[Path]:
+    """Yield a new private temp folder beside ``path`` (:func:`new_temp`); when the block ends
+    without error the folder gets mode 0755 and takes ``path``'s place (what was there is removed
+    only afterwards). On any error the temp folder is removed; an OSError becomes OutputError
+    naming ``path``."""
+    path = Path(path)
+    remove_stale_temps(path)
+    tmp = new_temp(path, folder=True)  # OutputError when the parent refuses it
+    try:
+        yield tmp
+        tmp.chmod(0o755)
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

@@ -138,3 +138,22 @@ def test_an_atomic_write_never_replaces_what_is_not_a_regular_file(kind, tmp_pat
         write_bytes_atomic(target, b"x")
     assert (target.is_fifo() if kind == "fifo" else target.is_dir())
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]  # no temp file either
+
+
+def test_folder_atomic_publishes_whole_folders_only(tmp_path):
+    from edge_fer.fileio import folder_atomic
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError):
+        with folder_atomic(out) as building:
+            (building / "half.txt").write_text("half")
+            raise RuntimeError("stopped midway")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # the old folder, no temp left
+    assert [p.name for p in out.iterdir()] == ["old.txt"]
+    with folder_atomic(out) as building:
+        (building / "new.txt").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert [p.name for p in out.iterdir()] == ["new.txt"]
+    assert out.stat().st_mode & 0o777 == 0o755

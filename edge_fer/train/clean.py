@@ -19,7 +19,7 @@ CNN). Here each image is checked by:
 suggested label, confidence), ``OUT/summary.json`` the counts and the options, and ``OUT/data/``
 the cleaned copy: non-faces dropped; label issues dropped (``action="drop"``) or moved to the
 suggested class (``action="relabel"``). OUT is built beside itself and renamed into place at the
-end, so it is whole or absent.
+end (:func:`~edge_fer.fileio.folder_atomic`), so it is whole or absent.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, OptionsError, OutputError
+from ..errors import InputError, OptionsError
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ def check_paths(data: Path, out: Path) -> None:
 
 def clean(options: CleanOptions) -> dict:
     """Check ``options.data``, write OUT (report.csv, summary.json, data/) whole, return the summary."""
-    from ..fileio import make_output_folder, new_temp, portable_path, remove_stale_temps, sync_file
+    from ..fileio import folder_atomic, make_output_folder, portable_path, sync_file
     from .datasets import load_folder
 
     root, out = Path(options.data), Path(options.out)
@@ -210,9 +210,7 @@ def clean(options: CleanOptions) -> dict:
     dropped = {f.index for f in flags if f.issue != "label" or options.action == "drop"}
     moved = {f.index: f.suggested for f in flags if f.issue == "label" and options.action == "relabel"}
 
-    remove_stale_temps(out)
-    building = new_temp(out, folder=True)
-    try:
+    with folder_atomic(out) as building:
         counts = {c: 0 for c in data.classes}
         for i, (path, label) in enumerate(zip(data.paths, data.labels)):
             if i in dropped:
@@ -240,15 +238,5 @@ def clean(options: CleanOptions) -> dict:
         (building / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
         for name in ("report.csv", "summary.json"):
             sync_file(building / name)
-        os.sync()
-        building.chmod(0o755)  # new_temp made it private
-        if out.is_dir():
-            out.rmdir()  # empty, checked above
-        os.replace(building, out)
-    except OSError as exc:
-        shutil.rmtree(building, ignore_errors=True)
-        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
+        os.sync()  # the copies too, before the rename publishes them
     return summary

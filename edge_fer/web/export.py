@@ -25,7 +25,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from pathlib import Path
 from .. import __version__ as EDGE_FER_VERSION
 from .. import defaults
 from ..errors import ModelError, OptionsError, OutputError
-from ..fileio import new_temp, remove_stale_temps, sync_file
+from ..fileio import folder_atomic, sync_file
 from ..metadata import read_model_meta
 from ..metadata_read import tflite_metadata_entries
 
@@ -219,10 +218,8 @@ def export_web(out_dir: str | Path, options: WebExportOptions = WebExportOptions
     parent = out.resolve().parent
     if not parent.is_dir():
         raise OutputError(f"output folder's parent does not exist: {parent}")
-    remove_stale_temps(parent / out.name)
-    tmp = new_temp(parent / out.name, folder=True)  # OutputError when the parent refuses it
-    try:
-        sizes = {}
+    sizes = {}
+    with folder_atomic(out) as tmp:
         for name, data in files.items():
             target = tmp / name
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -237,26 +234,7 @@ def export_web(out_dir: str | Path, options: WebExportOptions = WebExportOptions
                 packed.write_bytes(gzip.compress(target.read_bytes(), GZIP_LEVEL, mtime=0))
                 sync_file(packed)
                 sizes[name + ".gz"] = packed.stat().st_size
-        tmp.chmod(0o755)
-        _replace_folder(tmp, out)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return WebExport(out, sizes)
-
-
-def _replace_folder(new: Path, out: Path) -> None:
-    """Put the complete folder ``new`` at ``out``, removing what was there only afterwards."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    os.replace(new, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 DEVICE_PREFIX = "/device/"
