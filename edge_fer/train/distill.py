@@ -63,9 +63,9 @@ def model_probs(model_path: str, images: np.ndarray, classes: tuple[str, ...], f
 def write_teacher_probs(options: TeacherOptions) -> dict:
     """Average the models' probabilities on ``options.data`` and write them to ``options.out``
     (its missing folders created first, before anything loads). The summary's
-    ``train_accuracy`` holds each teacher's top-1 accuracy on those images and
+    ``train_accuracy`` holds each teacher's top-1 accuracy on those images (keyed by its path) and
     ``ensemble_accuracy`` that of the averaged probabilities, the ones written."""
-    from ..fileio import make_output_folder, write_with_atomic
+    from ..fileio import make_output_folder, portable_path, write_with_atomic
     from .datasets import load_folder
 
     make_output_folder(Path(options.out).parent, "TeacherOptions.out")
@@ -76,13 +76,13 @@ def write_teacher_probs(options: TeacherOptions) -> dict:
     ensemble = np.mean(probs, axis=0)
     write_with_atomic(options.out, lambda handle: np.savez_compressed(
         handle, names=np.asarray(names), probs=ensemble.astype(np.float16), classes=np.asarray(data.classes),
-        teachers=np.asarray([Path(m).name for m in options.models])))
+        teachers=np.asarray([portable_path(m) for m in options.models])))
 
     def accuracy(p: np.ndarray) -> float:
         return float((p.argmax(1) == data.labels).mean())
 
     return {"out": options.out, "images": len(names), "classes": list(data.classes),
-            "train_accuracy": {Path(m).name: accuracy(p) for m, p in zip(options.models, probs)},
+            "train_accuracy": {portable_path(m): accuracy(p) for m, p in zip(options.models, probs)},
             "ensemble_accuracy": accuracy(ensemble)}
 
 

@@ -93,7 +93,7 @@ def teacher_file(tmp_path_factory, fer_train):
                                        str(SHIPPED_ONNX), "--data", str(data), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert re.search(r"^wrote .*teacher\.npz: 21 images, 7 classes; accuracy on them: "
-                     r"edgenet_fer2013_int8\.tflite [01]\.\d{4}, edgenet_fer2013\.onnx [01]\.\d{4}; "
+                     r"\S*/edgenet_fer2013_int8\.tflite [01]\.\d{4}, \S*/edgenet_fer2013\.onnx [01]\.\d{4}; "
                      r"ensemble accuracy [01]\.\d{4}$", result.stdout.strip()), result.output
     return data, out
 
