@@ -328,6 +328,8 @@ def render_page(info: dict) -> bytes:
 def shared_file(name: str) -> Callable:
     """A route answering ``name`` of the phone page's folder (edge_fer/web/static/): the faces
     panel's faces.css and faces.js, which the live page shares with the phone page."""
-    data = (Path(__file__).parents[1] / "web" / "static" / name).read_bytes()
+    from ..web.paths import STATIC_DIR
+
+    data = (STATIC_DIR / name).read_bytes()
     content_type = {".css": "text/css", ".js": "text/javascript"}[Path(name).suffix] + "; charset=utf-8"
     return lambda h: h.send_bytes(200, content_type, data)

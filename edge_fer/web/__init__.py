@@ -5,6 +5,13 @@
 See docs/phone.md.
 """
 
-from .export import WebExport, WebExportOptions, check_web_model, export_web, mount_device_page, web_files
-
 __all__ = ["WebExport", "WebExportOptions", "check_web_model", "export_web", "mount_device_page", "web_files"]
+
+
+def __getattr__(name: str):
+    """The exporter loads on first use (PEP 562), so ``edge_fer.web.paths`` stays light."""
+    if name in __all__:
+        from . import export
+
+        return getattr(export, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -37,10 +37,7 @@ from ..fileio import folder_atomic, sync_file
 from ..metadata import read_model_meta
 from ..metadata_read import tflite_metadata_entries
 
-WEB_DIR = Path(__file__).parent
-STATIC_DIR = WEB_DIR / "static"
-VENDOR_DIR = WEB_DIR / "vendor"
-PHONE_MODEL = WEB_DIR.parent / "models" / "edgenet_fer2013_phone.tflite"
+from .paths import PHONE_MODEL, STATIC_DIR, VENDOR_DIR, WEB_DIR
 STATIC_FILES = ("index.html", "app.js", "fer.js", "faces.js", "faces.css")
 SW_FILE = "sw.js"
 CONFIG_FILE = "edge-fer.json"
