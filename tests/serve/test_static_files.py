@@ -79,8 +79,11 @@ def test_folder_server_serves_its_files_and_nothing_else(folder, path):
 
 
 def _serve_web(*args: str) -> subprocess.Popen:
+    """The server as a user starts it: SIGINT at its default even where this test run inherited it
+    ignored (a job started in the background by a non-interactive shell)."""
     return subprocess.Popen([sys.executable, "-m", "edge_fer.cli", "serve-web", *args],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -92,8 +95,8 @@ def test_serve_web_runs_until_stopped(folder, sig):
         port = int(line.split("127.0.0.1:")[1].split("/")[0])
         assert _get(port, "/app.js")[2] == BODY
         proc.send_signal(sig)
-        rest = proc.stderr.read()
-        assert proc.wait(timeout=120) == 0, rest
+        rest = proc.communicate(timeout=120)[1]  # bounded: a server that ignored the signal fails here
+        assert proc.returncode == 0, rest
     finally:
         proc.kill()
     assert rest.strip() == f"edge-fer: stopped; answered 1 file requests, sent {len(BODY):,} bytes"
