@@ -257,11 +257,15 @@ def limit_classes(dataset: FaceDataset, limit_per_class: int | None, seed: int =
     return dataset.subset(np.asarray(sorted(keep), np.int64))
 
 
+def pixel_key(image: np.ndarray) -> str:
+    """A name shared by pixel-identical images (and by no others, in practice)."""
+    return hashlib.sha1(image.tobytes()).hexdigest()
+
+
 def dedup_against(dataset: FaceDataset, reference: FaceDataset) -> np.ndarray:
     """Indexes of ``dataset`` whose pixels have no identical twin in ``reference``."""
-    seen = {hashlib.sha1(im.tobytes()).digest() for im in reference.images}
-    return np.asarray([i for i, im in enumerate(dataset.images)
-                       if hashlib.sha1(im.tobytes()).digest() not in seen], np.int64)
+    seen = {pixel_key(im) for im in reference.images}
+    return np.asarray([i for i, im in enumerate(dataset.images) if pixel_key(im) not in seen], np.int64)
 
 
 def save_folder(dataset: FaceDataset, root: str | Path, prefix: str = "") -> list[Path]:

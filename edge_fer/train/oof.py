@@ -11,10 +11,8 @@ predicts that fold, averaged over the face and its mirror. The result is written
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +47,9 @@ class OofOptions:
 
 def pixel_groups(images: np.ndarray) -> list[str]:
     """One group name per image: pixel-identical images share it."""
-    return [hashlib.sha1(image.tobytes()).hexdigest() for image in images]
+    from .datasets import pixel_key
+
+    return [pixel_key(image) for image in images]
 
 
 def out_of_fold_probs(options: OofOptions) -> dict:
@@ -99,6 +99,6 @@ def out_of_fold_probs(options: OofOptions) -> dict:
         teachers=np.asarray([f"oof-{options.folds}fold-{options.arch}-{options.epochs}ep"])))
     summary = {"out": options.out, "images": len(data), "classes": list(data.classes),
                "accuracy": float((probs.argmax(1) == data.labels).mean()), "per_fold": per_fold,
-               "options": {k: getattr(options, k) for k in options.__dataclass_fields__}}
+               "options": asdict(options)}
     write_json_atomic(work / "summary.json", summary)
-    return json.loads(json.dumps(summary))
+    return summary
