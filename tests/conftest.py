@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,9 @@ def tls_pair(tmp_path_factory) -> tuple[Path, Path]:
                     "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True)
     return cert, key
+
+
+def sigint_default() -> None:
+    """``preexec_fn`` for a child the tests stop with Ctrl-C: SIGINT at its default, even where
+    the test run inherited it ignored (a job started in the background by a non-interactive shell)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

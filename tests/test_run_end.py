@@ -16,7 +16,7 @@ import cv2
 import pytest
 from click.testing import CliRunner
 
-from conftest import REPO
+from conftest import REPO, sigint_default
 from edge_fer.cli import main
 from edge_fer.runner import STOP_SIGNALS, RunOptions, Terminated, run
 from edge_fer.sinks import SinkItem, StatusLineSink
@@ -28,7 +28,7 @@ def edge_fer_process(*args, **popen) -> subprocess.Popen:
     """``edge-fer ARGS`` in a child whose Ctrl-C is at its default (an ignored SIGINT is inherited)."""
     return subprocess.Popen([sys.executable, "-m", "edge_fer.cli", *map(str, args)], cwd=REPO, text=True,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **popen)
+                            preexec_fn=sigint_default, **popen)
 
 
 def read_until(stream, pattern: str, lines: list[str], timeout_s: float = 120.0) -> re.Match:

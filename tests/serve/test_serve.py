@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import REPO
+from conftest import REPO, sigint_default
 from edge_fer.sources.capture import SourceOptions
 from edge_fer.cli import main
 from edge_fer.pipeline import FerPipeline, PipelineOptions
@@ -43,7 +43,7 @@ class ServedRun:
         # earlier test's library (an ignored signal is inherited across exec).
         self.proc = subprocess.Popen([sys.executable, "-m", "edge_fer.cli", "run", *map(str, args)],
                                      stdout=stdout, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
-                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                                     preexec_fn=sigint_default)
         self.stderr: list[str] = []
         self.url = None
         self._ready = threading.Event()

@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from conftest import sigint_default
 from edge_fer.serve import FerServer, ServeOptions
 from edge_fer.serve.handler import accepts_gzip
 
@@ -79,11 +80,9 @@ def test_folder_server_serves_its_files_and_nothing_else(folder, path):
 
 
 def _serve_web(*args: str) -> subprocess.Popen:
-    """The server as a user starts it: SIGINT at its default even where this test run inherited it
-    ignored (a job started in the background by a non-interactive shell)."""
     return subprocess.Popen([sys.executable, "-m", "edge_fer.cli", "serve-web", *args],
                             stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=sigint_default)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
