@@ -68,8 +68,9 @@ def configurations(args) -> list[dict]:
     if args.ssd_onnx:
         configs.append({"name": "edge-fer ssd (ONNX)", "kind": "edge", "model": default, "detector": "ssd",
                         "detector_model": args.ssd_onnx})
+    extra = [Path(m).resolve() for m in args.extra_model]
     configs += [{"name": f"edge-fer {m.name}", "kind": "edge", "model": m, "detector": defaults.DETECTOR}
-                for m in available_models() if m != default.resolve()]
+                for m in dict.fromkeys([*available_models(), *extra]) if m != default.resolve()]
     if args.choices:  # the rows that chose the defaults: decode in a thread or not, 1 or 2 model threads
         configs += [{"name": f"edge-fer default read-ahead {ahead} threads {threads}", "kind": "edge",
                      "model": default, "detector": defaults.DETECTOR, "read_ahead": ahead, "threads": threads}
@@ -157,6 +158,8 @@ def main() -> int:
     parser.add_argument("--choices", action="store_true",
                         help="add the default with read-ahead 0/1 and 1/2 model threads (the table that chose them)")
     parser.add_argument("--ssd-onnx", help="a folder holding `edge-fer convert-ssd`'s output: adds an 'ssd (ONNX)' row")
+    parser.add_argument("--extra-model", action="append", default=[], metavar="FILE",
+                        help="also time this model file with the default detector (repeatable)")
     parser.add_argument("--out", default=str(RESULTS / "compare_fer.json"))
     args = parser.parse_args()
     if not FER_PYTHON.is_file():

@@ -46,10 +46,13 @@ def score(clean_dir: Path, data_dir: Path, votes_path: Path) -> tuple[dict, list
     people = plurality_labels(votes_path, data.paths, data.classes)
     votes = read_votes(votes_path)
     nf = VOTE_COLUMNS.index("NF")
-    listed = np.asarray([image_key(p) in votes for p in data.paths])
-    nf_plural = np.asarray([bool(image_key(p) in votes and votes[image_key(p)].argmax() == nf
-                                 and (votes[image_key(p)] == votes[image_key(p)].max()).sum() == 1)
-                            for p in data.paths])
+    row_of = [votes.get(image_key(p)) for p in data.paths]
+    listed = np.asarray([row is not None for row in row_of])
+
+    def nf_plurality(row) -> bool:  # NF has the most votes, alone
+        return row is not None and row.argmax() == nf and int((row == row.max()).sum()) == 1
+
+    nf_plural = np.asarray([nf_plurality(row) for row in row_of])
 
     scored = people >= 0
     wrong = scored & (people != data.labels)

@@ -36,8 +36,8 @@ from ..errors import ModelError, OptionsError, OutputError
 from ..fileio import folder_atomic, sync_file
 from ..metadata import read_model_meta
 from ..metadata_read import tflite_metadata_entries
-
 from .paths import PHONE_MODEL, STATIC_DIR, VENDOR_DIR, WEB_DIR
+
 STATIC_FILES = ("index.html", "app.js", "fer.js", "faces.js", "faces.css")
 SW_FILE = "sw.js"
 CONFIG_FILE = "edge-fer.json"
