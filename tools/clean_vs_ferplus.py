@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge_fer.train.datasets import image_key, load_folder  # noqa: E402
-from edge_fer.train.soft_labels import VOTE_COLUMNS, plurality_labels, read_votes  # noqa: E402
+from edge_fer.train.soft_labels import not_a_face, plurality_labels, read_votes  # noqa: E402
 
 
 def precision_recall(flagged: np.ndarray, truth: np.ndarray) -> dict:
@@ -45,14 +45,8 @@ def score(clean_dir: Path, data_dir: Path, votes_path: Path) -> tuple[dict, list
     suggested = [flag_of.get(k, {}).get("suggested", "") for k in keys]
     people = plurality_labels(votes_path, data.paths, data.classes)
     votes = read_votes(votes_path)
-    nf = VOTE_COLUMNS.index("NF")
-    row_of = [votes.get(image_key(p)) for p in data.paths]
-    listed = np.asarray([row is not None for row in row_of])
-
-    def nf_plurality(row) -> bool:  # NF has the most votes, alone
-        return row is not None and row.argmax() == nf and int((row == row.max()).sum()) == 1
-
-    nf_plural = np.asarray([nf_plurality(row) for row in row_of])
+    listed = np.asarray([image_key(p) in votes for p in data.paths])
+    nf_plural = not_a_face(votes_path, data.paths)
 
     scored = people >= 0
     wrong = scored & (people != data.labels)

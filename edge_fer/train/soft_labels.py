@@ -138,3 +138,10 @@ def plurality_labels(votes_path: str | Path, paths: list[str],
         if name in classes:
             out[i] = classes.index(name)
     return out
+
+
+def not_a_face(votes_path: str | Path, paths: list[str]) -> np.ndarray:
+    """True where an image's FER+ plurality is NF (not a face): NF alone has the most votes."""
+    votes, nf = read_votes(votes_path), VOTE_COLUMNS.index("NF")
+    rows = [votes.get(image_key(p)) for p in paths]
+    return np.asarray([r is not None and r.argmax() == nf and int((r == r.max()).sum()) == 1 for r in rows], bool)
