@@ -71,13 +71,13 @@ def worker_tf(batch: int, steps: int, warmup: int, threads: int) -> float:
     import keras
 
     from edge_fer.train.models import arch_spec, build_model
-    from edge_fer.train.trainer import _compile, make_tf_dataset
+    from edge_fer.train.trainer import compile_model, make_tf_dataset
 
     data = faces(batch * (steps + warmup))
     spec = arch_spec("edgenet")
     keras.utils.set_random_seed(0)
     model = build_model("edgenet", len(data.classes))
-    _compile(model, spec, steps_per_epoch=steps + warmup, epochs=40, lr=None)
+    compile_model(model, spec, steps_per_epoch=steps + warmup, epochs=40, lr=None)
     ds = make_tf_dataset(data, "gray", batch, True, 0, augment="full").repeat()
     timer = StepTimer(warmup)
     model.fit(ds, steps_per_epoch=steps + warmup, epochs=1, verbose=0, callbacks=[timer])
@@ -94,16 +94,11 @@ def worker_torch(batch: int, steps: int, warmup: int, threads: int) -> float:
 
     sys.path.insert(0, str(REPO))
     from edge_fer.train.models import build_edgenet
+    from edge_fer.train.trainer import augmenter
 
     data = faces(batch * (steps + warmup))
     keras.utils.set_random_seed(0)
-    augment = keras.Sequential([
-        keras.layers.RandomFlip("horizontal", seed=0),
-        keras.layers.RandomRotation(0.04, fill_mode="reflect", seed=1),
-        keras.layers.RandomZoom(0.12, fill_mode="reflect", seed=2),
-        keras.layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=3),
-        keras.layers.RandomBrightness(0.15, value_range=(0, 255), seed=4),
-        keras.layers.RandomContrast(0.25, value_range=(0, 255), seed=5)])
+    augment = augmenter("full", 0)
     net = build_edgenet(len(data.classes))
     inputs = keras.Input((48, 48, 1))
     model = keras.Model(inputs, net(augment(inputs)))

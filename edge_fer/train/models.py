@@ -30,9 +30,11 @@ ARCHS = {
     "edgenet": ArchSpec("edgenet", (48, 48), "gray", "adamw-cosine", 64),
     #: edgenet at 1.5x width: the teacher candidate of the model campaign (docs/model_card/campaign.md).
     "edgenet-m": ArchSpec("edgenet-m", (48, 48), "gray", "adamw-cosine", 64),
+    #: edgenet at 2x width (2.6M parameters): a teacher for a GPU machine (tools/train_gpu.py).
+    "edgenet-l": ArchSpec("edgenet-l", (48, 48), "gray", "adamw-cosine", 64),
 }
 #: Channel widths of edgenet's four blocks, per architecture name.
-EDGENET_WIDTHS = {"edgenet": (32, 48, 96, 192), "edgenet-m": (48, 72, 144, 288)}
+EDGENET_WIDTHS = {"edgenet": (32, 48, 96, 192), "edgenet-m": (48, 72, 144, 288), "edgenet-l": (64, 96, 192, 384)}
 
 
 def arch_spec(name: str) -> ArchSpec:

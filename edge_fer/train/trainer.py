@@ -128,6 +128,23 @@ def load_training_data(folders, spec, limit_per_class=None, seed=0, classes=None
                        sum(p.no_face for p in parts))
 
 
+def augmenter(level: str, seed: int):
+    """The training augmentation (:data:`AUGMENTS`: "full" or "flip") as one Keras model on raw
+    pixels (0..255, NHWC); pure Keras, so any backend runs it (tools/train_gpu.py on PyTorch)."""
+    import keras
+
+    steps = [keras.layers.RandomFlip("horizontal", seed=seed)]
+    if level == "full":
+        steps += [
+            keras.layers.RandomRotation(0.04, fill_mode="reflect", seed=seed + 1),
+            keras.layers.RandomZoom(0.12, fill_mode="reflect", seed=seed + 2),
+            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed + 3),
+            keras.layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed + 4),
+            keras.layers.RandomContrast(0.25, value_range=(0, 255), seed=seed + 5),
+        ]
+    return keras.Sequential(steps, name="augment")
+
+
 def make_tf_dataset(data: FaceDataset, color: str, batch_size: int, training: bool, seed: int,
                     teacher: np.ndarray | None = None, augment: str = "full"):
     """Batches of ``(raw pixels float32 NHWC, one-hot)`` (``[one-hot | teacher]`` with a teacher's
@@ -145,23 +162,14 @@ def make_tf_dataset(data: FaceDataset, color: str, batch_size: int, training: bo
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     if training and augment != "none":
-        steps = [keras.layers.RandomFlip("horizontal", seed=seed)]
-        if augment == "full":
-            steps += [
-                keras.layers.RandomRotation(0.04, fill_mode="reflect", seed=seed + 1),
-                keras.layers.RandomZoom(0.12, fill_mode="reflect", seed=seed + 2),
-                keras.layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed + 3),
-                keras.layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed + 4),
-                keras.layers.RandomContrast(0.25, value_range=(0, 255), seed=seed + 5),
-            ]
-        transform = keras.Sequential(steps, name="augment")
+        transform = augmenter(augment, seed)
         ds = ds.map(lambda a, b: (transform(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
     if color == "rgb":
         ds = ds.map(lambda a, b: (tf.image.grayscale_to_rgb(a), b))
     return shard_by_data(ds.prefetch(tf.data.AUTOTUNE))
 
 
-def _compile(model, spec, steps_per_epoch: int, epochs: int, lr: float | None, optimizer_name=None,
+def compile_model(model, spec, steps_per_epoch: int, epochs: int, lr: float | None, optimizer_name=None,
              distill: tuple[float, float] | None = None):
     """Compile with ``optimizer_name`` (default: the architecture's); ``distill``: (alpha, T)."""
     import keras
@@ -270,7 +278,7 @@ def train_on(data: FaceDataset, val: FaceDataset | None, options: TrainOptions) 
         model = build_model(options.arch, len(data.classes), weights=options.weights)
         if options.init_from:
             init_weights(model, options.init_from)
-        _compile(model, spec, steps, options.epochs, options.learning_rate, options.optimizer, distill)
+        compile_model(model, spec, steps, options.epochs, options.learning_rate, options.optimizer, distill)
     if options.strategy == "multiworker":  # works around Keras 3.15 (see distribute.py)
         prebuild_for_multiworker(model, strategy, train_ds)
     best_path = out / "best.keras"

@@ -50,10 +50,10 @@ def test_pyfer_layer_sequence_follows_the_paper():
 
 def test_pyfer_optimizer_is_the_papers():
     from edge_fer.train.models import arch_spec, build_pyfer
-    from edge_fer.train.trainer import _compile
+    from edge_fer.train.trainer import compile_model
 
     model = build_pyfer(7)
-    _compile(model, arch_spec("pyfer"), steps_per_epoch=10, epochs=2, lr=None)
+    compile_model(model, arch_spec("pyfer"), steps_per_epoch=10, epochs=2, lr=None)
     opt = model.optimizer
     assert type(opt).__name__ == "SGD"
     assert float(opt.learning_rate) == pytest.approx(0.001)

@@ -1,0 +1,226 @@
+"""The model campaign in one call on a GPU machine: teachers, their ensemble, the distilled student.
+
+Runs on any Keras 3 backend (the device image has PyTorch, not TensorFlow: tools/train_gpu.sh sets
+``KERAS_BACKEND=torch``); reads tools/gpu_pack.py's pack, so it needs no ../shared there.
+
+    KERAS_BACKEND=torch python tools/train_gpu.py --pack .gpudata --out $OUT \\
+        [--teachers edgenet-l:0,edgenet-m:1,edgenet-l:2] [--teacher-epochs 60] [--student-epochs 60]
+
+1. Each teacher (``ARCH:SEED``) trains on the FER2013 label mixed with FER+ votes (``--ferplus-share``:
+   the share of people's vote distribution in the target, as ``edge-fer train --soft-labels``),
+   with edge-fer's recipe (trainer.compile_model, trainer.augmenter; augmentation on the device).
+2. The ensemble: the teachers' flip-averaged probabilities, averaged; on train it is written as
+   ``teacher_probs.npz`` in ``edge-fer teacher-probs``'s format (``train --teacher`` reads it).
+3. The student (``--student-arch``, edgenet by default) distils from the ensemble (``--alpha``,
+   ``--temperature``: distill.distill_loss), judged without flip averaging.
+
+Every model is scored on the campaign's three sets (de-duplicated val, val against the FER+
+plurality, CK+48's 6 shared classes) and saved as ``<name>.keras`` with edge-fer's metadata;
+``summary.json`` (rewritten after each phase, so a call cut short still reports) holds the scores,
+per-epoch histories and wall times. Convert and score on a CPU box with ``edge-fer convert`` and
+``tools/campaign.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tools"))
+
+from gpu_pack import PackError, load  # noqa: E402
+
+#: The edgenet recipe's batch; larger batches scale the arch's learning rate by sqrt(batch / 64).
+RECIPE_BATCH = 64
+RECIPE_LR = 3e-3
+
+
+def parse_teachers(text: str) -> list[tuple[str, int]]:
+    from edge_fer.train.models import ARCHS  # Keras-free
+
+    out = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        arch, _, seed = item.partition(":")
+        if arch not in ARCHS or not seed.isdigit():
+            raise SystemExit(f"train_gpu: --teachers item {item!r}: expected ARCH:SEED with ARCH one of {sorted(ARCHS)}")
+        out.append((arch, int(seed)))
+    return out
+
+
+def device_name() -> str:
+    import keras
+
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu (torch)"
+    return f"{keras.backend.backend()} backend"
+
+
+def predict(net, images: np.ndarray, flip: bool, batch: int) -> np.ndarray:
+    x = images[..., None].astype("float32")
+    probs = np.asarray(net.predict(x, batch_size=batch, verbose=0), np.float64)
+    if flip:
+        probs = (probs + np.asarray(net.predict(x[:, :, ::-1], batch_size=batch, verbose=0), np.float64)) / 2
+    return probs
+
+
+def scores(net_or_probs, data: dict, flip: bool, batch: int) -> dict:
+    """The campaign's three measures (and plain val) of a model, or of (val, ck) probabilities."""
+    if isinstance(net_or_probs, tuple):
+        val_p, ck_p = net_or_probs
+    else:
+        val_p, ck_p = (predict(net_or_probs, data[k], flip, batch) for k in ("val_images", "ck_images"))
+    pred, truth = val_p.argmax(1), data["val_labels"]
+    dedup, voted = data["val_dedup"], data["val_ferplus"] >= 0
+    return {"val": float((pred == truth).mean()), "val_dedup": float((pred[dedup] == truth[dedup]).mean()),
+            "val_ferplus": float((pred[voted] == data["val_ferplus"][voted]).mean()),
+            "ckplus48": float((ck_p.argmax(1) == data["ck_labels"]).mean())}, (val_p, ck_p)
+
+
+def fit(arch: str, seed: int, data: dict, soft: np.ndarray, alpha: float, temperature: float, epochs: int,
+        args) -> tuple[object, dict]:
+    """Train ``arch`` on ``[one-hot | soft]`` targets with distill_loss(alpha, T); the net (no
+    augmentation layers) and its per-epoch history."""
+    import keras
+
+    from edge_fer.train.models import arch_spec, build_model
+    from edge_fer.train.trainer import augmenter, compile_model
+
+    keras.utils.set_random_seed(seed)
+    classes = len(data["classes"])
+    net = build_model(arch, classes)
+    inputs = keras.Input((*arch_spec(arch).input_size_hw, 1), name="face")
+    model = keras.Model(inputs, net(augmenter("full", seed)(inputs)))
+    x = data["train_images"][..., None].astype("float32")
+    onehot = np.eye(classes, dtype="float32")[data["train_labels"]]
+    y = np.concatenate([onehot, soft.astype("float32")], axis=1)
+    val_onehot = np.eye(classes, dtype="float32")[data["val_labels"]]
+    lr = args.lr or RECIPE_LR * math.sqrt(args.batch / RECIPE_BATCH)
+    compile_model(model, arch_spec(arch), math.ceil(len(x) / args.batch), epochs, lr, distill=(alpha, temperature))
+    started = time.perf_counter()
+    history = model.fit(x, y, batch_size=args.batch, epochs=epochs, shuffle=True, verbose=2,
+                        validation_data=(data["val_images"][..., None].astype("float32"),
+                                         np.concatenate([val_onehot, val_onehot], axis=1)))
+    seconds = time.perf_counter() - started
+    return net, {"arch": arch, "seed": seed, "epochs": epochs, "batch": args.batch, "lr": lr, "alpha": alpha,
+                 "temperature": temperature, "seconds": round(seconds, 1),
+                 "images_per_s": round(len(x) * epochs / seconds, 1),
+                 "history": {k: [round(float(v), 4) for v in vals] for k, vals in history.history.items()}}
+
+
+def student_epochs(args, summary: dict, elapsed_s: float) -> int:
+    """``--student-epochs``, cut to what fits in what is left of ``--budget-s`` at the slowest
+    teacher's pace (the student is no larger than a teacher); the cut is recorded."""
+    if not args.budget_s or not summary["models"]:
+        return args.student_epochs
+    epoch_s = max(m["seconds"] / m["epochs"] for m in summary["models"])
+    fits = int((args.budget_s - elapsed_s - 20.0) // epoch_s)  # 20 s: scoring and saving
+    if fits < args.student_epochs:
+        summary["student_epochs_cut"] = {"asked": args.student_epochs, "fit_in_budget": max(0, fits)}
+    return max(0, min(args.student_epochs, fits))
+
+
+def save(net, arch: str, data: dict, path: Path) -> None:
+    from edge_fer.metadata import ModelMeta
+    from edge_fer.train.keras_io import save_keras
+    from edge_fer.train.models import arch_spec
+
+    spec = arch_spec(arch)
+    save_keras(net, path, ModelMeta(labels=data["classes"], input_size_hw=spec.input_size_hw, color=spec.color,
+                                    scale=1.0, offset=0.0, name=arch))
+
+
+def run(args) -> dict:
+    started = time.perf_counter()
+    teachers = parse_teachers(args.teachers)
+    data = load(Path(args.pack))  # before Keras: a missing part fails at once
+    import keras
+
+    if args.precision != "float32":
+        keras.config.set_dtype_policy(args.precision)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"backend": keras.backend.backend(), "device": device_name(), "pack": data["pack"],
+               "train_faces": len(data["train_labels"]), "options": vars(args),
+               "load_s": round(time.perf_counter() - started, 1), "models": []}
+
+    def write() -> None:
+        summary["wall_s"] = round(time.perf_counter() - started, 1)
+        (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+
+    val_probs, ck_probs, train_probs, names = [], [], [], []
+    for arch, seed in teachers:
+        net, record = fit(arch, seed, data, data["train_ferplus"], args.ferplus_share, 1.0, args.teacher_epochs, args)
+        name = f"teacher-{arch}-s{seed}"
+        record["scores_flip"], (vp, cp) = scores(net, data, True, args.predict_batch)
+        val_probs.append(vp)
+        ck_probs.append(cp)
+        train_probs.append(predict(net, data["train_images"], True, args.predict_batch))
+        save(net, arch, data, out / f"{name}.keras")
+        names.append(name)
+        summary["models"].append({"name": name, **record})
+        write()
+    ensemble = np.mean(train_probs, axis=0)
+    np.savez_compressed(out / "teacher_probs.npz", names=np.asarray(data["train_keys"]),
+                        probs=ensemble.astype(np.float16), classes=np.asarray(data["classes"]),
+                        teachers=np.asarray([f"{n}.keras" for n in names]))
+    summary["ensemble"] = {"members": names, "train_agreement": float((ensemble.argmax(1) == data["train_labels"]).mean()),
+                           "scores_flip": scores((np.mean(val_probs, axis=0), np.mean(ck_probs, axis=0)), data, True,
+                                                 args.predict_batch)[0]}
+    write()
+    epochs = student_epochs(args, summary, time.perf_counter() - started)
+    if epochs:
+        net, record = fit(args.student_arch, args.student_seed, data, ensemble, args.alpha, args.temperature,
+                           epochs, args)
+        record["scores"] = scores(net, data, False, args.predict_batch)[0]
+        record["scores_flip"] = scores(net, data, True, args.predict_batch)[0]
+        save(net, args.student_arch, data, out / "student.keras")
+        summary["models"].append({"name": "student", **record})
+        write()
+    return summary
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pack", default=".gpudata", help="tools/gpu_pack.py's folder")
+    parser.add_argument("--out", required=True, help="where models, teacher_probs.npz and summary.json go")
+    parser.add_argument("--teachers", default="edgenet-l:0,edgenet-m:1,edgenet-l:2", help="ARCH:SEED,...")
+    parser.add_argument("--teacher-epochs", type=int, default=60)
+    parser.add_argument("--ferplus-share", type=float, default=0.35,
+                        help="share of the FER+ vote distribution in the teachers' targets")
+    parser.add_argument("--student-arch", default="edgenet")
+    parser.add_argument("--student-seed", type=int, default=0)
+    parser.add_argument("--student-epochs", type=int, default=60, help="0: teachers only")
+    parser.add_argument("--alpha", type=float, default=0.6, help="the student's share of the ensemble")
+    parser.add_argument("--temperature", type=float, default=2.0)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--lr", type=float, help="peak rate (default: 3e-3 x sqrt(batch / 64))")
+    parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16", "mixed_float16"])
+    parser.add_argument("--predict-batch", type=int, default=1024)
+    parser.add_argument("--budget-s", type=float, default=540.0,
+                        help="wall seconds for the whole run: the student's epochs are cut to fit (0: no cut)")
+    args = parser.parse_args()
+    try:
+        summary = run(args)
+    except PackError as exc:
+        print(f"train_gpu: {exc}", file=sys.stderr)
+        return 2
+    for m in summary["models"]:
+        print(m["name"], {k: round(v, 4) for k, v in (m.get("scores") or m["scores_flip"]).items()},
+              f"{m['seconds']} s, {m['images_per_s']} images/s")
+    print("ensemble", {k: round(v, 4) for k, v in summary["ensemble"]["scores_flip"].items()})
+    print(f"wall {summary['wall_s']} s on {summary['device']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
