@@ -4,7 +4,7 @@ A device call carries at most 64 MiB with the working tree (about 27 MB), and FE
 JPEGs alone are 45 MB: the pack is split into parts of at most ``--part-mb`` MB, each small enough
 to travel in a call of its own (docs/train_gpu.md gives the calls).
 
-    python tools/gpu_pack.py --out .gpudata [--part-mb 30] [--limit-per-class N]
+    python tools/gpu_pack.py --out .gpudata [--part-mb 28] [--limit-per-class N]
 
 Parts (plain ``.npz``, no pickles), each naming the pack it belongs to and how many parts it has:
 - ``train-K.npz``: the training faces as their JPEG bytes (exact: decoded there as here), labels,
@@ -126,7 +126,8 @@ def load(folder: Path) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="the pack's folder (e.g. .gpudata, git-ignored)")
-    parser.add_argument("--part-mb", type=float, default=30.0, help="largest training part, MB (default 30)")
+    parser.add_argument("--part-mb", type=float, default=28.0,
+                        help="JPEG bytes per training part, MB (default 28: two parts, each call under 64 MiB)")
     parser.add_argument("--limit-per-class", type=int, help="at most this many faces per class (tests)")
     parser.add_argument("--shared", type=Path, default=SHARED, help="the shared data folder")
     args = parser.parse_args()
