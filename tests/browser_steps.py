@@ -18,6 +18,15 @@ def launch(playwright, chromium_path: str, *extra: str):
         "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", *extra])
 
 
+#: A page load on a loaded 2-core box (training beside the suite) has taken over Playwright's 30 s.
+NAVIGATION_TIMEOUT_MS = 120_000
+
+
+def goto(page, url: str) -> None:
+    """Load ``url`` with a margin a loaded box meets (the wait is on the load event, not on time)."""
+    page.goto(url, timeout=NAVIGATION_TIMEOUT_MS)
+
+
 def wait_results(page, count: int | None = None, timeout_ms: int = 60000) -> list[dict]:
     """The page's results once it is done (``count`` None) or has ``count`` of them."""
     # Function expressions, not bare strings: Playwright would eval() those, which the CSP forbids.

@@ -55,9 +55,12 @@ CROP_DETECTORS = DETECTOR
                    "not-a-face votes are dropped; faces with none left keep their label.")
 @click.option("--soft-label-weight", default=0.5, show_default=True, type=float,
               help="With --soft-labels: w in target = (1 - w) * label + w * votes.")
-@click.option("--augment", default="full", show_default=True, type=click.Choice(["full", "flip", "none"]),
+@click.option("--augment", default="full", show_default=True, type=click.Choice(["full", "erase", "flip", "none"]),
               help="Training augmentation: flip, rotation, zoom, shift, brightness and contrast; "
-                   "the mirror image only; or none.")
+                   "those and random erasing of one patch in half the faces; the mirror image only; or none.")
+@click.option("--label-smoothing", type=click.FloatRange(0.0, 1.0, max_open=True),
+              help="Label smoothing of the cross-entropy (default: the optimizer's own: 0.1 for "
+                   "adamw-cosine and sgd-nesterov-cosine, 0 for the others).")
 @click.option("--threads", "num_threads", type=click.IntRange(1, 256),
               help="TensorFlow threads (default: every core); set it when jobs share the machine.")
 @click.option("--protocol", type=click.Choice(["random", "subject"]),

@@ -57,6 +57,8 @@ def fingerprint(options, data, spec, batch_size: int) -> dict:
         "optimizer": options.optimizer or spec.optimizer,
         "augment": options.augment,
         "init_from": _resolved(options.init_from) if options.init_from else None,
+        # only when set: runs recorded before the option existed still resume
+        **({"label_smoothing": options.label_smoothing} if options.label_smoothing is not None else {}),
     }
 
 

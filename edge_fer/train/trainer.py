@@ -33,8 +33,9 @@ from .run_folder import (CURVE_FILE, HISTORY_FILE, check_or_record, fingerprint,
 
 log = logging.getLogger(__name__)
 
-#: Training augmentation levels: every transform below, the mirror image only, or none.
-AUGMENTS = ("full", "flip", "none")
+#: Training augmentation levels: every transform below, those and random erasing, the mirror image
+#: only, or none.
+AUGMENTS = ("full", "erase", "flip", "none")
 #: Optimizers ``--optimizer`` may pick over an architecture's own (ArchSpec.optimizer).
 OPTIMIZERS = ("sgd-pyfer", "adam", "adam-transfer", "adamw-cosine", "sgd-nesterov-cosine")
 
@@ -69,6 +70,7 @@ class TrainOptions:
     soft_label_weight: float = 0.5  # w in target = (1 - w) * one-hot + w * votes
     num_threads: int | None = None  # TensorFlow's intra-op threads (None: every core)
     augment: str = "full"  # one of AUGMENTS
+    label_smoothing: float | None = None  # None: the optimizer's own (0.1 for the cosine ones, else 0)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -85,6 +87,8 @@ class TrainOptions:
         check_strategy(self.strategy)
         if self.augment not in AUGMENTS:
             raise OptionsError(f"TrainOptions.augment={self.augment!r}: expected one of {', '.join(AUGMENTS)}")
+        if self.label_smoothing is not None and not 0.0 <= self.label_smoothing < 1.0:
+            raise OptionsError(f"TrainOptions.label_smoothing={self.label_smoothing!r}: expected 0 <= value < 1")
         if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
             raise OptionsError(f"TrainOptions.optimizer={self.optimizer!r}: expected one of "
                                f"{', '.join(OPTIMIZERS)}")
@@ -129,12 +133,13 @@ def load_training_data(folders, spec, limit_per_class=None, seed=0, classes=None
 
 
 def augmenter(level: str, seed: int):
-    """The training augmentation (:data:`AUGMENTS`: "full" or "flip") as one Keras model on raw
-    pixels (0..255, NHWC); pure Keras, so any backend runs it (tools/train_gpu.py on PyTorch)."""
+    """The training augmentation (:data:`AUGMENTS`: "full", "erase" or "flip") as one Keras model on
+    raw pixels (0..255, NHWC); pure Keras, so any backend runs it (tools/train_gpu.py on PyTorch).
+    "erase" is "full" plus random erasing (Zhong et al. 2017) of one patch in half the faces."""
     import keras
 
     steps = [keras.layers.RandomFlip("horizontal", seed=seed)]
-    if level == "full":
+    if level in ("full", "erase"):
         steps += [
             keras.layers.RandomRotation(0.04, fill_mode="reflect", seed=seed + 1),
             keras.layers.RandomZoom(0.12, fill_mode="reflect", seed=seed + 2),
@@ -142,6 +147,8 @@ def augmenter(level: str, seed: int):
             keras.layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed + 4),
             keras.layers.RandomContrast(0.25, value_range=(0, 255), seed=seed + 5),
         ]
+    if level == "erase":
+        steps.append(keras.layers.RandomErasing(factor=0.5, scale=(0.02, 0.25), value_range=(0, 255), seed=seed + 6))
     return keras.Sequential(steps, name="augment")
 
 
@@ -170,8 +177,9 @@ def make_tf_dataset(data: FaceDataset, color: str, batch_size: int, training: bo
 
 
 def compile_model(model, spec, steps_per_epoch: int, epochs: int, lr: float | None, optimizer_name=None,
-             distill: tuple[float, float] | None = None):
-    """Compile with ``optimizer_name`` (default: the architecture's); ``distill``: (alpha, T)."""
+                  distill: tuple[float, float] | None = None, label_smoothing: float | None = None):
+    """Compile with ``optimizer_name`` (default: the architecture's); ``distill``: (alpha, T);
+    ``label_smoothing`` None: the optimizer's own."""
     import keras
 
     name = optimizer_name or spec.optimizer
@@ -196,6 +204,8 @@ def compile_model(model, spec, steps_per_epoch: int, epochs: int, lr: float | No
             0.0, decay_steps=max(1, total - warmup), warmup_target=lr or 3e-3, warmup_steps=warmup)
         optimizer = keras.optimizers.AdamW(schedule, weight_decay=5e-3)
         smoothing = 0.1
+    if label_smoothing is not None:
+        smoothing = label_smoothing
     if distill is None:
         model.compile(optimizer=optimizer,
                       loss=keras.losses.CategoricalCrossentropy(label_smoothing=smoothing),
@@ -278,7 +288,8 @@ def train_on(data: FaceDataset, val: FaceDataset | None, options: TrainOptions) 
         model = build_model(options.arch, len(data.classes), weights=options.weights)
         if options.init_from:
             init_weights(model, options.init_from)
-        compile_model(model, spec, steps, options.epochs, options.learning_rate, options.optimizer, distill)
+        compile_model(model, spec, steps, options.epochs, options.learning_rate, options.optimizer, distill,
+                      options.label_smoothing)
     if options.strategy == "multiworker":  # works around Keras 3.15 (see distribute.py)
         prebuild_for_multiworker(model, strategy, train_ds)
     best_path = out / "best.keras"

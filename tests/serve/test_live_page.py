@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from browser_steps import goto
 from conftest import REPO
 from test_serve import served_run
 
@@ -50,7 +51,7 @@ def open_page(live, size: str):
     context = browser.new_context(viewport=SIZES[size], device_scale_factor=1, is_mobile=phone,
                                   has_touch=phone)
     page = context.new_page()
-    page.goto(run.url)
+    goto(page, run.url)
     try:
         page.wait_for_function(FACE_SHOWN, timeout=60000)
     except Exception as error:  # say why: the run died, or no face reached the page
@@ -288,7 +289,7 @@ def test_faces_panel_on_a_server_with_a_token(live):
         refused = []
         page.on("response", lambda r: refused.append(r.url) if r.status >= 400 and "favicon" not in r.url else None)
         try:
-            page.goto(server.url)
+            goto(page, server.url)
             page.wait_for_function("() => document.querySelectorAll('#faces .face .bar').length === 7", timeout=30000)
             state = page.evaluate("""() => {
                 const face = document.querySelector('#faces .face'), expr = face.querySelector('.expr');

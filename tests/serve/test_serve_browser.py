@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from edge_fer.draw import COLORS_BGR
+from browser_steps import goto
 from test_serve import served_run
 
 
@@ -39,7 +40,7 @@ def test_page_in_headless_chromium_shows_the_annotated_video(media_dir, tmp_path
         browser = playwright_driver.chromium.launch(executable_path=chromium_path, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(run.url)
+            goto(page, run.url)
             page.wait_for_function("""() => {
                 const text = document.getElementById('edge-fer-result').textContent;
                 const img = document.getElementById('video');

@@ -237,3 +237,46 @@ def test_optimizer_and_augment_choices_match_the_trainer():
     params = {p.name: p for p in train_command.params}
     assert tuple(params["optimizer"].type.choices) == OPTIMIZERS
     assert tuple(params["augment"].type.choices) == AUGMENTS
+
+
+def test_erase_level_erases_patches_that_full_leaves(fer_val):
+    """"erase" is "full" plus one random-erasing step; on real faces it blanks patches (a block of
+    one constant value where the face had texture) in some faces and never in "full"."""
+    import keras
+
+    from edge_fer.train.trainer import augmenter
+
+    full, erase = augmenter("full", 0), augmenter("erase", 0)
+    assert [type(l).__name__ for l in erase.layers] == [type(l).__name__ for l in full.layers] + ["RandomErasing"]
+    faces = load_folder(fer_val, limit_per_class=8).images[..., None].astype("float32")
+    keras.utils.set_random_seed(0)
+    erased = np.asarray(erase.layers[-1](faces, training=True))
+    changed = (np.abs(erased - faces) > 0.5).reshape(len(faces), -1).mean(axis=1)
+    assert 0 < (changed > 0).sum() < len(faces)  # about half the faces (factor 0.5), not all, not none
+    assert changed.max() <= 0.5  # one patch, at most a quarter of the area (plus its border pixels)
+
+
+@pytest.mark.parametrize("smoothing, expected", [(None, 0.1), (0.0, 0.0), (0.2, 0.2)])
+def test_label_smoothing_overrides_the_optimizers_own(smoothing, expected):
+    from edge_fer.train.models import arch_spec, build_edgenet
+    from edge_fer.train.trainer import compile_model
+
+    model = build_edgenet(7)
+    compile_model(model, arch_spec("edgenet"), 10, 2, None, label_smoothing=smoothing)
+    assert model.loss.label_smoothing == pytest.approx(expected)
+
+
+def test_label_smoothing_is_checked_and_only_then_part_of_the_run(tmp_path):
+    from edge_fer.errors import OptionsError
+    from edge_fer.train.models import arch_spec
+    from edge_fer.train.run_folder import fingerprint
+    from edge_fer.train.trainer import TrainOptions
+
+    with pytest.raises(OptionsError, match=r"label_smoothing=1\.0: expected 0 <= value < 1"):
+        TrainOptions(data=("x",), out=str(tmp_path), label_smoothing=1.0)
+    data = type("D", (), {"counts": lambda self: {"a": 1}, "classes": ("a",)})()
+    plain = fingerprint(TrainOptions(data=("x",), out=str(tmp_path)), data, arch_spec("edgenet"), 64)
+    assert "label_smoothing" not in plain  # a run recorded before the option resumes
+    smoothed = fingerprint(TrainOptions(data=("x",), out=str(tmp_path), label_smoothing=0.0), data,
+                           arch_spec("edgenet"), 64)
+    assert smoothed == {**plain, "label_smoothing": 0.0}

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from browser_steps import launch, start_camera, wait_results
+from browser_steps import goto, launch, start_camera, wait_results
 from edge_fer.cli import main
 from edge_fer.web import WebExportOptions, export_web
 from edge_fer.web.export import PHONE_MODEL
@@ -124,7 +124,7 @@ def _python_results(frames_dir: Path, detector_dir: Path, model: Path = PHONE_MO
 def _browser_frames(browser, url: str) -> list[dict]:
     page = browser.new_page()
     try:
-        page.goto(url)
+        goto(page, url)
         return wait_results(page, timeout_ms=90000)
     finally:
         page.close()
@@ -147,7 +147,7 @@ def _iou(a, b) -> float:
 def test_page_matches_python_runtime_frame_by_frame(browser, server, frames_dir, detector_dir, exported):
     page = browser.new_page()
     try:
-        page.goto(f"{server.url}/app/index.html?frames=/frames/list.json&detect_every=1&smooth=0")
+        goto(page, f"{server.url}/app/index.html?frames=/frames/list.json&detect_every=1&smooth=0")
         web = wait_results(page, timeout_ms=90000)
         backend = web[0]["backend"]
         status = page.text_content("#edge-fer-status")
@@ -249,7 +249,7 @@ def test_page_on_fake_camera_then_offline(camera_browser, server, exported):
         page = context.new_page()
         foreign = []
         page.on("request", lambda r: None if r.url.startswith(server.url) else foreign.append(r.url))
-        page.goto(f"{server.url}/app/")
+        goto(page, f"{server.url}/app/")
         start = _visible_ui(page)
         start_camera(page)
         online = wait_results(page, CAMERA_FRAMES)
@@ -299,7 +299,7 @@ def test_blocked_camera_says_how_to_allow_it(asked, playwright_driver, chromium_
         if asked:
             context.add_init_script(NOT_ASKED_YET)
         page = context.new_page()
-        page.goto(f"{server.url}/app/")
+        goto(page, f"{server.url}/app/")
         page.wait_for_function("() => ['prompt', 'blocked', 'error'].includes(window.edgeFerState)", timeout=60000)
         if asked:
             assert page.evaluate("() => window.edgeFerState") == "prompt"
@@ -371,7 +371,7 @@ def test_device_page_served_over_https(camera_browser, tls_pair):
         context = camera_browser.new_context(ignore_https_errors=True)
         try:
             page = context.new_page()
-            page.goto(f"{base}/device/")
+            goto(page, f"{base}/device/")
             start_camera(page)
             results = wait_results(page, 10)
         finally:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from browser_steps import start_camera, wait_results
+from browser_steps import goto, start_camera, wait_results
 from edge_fer.serve import FerServer, ServeOptions
 
 #: The folder on disk is 16.4 MB (13.0 MB of it WebAssembly); gzip takes that to ~3.8 MB.
@@ -29,7 +29,7 @@ def test_first_load_is_the_gzipped_files_once(camera_browser, exported):
         context = camera_browser.new_context(viewport={"width": 390, "height": 844})
         try:
             page = context.new_page()
-            page.goto(f"http://127.0.0.1:{server.port}/")
+            goto(page, f"http://127.0.0.1:{server.port}/")
             start_camera(page)
             results = wait_results(page, 5)
             page.wait_for_function("() => navigator.serviceWorker.controller !== null", timeout=60000)
@@ -66,7 +66,7 @@ def test_write_screenshots(camera_browser, exported, size, viewport):
         context = camera_browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
         try:
             page = context.new_page()
-            page.goto(f"http://127.0.0.1:{server.port}/")
+            goto(page, f"http://127.0.0.1:{server.port}/")
             start_camera(page)
             wait_results(page, 30)
             page.wait_for_function("() => document.querySelector('#faces .face .bar .num')?.textContent",
