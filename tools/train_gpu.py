@@ -41,6 +41,18 @@ from gpu_pack import PackError, load  # noqa: E402
 #: The edgenet recipe's batch; larger batches scale the arch's learning rate by sqrt(batch / 64).
 RECIPE_BATCH = 64
 RECIPE_LR = 3e-3
+#: edge-fer train's recipe, and the one-change pilots of issue 21 item 5 (``--pilots``): each
+#: trains edgenet for ``--pilot-epochs`` on the teachers' targets, one row of one table.
+RECIPE = {"augment": "full", "label_smoothing": None, "optimizer": None}
+PILOTS = {
+    "base": {},
+    "erase": {"augment": "erase"},
+    "no-smoothing": {"label_smoothing": 0.0},
+    "smoothing-0.2": {"label_smoothing": 0.2},
+    "sgd-nesterov": {"optimizer": "sgd-nesterov-cosine"},
+    "flip-only": {"augment": "flip"},
+    "wider": {"arch": "edgenet-m"},
+}
 
 
 def parse_teachers(text: str) -> list[tuple[str, int]]:
@@ -87,34 +99,59 @@ def scores(net_or_probs, data: dict, flip: bool, batch: int) -> dict:
 
 
 def fit(arch: str, seed: int, data: dict, soft: np.ndarray, alpha: float, temperature: float, epochs: int,
-        args) -> tuple[object, dict]:
+        args, recipe: dict | None = None) -> tuple[object, dict]:
     """Train ``arch`` on ``[one-hot | soft]`` targets with distill_loss(alpha, T); the net (no
-    augmentation layers) and its per-epoch history."""
+    augmentation layers) and its per-epoch history. ``recipe``: a pilot's change (PILOTS)."""
     import keras
 
     from edge_fer.train.models import arch_spec, build_model
     from edge_fer.train.trainer import augmenter, compile_model
 
+    recipe = {**RECIPE, **(recipe or {})}
     keras.utils.set_random_seed(seed)
     classes = len(data["classes"])
     net = build_model(arch, classes)
     inputs = keras.Input((*arch_spec(arch).input_size_hw, 1), name="face")
-    model = keras.Model(inputs, net(augmenter("full", seed)(inputs)))
+    model = keras.Model(inputs, net(augmenter(recipe["augment"], seed)(inputs)))
     x = data["train_images"][..., None].astype("float32")
     onehot = np.eye(classes, dtype="float32")[data["train_labels"]]
     y = np.concatenate([onehot, soft.astype("float32")], axis=1)
     val_onehot = np.eye(classes, dtype="float32")[data["val_labels"]]
     lr = args.lr or RECIPE_LR * math.sqrt(args.batch / RECIPE_BATCH)
-    compile_model(model, arch_spec(arch), math.ceil(len(x) / args.batch), epochs, lr, distill=(alpha, temperature))
+    compile_model(model, arch_spec(arch), math.ceil(len(x) / args.batch), epochs, lr, recipe["optimizer"],
+                  (alpha, temperature), recipe["label_smoothing"])
     started = time.perf_counter()
     history = model.fit(x, y, batch_size=args.batch, epochs=epochs, shuffle=True, verbose=2,
                         validation_data=(data["val_images"][..., None].astype("float32"),
                                          np.concatenate([val_onehot, val_onehot], axis=1)))
     seconds = time.perf_counter() - started
-    return net, {"arch": arch, "seed": seed, "epochs": epochs, "batch": args.batch, "lr": lr, "alpha": alpha,
+    return net, {"arch": arch, "seed": seed, "recipe": recipe, "epochs": epochs, "batch": args.batch, "lr": lr,
+                 "alpha": alpha,
                  "temperature": temperature, "seconds": round(seconds, 1),
                  "images_per_s": round(len(x) * epochs / seconds, 1),
                  "history": {k: [round(float(v), 4) for v in vals] for k, vals in history.history.items()}}
+
+
+def parse_pilots(text: str | None) -> list[str]:
+    names = [n.strip() for n in (text or "").split(",") if n.strip()]
+    unknown = [n for n in names if n not in PILOTS]
+    if unknown:
+        raise SystemExit(f"train_gpu: --pilots {unknown}: expected names from {sorted(PILOTS)}")
+    return names
+
+
+def run_pilots(args, data: dict, summary: dict, write) -> None:
+    """edgenet once per named pilot (PILOTS: one change to the recipe or the width), same seed,
+    epochs and targets; scored with flip averaging like the teachers. No model is kept: the table
+    is the result."""
+    summary["pilots"] = []
+    for name in parse_pilots(args.pilots):
+        change = dict(PILOTS[name])
+        net, record = fit(change.pop("arch", "edgenet"), 0, data, data["train_ferplus"], args.ferplus_share, 1.0,
+                          args.pilot_epochs, args, change)
+        record["scores_flip"] = scores(net, data, True, args.predict_batch)[0]
+        summary["pilots"].append({"name": name, **record})
+        write()
 
 
 def student_epochs(args, summary: dict, elapsed_s: float) -> int:
@@ -142,6 +179,7 @@ def save(net, arch: str, data: dict, path: Path) -> None:
 def run(args) -> dict:
     started = time.perf_counter()
     teachers = parse_teachers(args.teachers)
+    parse_pilots(args.pilots)  # a bad name fails before the pack loads
     data = load(Path(args.pack))  # before Keras: a missing part fails at once
     import keras
 
@@ -157,6 +195,9 @@ def run(args) -> dict:
         summary["wall_s"] = round(time.perf_counter() - started, 1)
         (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
 
+    if args.pilots:
+        run_pilots(args, data, summary, write)
+        return summary
     val_probs, ck_probs, train_probs, names = [], [], [], []
     for arch, seed in teachers:
         net, record = fit(arch, seed, data, data["train_ferplus"], args.ferplus_share, 1.0, args.teacher_epochs, args)
@@ -205,6 +246,8 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--lr", type=float, help="peak rate (default: 3e-3 x sqrt(batch / 64))")
     parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16", "mixed_float16"])
+    parser.add_argument("--pilots", help=f"only these one-change pilots of edgenet, comma-separated: {', '.join(PILOTS)}")
+    parser.add_argument("--pilot-epochs", type=int, default=15)
     parser.add_argument("--predict-batch", type=int, default=1024)
     parser.add_argument("--budget-s", type=float, default=540.0,
                         help="wall seconds for the whole run: the student's epochs are cut to fit (0: no cut)")
@@ -214,6 +257,10 @@ def main() -> int:
     except PackError as exc:
         print(f"train_gpu: {exc}", file=sys.stderr)
         return 2
+    for m in summary.get("pilots", []):
+        print("pilot", m["name"], {k: round(v, 4) for k, v in m["scores_flip"].items()}, f"{m['seconds']} s")
+    if args.pilots:
+        return 0
     for m in summary["models"]:
         print(m["name"], {k: round(v, 4) for k, v in (m.get("scores") or m["scores_flip"]).items()},
               f"{m['seconds']} s, {m['images_per_s']} images/s")

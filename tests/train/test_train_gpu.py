@@ -88,3 +88,19 @@ def test_teachers_ensemble_and_student_train_and_come_back_usable(pack, tmp_path
 def test_bad_teacher_list_is_one_line(pack, tmp_path):
     run = tool("train_gpu.py", "--pack", pack, "--out", tmp_path / "o", "--teachers", "resnet:0", check=False)
     assert run.returncode != 0 and "ARCH:SEED" in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.slow
+def test_pilots_make_one_row_per_recipe_change(pack, tmp_path):
+    out = tmp_path / "pilots"
+    tool("train_gpu.py", "--pack", pack, "--out", out, "--pilots", "erase", "--pilot-epochs", 1, "--batch", 32)
+    summary = json.loads((out / "summary.json").read_text())
+    (row,) = summary["pilots"]
+    assert row["name"] == "erase" and row["recipe"]["augment"] == "erase" and row["arch"] == "edgenet"
+    assert set(row["scores_flip"]) == {"val", "val_dedup", "val_ferplus", "ckplus48"}
+    assert not list(out.glob("*.keras"))  # pilots keep no model
+
+
+def test_bad_pilot_name_is_one_line(pack, tmp_path):
+    bad = tool("train_gpu.py", "--pack", pack, "--out", tmp_path / "o", "--pilots", "resnet", check=False)
+    assert bad.returncode != 0 and "expected names from" in bad.stderr and "Traceback" not in bad.stderr
