@@ -94,7 +94,7 @@ def worker_torch(batch: int, steps: int, warmup: int, threads: int) -> float:
 
     sys.path.insert(0, str(REPO))
     from edge_fer.train.models import build_edgenet
-    from edge_fer.train.trainer import augmenter
+    from edge_fer.train.augment import augmenter
 
     data = faces(batch * (steps + warmup))
     keras.utils.set_random_seed(0)

@@ -43,7 +43,7 @@ RECIPE_BATCH = 64
 RECIPE_LR = 3e-3
 #: edge-fer train's recipe, and the one-change pilots of issue 21 item 5 (``--pilots``): each
 #: trains edgenet for ``--pilot-epochs`` on the teachers' targets, one row of one table.
-RECIPE = {"augment": "full", "label_smoothing": None, "optimizer": None}
+RECIPE = {"augment": "full", "label_smoothing": None, "optimizer": None, "mix": "none"}
 PILOTS = {
     "base": {},
     "erase": {"augment": "erase"},
@@ -51,6 +51,8 @@ PILOTS = {
     "smoothing-0.2": {"label_smoothing": 0.2},
     "sgd-nesterov": {"optimizer": "sgd-nesterov-cosine"},
     "flip-only": {"augment": "flip"},
+    "mixup": {"mix": "mixup"},
+    "cutmix": {"mix": "cutmix"},
     "wider": {"arch": "edgenet-m"},
 }
 
@@ -105,7 +107,8 @@ def fit(arch: str, seed: int, data: dict, soft: np.ndarray, alpha: float, temper
     import keras
 
     from edge_fer.train.models import arch_spec, build_model
-    from edge_fer.train.trainer import augmenter, compile_model
+    from edge_fer.train.augment import augmenter
+    from edge_fer.train.trainer import compile_model
 
     recipe = {**RECIPE, **(recipe or {})}
     keras.utils.set_random_seed(seed)
@@ -121,9 +124,12 @@ def fit(arch: str, seed: int, data: dict, soft: np.ndarray, alpha: float, temper
     compile_model(model, arch_spec(arch), math.ceil(len(x) / args.batch), epochs, lr, recipe["optimizer"],
                   (alpha, temperature), recipe["label_smoothing"])
     started = time.perf_counter()
-    history = model.fit(x, y, batch_size=args.batch, epochs=epochs, shuffle=True, verbose=2,
-                        validation_data=(data["val_images"][..., None].astype("float32"),
-                                         np.concatenate([val_onehot, val_onehot], axis=1)))
+    val = (data["val_images"][..., None].astype("float32"), np.concatenate([val_onehot, val_onehot], axis=1))
+    if recipe["mix"] == "none":
+        history = model.fit(x, y, batch_size=args.batch, epochs=epochs, shuffle=True, verbose=2, validation_data=val)
+    else:
+        history = model.fit(mixed_batches(x, y, args.batch, recipe["mix"], seed), epochs=epochs, verbose=2,
+                            validation_data=val)
     seconds = time.perf_counter() - started
     return net, {"arch": arch, "seed": seed, "recipe": recipe, "epochs": epochs, "batch": args.batch, "lr": lr,
                  "alpha": alpha,
@@ -152,6 +158,31 @@ def run_pilots(args, data: dict, summary: dict, write) -> None:
         record["scores_flip"] = scores(net, data, True, args.predict_batch)[0]
         summary["pilots"].append({"name": name, **record})
         write()
+
+
+def mixed_batches(x: np.ndarray, y: np.ndarray, batch: int, kind: str, seed: int):
+    """A Keras PyDataset of shuffled batches, each mixed by augment.mix_batch (numpy, on the host)."""
+    import keras
+
+    from edge_fer.train.augment import mix_batch
+
+    class Mixed(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.rng = np.random.default_rng(seed)
+            self.order = self.rng.permutation(len(x))
+
+        def __len__(self):
+            return math.ceil(len(x) / batch)
+
+        def __getitem__(self, index):
+            picked = self.order[index * batch:(index + 1) * batch]
+            return mix_batch(x[picked], y[picked], kind, self.rng)
+
+        def on_epoch_end(self):
+            self.order = self.rng.permutation(len(x))
+
+    return Mixed()
 
 
 def student_epochs(args, summary: dict, elapsed_s: float) -> int:

@@ -58,6 +58,9 @@ CROP_DETECTORS = DETECTOR
 @click.option("--augment", default="full", show_default=True, type=click.Choice(["full", "erase", "flip", "none"]),
               help="Training augmentation: flip, rotation, zoom, shift, brightness and contrast; "
                    "those and random erasing of one patch in half the faces; the mirror image only; or none.")
+@click.option("--mix", default="none", show_default=True, type=click.Choice(["none", "mixup", "cutmix"]),
+              help="Mix each training batch with itself shuffled: mixup blends two faces and their "
+                   "targets; cutmix pastes a box of one face into another, targets by area.")
 @click.option("--label-smoothing", type=click.FloatRange(0.0, 1.0, max_open=True),
               help="Label smoothing of the cross-entropy (default: the optimizer's own: 0.1 for "
                    "adamw-cosine and sgd-nesterov-cosine, 0 for the others).")

@@ -59,6 +59,7 @@ def fingerprint(options, data, spec, batch_size: int) -> dict:
         "init_from": _resolved(options.init_from) if options.init_from else None,
         # only when set: runs recorded before the option existed still resume
         **({"label_smoothing": options.label_smoothing} if options.label_smoothing is not None else {}),
+        **({"mix": options.mix} if options.mix != "none" else {}),
     }
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import InputError, OptionsError
 from ..fileio import write_json_atomic
 from ..metadata import ModelMeta
+from .augment import AUGMENTS, MIXES, augmenter, mix_batch
 from .datasets import FaceDataset, resolve_classes
 from .distribute import check_strategy, make_strategy, prebuild_for_multiworker, shard_by_data
 from .loaders import CKPLUS_KINDS, LoadOptions, dataset_kind, load_dataset
@@ -33,9 +34,6 @@ from .run_folder import (CURVE_FILE, HISTORY_FILE, check_or_record, fingerprint,
 
 log = logging.getLogger(__name__)
 
-#: Training augmentation levels: every transform below, those and random erasing, the mirror image
-#: only, or none.
-AUGMENTS = ("full", "erase", "flip", "none")
 #: Optimizers ``--optimizer`` may pick over an architecture's own (ArchSpec.optimizer).
 OPTIMIZERS = ("sgd-pyfer", "adam", "adam-transfer", "adamw-cosine", "sgd-nesterov-cosine")
 
@@ -71,6 +69,7 @@ class TrainOptions:
     num_threads: int | None = None  # TensorFlow's intra-op threads (None: every core)
     augment: str = "full"  # one of AUGMENTS
     label_smoothing: float | None = None  # None: the optimizer's own (0.1 for the cosine ones, else 0)
+    mix: str = "none"  # one of MIXES: mixup or cutmix on each training batch
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -87,6 +86,8 @@ class TrainOptions:
         check_strategy(self.strategy)
         if self.augment not in AUGMENTS:
             raise OptionsError(f"TrainOptions.augment={self.augment!r}: expected one of {', '.join(AUGMENTS)}")
+        if self.mix not in MIXES:
+            raise OptionsError(f"TrainOptions.mix={self.mix!r}: expected one of {', '.join(MIXES)}")
         if self.label_smoothing is not None and not 0.0 <= self.label_smoothing < 1.0:
             raise OptionsError(f"TrainOptions.label_smoothing={self.label_smoothing!r}: expected 0 <= value < 1")
         if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
@@ -132,28 +133,8 @@ def load_training_data(folders, spec, limit_per_class=None, seed=0, classes=None
                        sum(p.no_face for p in parts))
 
 
-def augmenter(level: str, seed: int):
-    """The training augmentation (:data:`AUGMENTS`: "full", "erase" or "flip") as one Keras model on
-    raw pixels (0..255, NHWC); pure Keras, so any backend runs it (tools/train_gpu.py on PyTorch).
-    "erase" is "full" plus random erasing (Zhong et al. 2017) of one patch in half the faces."""
-    import keras
-
-    steps = [keras.layers.RandomFlip("horizontal", seed=seed)]
-    if level in ("full", "erase"):
-        steps += [
-            keras.layers.RandomRotation(0.04, fill_mode="reflect", seed=seed + 1),
-            keras.layers.RandomZoom(0.12, fill_mode="reflect", seed=seed + 2),
-            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed + 3),
-            keras.layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed + 4),
-            keras.layers.RandomContrast(0.25, value_range=(0, 255), seed=seed + 5),
-        ]
-    if level == "erase":
-        steps.append(keras.layers.RandomErasing(factor=0.5, scale=(0.02, 0.25), value_range=(0, 255), seed=seed + 6))
-    return keras.Sequential(steps, name="augment")
-
-
 def make_tf_dataset(data: FaceDataset, color: str, batch_size: int, training: bool, seed: int,
-                    teacher: np.ndarray | None = None, augment: str = "full"):
+                    teacher: np.ndarray | None = None, augment: str = "full", mix: str = "none"):
     """Batches of ``(raw pixels float32 NHWC, one-hot)`` (``[one-hot | teacher]`` with a teacher's
     probabilities); augmented and shuffled for training. Build it outside a strategy's scope (the
     augmentation's seeds are not to be mirrored)."""
@@ -171,6 +152,14 @@ def make_tf_dataset(data: FaceDataset, color: str, batch_size: int, training: bo
     if training and augment != "none":
         transform = augmenter(augment, seed)
         ds = ds.map(lambda a, b: (transform(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
+    if training and mix != "none":  # numpy, in order (one generator): the same mixes for a seed
+        rng = np.random.default_rng(seed)
+
+        def mixed(a, b):
+            a2, b2 = tf.numpy_function(lambda u, v: mix_batch(u, v, mix, rng), [a, b], [tf.float32, tf.float32])
+            return tf.ensure_shape(a2, a.shape), tf.ensure_shape(b2, b.shape)
+
+        ds = ds.map(mixed)
     if color == "rgb":
         ds = ds.map(lambda a, b: (tf.image.grayscale_to_rgb(a), b))
     return shard_by_data(ds.prefetch(tf.data.AUTOTUNE))
@@ -271,7 +260,7 @@ def train_on(data: FaceDataset, val: FaceDataset | None, options: TrainOptions) 
         from .soft_labels import soft_targets
         teacher = soft_targets(options.soft_labels, data.paths, data.labels, data.classes).probs
         distill = (options.soft_label_weight, 1.0)
-    train_ds = make_tf_dataset(data, spec.color, batch, True, options.seed, teacher, options.augment)
+    train_ds = make_tf_dataset(data, spec.color, batch, True, options.seed, teacher, options.augment, options.mix)
     val_ds = make_tf_dataset(val, spec.color, 256, False, options.seed) if val else None
     steps = int(np.ceil(len(data) / batch))
 

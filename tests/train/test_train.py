@@ -232,11 +232,13 @@ def test_light_augmentation_levels(fer_val, augment):
 
 def test_optimizer_and_augment_choices_match_the_trainer():
     from edge_fer.commands.train import train_command
-    from edge_fer.train.trainer import AUGMENTS, OPTIMIZERS
+    from edge_fer.train.augment import AUGMENTS, MIXES
+    from edge_fer.train.trainer import OPTIMIZERS
 
     params = {p.name: p for p in train_command.params}
     assert tuple(params["optimizer"].type.choices) == OPTIMIZERS
     assert tuple(params["augment"].type.choices) == AUGMENTS
+    assert tuple(params["mix"].type.choices) == MIXES
 
 
 def test_erase_level_erases_patches_that_full_leaves(fer_val):
@@ -244,7 +246,7 @@ def test_erase_level_erases_patches_that_full_leaves(fer_val):
     one constant value where the face had texture) in some faces and never in "full"."""
     import keras
 
-    from edge_fer.train.trainer import augmenter
+    from edge_fer.train.augment import augmenter
 
     full, erase = augmenter("full", 0), augmenter("erase", 0)
     assert [type(l).__name__ for l in erase.layers] == [type(l).__name__ for l in full.layers] + ["RandomErasing"]
@@ -280,3 +282,49 @@ def test_label_smoothing_is_checked_and_only_then_part_of_the_run(tmp_path):
     smoothed = fingerprint(TrainOptions(data=("x",), out=str(tmp_path), label_smoothing=0.0), data,
                            arch_spec("edgenet"), 64)
     assert smoothed == {**plain, "label_smoothing": 0.0}
+
+
+@pytest.mark.parametrize("kind", ["mixup", "cutmix"])
+def test_mix_batch_blends_faces_and_targets_alike(fer_val, kind):
+    """On real faces with one-hot targets: each mixed target keeps its sum, puts weight w on the
+    face's own class, and the face keeps at least that share of its own pixels (cutmix) or is the
+    w-blend of itself and one other face of the batch (mixup); a seed repeats the same mixes."""
+    from edge_fer.train.augment import mix_batch
+
+    data = load_folder(fer_val, limit_per_class=6)
+    x = data.images[..., None].astype("float32")
+    y = np.eye(7, dtype="float32")[data.labels]
+    mixed_x, mixed_y = mix_batch(x, y, kind, np.random.default_rng(1))
+    again = mix_batch(x, y, kind, np.random.default_rng(1))
+    assert np.array_equal(mixed_x, again[0]) and np.array_equal(mixed_y, again[1])
+    np.testing.assert_allclose(mixed_y.sum(1), 1.0, atol=1e-6)
+    own = mixed_y[np.arange(len(y)), data.labels]
+    assert (own < 1.0).any()  # something was mixed
+    checked = 0
+    for i in range(len(x)):
+        if kind == "cutmix":
+            if own[i] < 1.0:  # a box of another class's face: the rest is its own pixels
+                assert (mixed_x[i] == x[i]).mean() >= own[i] - 1e-6
+                checked += 1
+        elif own[i] < 0.95:  # mixed with a face of another class, weight 1 - w: recover that face
+            partner = (mixed_x[i] - own[i] * x[i]) / (1 - own[i])
+            assert any(np.allclose(partner, x[j], atol=1e-2) and mixed_y[i, data.labels[j]] > 0
+                       for j in range(len(x)) if data.labels[j] != data.labels[i])
+            checked += 1
+    assert checked > 0
+    unchanged = mix_batch(x, y, "none", np.random.default_rng(0))
+    assert unchanged[0] is x and unchanged[1] is y
+
+
+def test_tf_dataset_mixes_when_asked_and_bad_mix_is_named(fer_val, tmp_path):
+    from edge_fer.errors import OptionsError
+    from edge_fer.train.trainer import TrainOptions, make_tf_dataset
+
+    data = load_folder(fer_val, limit_per_class=10)
+    (x, y), = list(make_tf_dataset(data, "gray", 70, True, seed=0, augment="none", mix="mixup").take(1))
+    assert x.shape == (70, 48, 48, 1) and y.shape == (70, 7)
+    assert (np.asarray(y).max(1) < 1.0).any()  # blended targets
+    (x, y), = list(make_tf_dataset(data, "gray", 70, True, seed=0, augment="none").take(1))
+    assert np.asarray(y).max(1).min() == 1.0  # one-hot without --mix
+    with pytest.raises(OptionsError, match=r"mix='blend': expected one of none, mixup, cutmix"):
+        TrainOptions(data=("x",), out=str(tmp_path), mix="blend")

@@ -93,11 +93,12 @@ def test_bad_teacher_list_is_one_line(pack, tmp_path):
 @pytest.mark.slow
 def test_pilots_make_one_row_per_recipe_change(pack, tmp_path):
     out = tmp_path / "pilots"
-    tool("train_gpu.py", "--pack", pack, "--out", out, "--pilots", "erase", "--pilot-epochs", 1, "--batch", 32)
+    tool("train_gpu.py", "--pack", pack, "--out", out, "--pilots", "erase,cutmix", "--pilot-epochs", 1, "--batch", 32)
     summary = json.loads((out / "summary.json").read_text())
-    (row,) = summary["pilots"]
+    row, cut = summary["pilots"]
     assert row["name"] == "erase" and row["recipe"]["augment"] == "erase" and row["arch"] == "edgenet"
     assert set(row["scores_flip"]) == {"val", "val_dedup", "val_ferplus", "ckplus48"}
+    assert cut["name"] == "cutmix" and cut["recipe"]["mix"] == "cutmix" and len(cut["history"]["loss"]) == 1
     assert not list(out.glob("*.keras"))  # pilots keep no model
 
 
