@@ -1,0 +1,89 @@
+"""Issue 22's training comparison: the same classifier on original, CNN-cleaned and FER+-relabelled
+FER2013 train, a few seeds each at one budget, scored on the campaign's measures.
+
+    python tools/clean_compare.py --oof ../runs/clean/train_oof.npz --work ../runs/clean-compare \
+        [--epochs 6] [--seeds 0,1,2] [--json docs/model_card/cleaning/train_compare.json]
+
+Arms (built once in --work, then reused):
+- original: ../shared/data/fer2013/train as it is;
+- cnn-cleaned: `edge-fer clean --probs OOF --action relabel` (non-faces dropped, confident-learning
+  label issues relabelled to the out-of-fold model's class: the second seed's step, with
+  out-of-fold probabilities from `edge-fer oof-probs`);
+- ferplus-relabelled: tools/ferplus_relabel.py (the FER+ plurality; people's NF dropped).
+Each arm x seed is `edge-fer train --arch edgenet --epochs E --seed S` in --work/<arm>-s<S>
+(resumable: run the same command again after an interruption), scored with tools/campaign.py's
+`score` (de-duplicated val with FER2013's labels, val against the FER+ plurality, CK+48).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tools"))
+
+from campaign import SHARED, score  # noqa: E402
+
+EDGE_FER = Path(sys.executable).with_name("edge-fer")
+MEASURES = ("val_dedup", "val_ferplus", "ckplus48")
+
+
+def run(*args) -> None:
+    print("+", " ".join(map(str, args)), flush=True)
+    subprocess.run([str(a) for a in args], check=True)
+
+
+def arms(work: Path, oof: Path, threads: int) -> dict[str, Path]:
+    train = SHARED / "fer2013" / "train"
+    cnn, people = work / "train-cnn", work / "train-ferplus"
+    if not (cnn / "summary.json").is_file():
+        run(EDGE_FER, "clean", "--data", train, "--out", cnn, "--probs", oof, "--action", "relabel",
+            "--threads", threads)
+    if not (people / "summary.json").is_file():
+        run(sys.executable, REPO / "tools" / "ferplus_relabel.py", "--data", train,
+            "--votes", SHARED / "ferplus" / "ferplus_votes.csv", "--out", people)
+    return {"original": train, "cnn-cleaned": cnn / "data", "ferplus-relabelled": people / "data"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--oof", type=Path, required=True, help="edge-fer oof-probs's .npz for train")
+    parser.add_argument("--work", type=Path, required=True, help="the arms' data and run folders")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="write the table here")
+    args = parser.parse_args()
+    if not args.oof.is_file():
+        print(f"clean_compare: --oof {args.oof} not found: run `edge-fer oof-probs` first", file=sys.stderr)
+        return 2
+    args.work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for arm, data in arms(args.work, args.oof, args.threads).items():
+        for seed in (int(s) for s in args.seeds.split(",")):
+            out = args.work / f"{arm}-s{seed}"
+            run(EDGE_FER, "train", "--data", data, "--val", SHARED / "fer2013" / "val", "--arch", "edgenet",
+                "--epochs", args.epochs, "--seed", seed, "--threads", args.threads, "--out", out)
+            rows.append({"arm": arm, "seed": seed, **score(str(out / "model.keras"), args.threads)})
+            print(json.dumps(rows[-1]), flush=True)
+    table = {arm: {m: {"mean": statistics.mean(r[m] for r in rows if r["arm"] == arm),
+                       "sd": statistics.pstdev(r[m] for r in rows if r["arm"] == arm)} for m in MEASURES}
+             for arm in dict.fromkeys(r["arm"] for r in rows)}
+    result = {"command": " ".join(sys.argv), "epochs": args.epochs, "seeds": args.seeds, "arms": table, "runs": rows}
+    if args.json:
+        from edge_fer.fileio import write_json_atomic
+
+        write_json_atomic(args.json, result)
+    for arm, measures in table.items():
+        print(arm, {m: f"{100 * v['mean']:.2f} +- {100 * v['sd']:.2f}" for m, v in measures.items()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
