@@ -41,6 +41,8 @@ from gpu_pack import PackError, load  # noqa: E402
 #: The edgenet recipe's batch; larger batches scale the arch's learning rate by sqrt(batch / 64).
 RECIPE_BATCH = 64
 RECIPE_LR = 3e-3
+#: With --budget-s: the share of it kept for the student; the teachers split the rest.
+STUDENT_SHARE = 0.3
 #: edge-fer train's recipe, and the one-change pilots of issue 21 item 5 (``--pilots``): each
 #: trains edgenet for ``--pilot-epochs`` on the teachers' targets, one row of one table.
 RECIPE = {"augment": "full", "label_smoothing": None, "optimizer": None, "mix": "none"}
@@ -101,9 +103,11 @@ def scores(net_or_probs, data: dict, flip: bool, batch: int) -> dict:
 
 
 def fit(arch: str, seed: int, data: dict, soft: np.ndarray, alpha: float, temperature: float, epochs: int,
-        args, recipe: dict | None = None) -> tuple[object, dict]:
+        args, recipe: dict | None = None, deadline: float | None = None) -> tuple[object, dict]:
     """Train ``arch`` on ``[one-hot | soft]`` targets with distill_loss(alpha, T); the net (no
-    augmentation layers) and its per-epoch history. ``recipe``: a pilot's change (PILOTS)."""
+    augmentation layers) and its per-epoch history. ``recipe``: a pilot's change (PILOTS).
+    ``deadline`` (a time.perf_counter() value): stop after the epoch whose successor would end
+    past it (``epochs_run`` says where)."""
     import keras
 
     from edge_fer.train.models import arch_spec, build_model
@@ -125,16 +129,18 @@ def fit(arch: str, seed: int, data: dict, soft: np.ndarray, alpha: float, temper
                   (alpha, temperature), recipe["label_smoothing"])
     started = time.perf_counter()
     val = (data["val_images"][..., None].astype("float32"), np.concatenate([val_onehot, val_onehot], axis=1))
+    callbacks = [stop_before(deadline)] if deadline else []
     if recipe["mix"] == "none":
-        history = model.fit(x, y, batch_size=args.batch, epochs=epochs, shuffle=True, verbose=2, validation_data=val)
+        history = model.fit(x, y, batch_size=args.batch, epochs=epochs, shuffle=True, verbose=2, validation_data=val,
+                            callbacks=callbacks)
     else:
         history = model.fit(mixed_batches(x, y, args.batch, recipe["mix"], seed), epochs=epochs, verbose=2,
-                            validation_data=val)
+                            validation_data=val, callbacks=callbacks)
     seconds = time.perf_counter() - started
-    return net, {"arch": arch, "seed": seed, "recipe": recipe, "epochs": epochs, "batch": args.batch, "lr": lr,
-                 "alpha": alpha,
-                 "temperature": temperature, "seconds": round(seconds, 1),
-                 "images_per_s": round(len(x) * epochs / seconds, 1),
+    ran = len(history.history["loss"])
+    return net, {"arch": arch, "seed": seed, "recipe": recipe, "epochs": epochs, "epochs_run": ran,
+                 "batch": args.batch, "lr": lr, "alpha": alpha, "temperature": temperature,
+                 "seconds": round(seconds, 1), "images_per_s": round(len(x) * ran / seconds, 1),
                  "history": {k: [round(float(v), 4) for v in vals] for k, vals in history.history.items()}}
 
 
@@ -185,12 +191,28 @@ def mixed_batches(x: np.ndarray, y: np.ndarray, batch: int, kind: str, seed: int
     return Mixed()
 
 
+def stop_before(deadline: float):
+    """A Keras callback that ends training when another epoch like the last would end past ``deadline``."""
+    import keras
+
+    class StopBefore(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.began = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            now = time.perf_counter()
+            if now + (now - self.began) > deadline:
+                self.model.stop_training = True
+
+    return StopBefore()
+
+
 def student_epochs(args, summary: dict, elapsed_s: float) -> int:
     """``--student-epochs``, cut to what fits in what is left of ``--budget-s`` at the slowest
     teacher's pace (the student is no larger than a teacher); the cut is recorded."""
     if not args.budget_s or not summary["models"]:
         return args.student_epochs
-    epoch_s = max(m["seconds"] / m["epochs"] for m in summary["models"])
+    epoch_s = max(m["seconds"] / m["epochs_run"] for m in summary["models"])
     fits = int((args.budget_s - elapsed_s - 20.0) // epoch_s)  # 20 s: scoring and saving
     if fits < args.student_epochs:
         summary["student_epochs_cut"] = {"asked": args.student_epochs, "fit_in_budget": max(0, fits)}
@@ -230,8 +252,13 @@ def run(args) -> dict:
         run_pilots(args, data, summary, write)
         return summary
     val_probs, ck_probs, train_probs, names = [], [], [], []
-    for arch, seed in teachers:
-        net, record = fit(arch, seed, data, data["train_ferplus"], args.ferplus_share, 1.0, args.teacher_epochs, args)
+    # --budget-s: the teachers share what the student's reserve leaves, each stopped at its deadline
+    teachers_end = started + args.budget_s * (1.0 - (STUDENT_SHARE if args.student_epochs else 0.0))
+    for k, (arch, seed) in enumerate(teachers):
+        now = time.perf_counter()
+        deadline = now + (teachers_end - now) / (len(teachers) - k) if args.budget_s else None
+        net, record = fit(arch, seed, data, data["train_ferplus"], args.ferplus_share, 1.0, args.teacher_epochs, args,
+                          deadline=deadline)
         name = f"teacher-{arch}-s{seed}"
         record["scores_flip"], (vp, cp) = scores(net, data, True, args.predict_batch)
         val_probs.append(vp)
@@ -250,9 +277,10 @@ def run(args) -> dict:
                                                  args.predict_batch)[0]}
     write()
     epochs = student_epochs(args, summary, time.perf_counter() - started)
+    write()  # with the cut, if any
     if epochs:
         net, record = fit(args.student_arch, args.student_seed, data, ensemble, args.alpha, args.temperature,
-                           epochs, args)
+                           epochs, args, deadline=started + args.budget_s - 20.0 if args.budget_s else None)
         record["scores"] = scores(net, data, False, args.predict_batch)[0]
         record["scores_flip"] = scores(net, data, True, args.predict_batch)[0]
         save(net, args.student_arch, data, out / "student.keras")
@@ -281,7 +309,8 @@ def main() -> int:
     parser.add_argument("--pilot-epochs", type=int, default=15)
     parser.add_argument("--predict-batch", type=int, default=1024)
     parser.add_argument("--budget-s", type=float, default=540.0,
-                        help="wall seconds for the whole run: the student's epochs are cut to fit (0: no cut)")
+                        help="wall seconds for the whole run (0: none): each teacher stops at its share of "
+                             f"{1 - STUDENT_SHARE:.0%}% of it, the student's epochs are cut to fit the rest")
     args = parser.parse_args()
     try:
         summary = run(args)

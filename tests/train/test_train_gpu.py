@@ -105,3 +105,16 @@ def test_pilots_make_one_row_per_recipe_change(pack, tmp_path):
 def test_bad_pilot_name_is_one_line(pack, tmp_path):
     bad = tool("train_gpu.py", "--pack", pack, "--out", tmp_path / "o", "--pilots", "resnet", check=False)
     assert bad.returncode != 0 and "expected names from" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_budget_stops_teachers_and_cuts_the_student(pack, tmp_path):
+    """A budget already spent: the teacher stops after its first epoch (it never overruns a
+    device call by more than an epoch) and the student is cut to nothing, both recorded."""
+    out = tmp_path / "out"
+    tool("train_gpu.py", "--pack", pack, "--out", out, "--teachers", "edgenet:0", "--teacher-epochs", 3,
+         "--student-epochs", 2, "--batch", 32, "--budget-s", 1)
+    summary = json.loads((out / "summary.json").read_text())
+    (teacher,) = summary["models"]
+    assert (teacher["epochs"], teacher["epochs_run"]) == (3, 1)
+    assert summary["student_epochs_cut"] == {"asked": 2, "fit_in_budget": 0}
+    assert (out / "teacher_probs.npz").is_file() and not (out / "student.keras").exists()
