@@ -8,7 +8,7 @@ Runs on any Keras 3 backend (the device image has PyTorch, not TensorFlow: tools
 
 1. Each teacher (``ARCH:SEED``) trains on the FER2013 label mixed with FER+ votes (``--ferplus-share``:
    the share of people's vote distribution in the target, as ``edge-fer train --soft-labels``),
-   with edge-fer's recipe (trainer.compile_model, trainer.augmenter; augmentation on the device).
+   with edge-fer's recipe (trainer.compile_model, augment.augmenter; augmentation on the device).
 2. The ensemble: the teachers' flip-averaged probabilities, averaged; on train it is written as
    ``teacher_probs.npz`` in ``edge-fer teacher-probs``'s format (``train --teacher`` reads it).
 3. The student (``--student-arch``, edgenet by default) distils from the ensemble (``--alpha``,
@@ -17,8 +17,9 @@ Runs on any Keras 3 backend (the device image has PyTorch, not TensorFlow: tools
 Every model is scored on the campaign's three sets (de-duplicated val, val against the FER+
 plurality, CK+48's 6 shared classes) and saved as ``<name>.keras`` with edge-fer's metadata;
 ``summary.json`` (rewritten after each phase, so a call cut short still reports) holds the scores,
-per-epoch histories and wall times. Convert and score on a CPU box with ``edge-fer convert`` and
-``tools/campaign.py``.
+per-epoch histories and wall times. ``--budget-s`` keeps it all inside one device command;
+``--pilots`` runs the recipe pilots instead. Convert and score on a CPU box with ``edge-fer
+convert`` and ``tools/campaign.py``; docs/train_gpu.md has the device calls.
 """
 
 from __future__ import annotations
@@ -38,9 +39,10 @@ sys.path.insert(0, str(REPO / "tools"))
 
 from gpu_pack import PackError, load  # noqa: E402
 
-#: The edgenet recipe's batch; larger batches scale the arch's learning rate by sqrt(batch / 64).
+#: The edgenet recipe's batch; larger batches scale the optimizer's peak rate by sqrt(batch / 64).
 RECIPE_BATCH = 64
-RECIPE_LR = 3e-3
+#: Peak rates at batch 64, as trainer.compile_model's defaults: AdamW, and SGD with Nesterov momentum.
+RECIPE_LR = {None: 3e-3, "adamw-cosine": 3e-3, "sgd-nesterov-cosine": 0.01}
 #: With --budget-s: the share of it kept for the student; the teachers split the rest.
 STUDENT_SHARE = 0.3
 #: edge-fer train's recipe, and the one-change pilots of issue 21 item 5 (``--pilots``): each
@@ -124,7 +126,7 @@ def fit(arch: str, seed: int, data: dict, soft: np.ndarray, alpha: float, temper
     onehot = np.eye(classes, dtype="float32")[data["train_labels"]]
     y = np.concatenate([onehot, soft.astype("float32")], axis=1)
     val_onehot = np.eye(classes, dtype="float32")[data["val_labels"]]
-    lr = args.lr or RECIPE_LR * math.sqrt(args.batch / RECIPE_BATCH)
+    lr = args.lr or RECIPE_LR[recipe["optimizer"]] * math.sqrt(args.batch / RECIPE_BATCH)
     compile_model(model, arch_spec(arch), math.ceil(len(x) / args.batch), epochs, lr, recipe["optimizer"],
                   (alpha, temperature), recipe["label_smoothing"])
     started = time.perf_counter()
@@ -303,7 +305,7 @@ def main() -> int:
     parser.add_argument("--alpha", type=float, default=0.6, help="the student's share of the ensemble")
     parser.add_argument("--temperature", type=float, default=2.0)
     parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--lr", type=float, help="peak rate (default: 3e-3 x sqrt(batch / 64))")
+    parser.add_argument("--lr", type=float, help="peak rate (default: the optimizer's at batch 64 x sqrt(batch / 64))")
     parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16", "mixed_float16"])
     parser.add_argument("--pilots", help=f"only these one-change pilots of edgenet, comma-separated: {', '.join(PILOTS)}")
     parser.add_argument("--pilot-epochs", type=int, default=15)
