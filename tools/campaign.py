@@ -104,23 +104,48 @@ def table() -> str:
     return "\n".join(lines)
 
 
+def eval_sets(shared: Path = SHARED, limit_per_class: int | None = None, train=None) -> dict:
+    """The campaign's three sets: ``val`` (FER2013 val) and ``val_labels``, ``val_dedup`` (True where a val
+    face has no pixel twin in ``train``, default FER2013 train), ``val_ferplus`` (the FER+
+    plurality, -1: none), ``ck`` (CK+48's 6 shared classes) and ``ck_labels`` (as val's class
+    indexes: a CK+ face called neutral is wrong). ``limit_per_class``: a subset, for tests."""
+    import numpy as np
+
+    from edge_fer.train.datasets import dedup_against, load_folder, resolve_classes
+    from edge_fer.train.loaders import LoadOptions, load_dataset
+    from edge_fer.train.soft_labels import plurality_labels
+
+    val = load_folder(shared / "fer2013" / "val", limit_per_class=limit_per_class, seed=0)
+    if train is None:
+        train = load_folder(shared / "fer2013" / "train", limit_per_class=limit_per_class, seed=0)
+    keep = np.zeros(len(val), bool)
+    keep[dedup_against(val, train)] = True
+    ck = load_dataset(shared / "ckplus48", LoadOptions(classes=resolve_classes(CKPLUS_SHARED)))
+    return {"val": val, "val_labels": val.labels, "val_dedup": keep,
+            "val_ferplus": plurality_labels(shared / "ferplus" / "ferplus_votes.csv", val.paths, val.classes),
+            "ck": ck, "ck_labels": np.asarray([val.classes.index(c) for c in ck.classes])[ck.labels]}
+
+
+def measures(val_probs, ck_probs, sets: dict) -> dict:
+    """The campaign's accuracies from probabilities over val's classes (val and CK+48 rows of
+    ``sets``: :func:`eval_sets`, or the same arrays from tools/gpu_pack.py's pack)."""
+    pred, truth = val_probs.argmax(1), sets["val_labels"]
+    dedup, voted = sets["val_dedup"], sets["val_ferplus"] >= 0
+    return {"val": float((pred == truth).mean()), "val_dedup": float((pred[dedup] == truth[dedup]).mean()),
+            "val_ferplus": float((pred[voted] == sets["val_ferplus"][voted]).mean()),
+            "ckplus48": float((ck_probs.argmax(1) == sets["ck_labels"]).mean())}
+
+
 def ensemble(args) -> Path:
     """Each member's and the members' mean probabilities (flip-averaged with ``--flip``) scored on
     the campaign's three sets; recorded like a run, one row per member plus one for the mean."""
     import numpy as np
 
     from edge_fer.confidence import expected_calibration_error
-    from edge_fer.train.datasets import dedup_against, load_folder, resolve_classes
     from edge_fer.train.distill import model_probs
-    from edge_fer.train.loaders import LoadOptions, load_dataset
-    from edge_fer.train.soft_labels import plurality_labels
 
-    val = load_folder(SHARED / "fer2013" / "val")
-    keep = dedup_against(val, load_folder(SHARED / "fer2013" / "train"))
-    plural = plurality_labels(SHARED / "ferplus" / "ferplus_votes.csv", val.paths, val.classes)
-    voted = plural >= 0
-    ck = load_dataset(SHARED / "ckplus48", LoadOptions(classes=resolve_classes(CKPLUS_SHARED)))
-    ck_true = np.asarray([val.classes.index(c) for c in ck.classes])[ck.labels]
+    sets = eval_sets()
+    val, ck = sets["val"], sets["ck"]
     rows, val_probs, ck_probs = [], [], []
     for model in args.model:
         pv = model_probs(model, val.images, val.classes, args.flip, 256, args.threads)
@@ -132,11 +157,7 @@ def ensemble(args) -> Path:
     rows.append((f"mean of {len(args.model)}", np.mean(val_probs, axis=0), np.mean(ck_probs, axis=0)))
     models = []
     for name, pv, pc in rows:
-        pred = pv.argmax(1)
-        models.append({"model": name, "val": round(float((pred == val.labels).mean()), 4),
-                       "val_dedup": round(float((pred[keep] == val.labels[keep]).mean()), 4),
-                       "val_ferplus": round(float((pred[voted] == plural[voted]).mean()), 4),
-                       "ckplus48": round(float((pc.argmax(1) == ck_true).mean()), 4),
+        models.append({"model": name, **{k: round(v, 4) for k, v in measures(pv, pc, sets).items()},
                        "ece_val": round(expected_calibration_error(pv, val.labels), 4)})
         m = models[-1]
         print(f"{name}: val {m['val']:.4f}, de-dup {m['val_dedup']:.4f}, FER+ {m['val_ferplus']:.4f}, "

@@ -27,9 +27,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tools"))
 
-SHARED = REPO.parent / "shared" / "data"
-CKPLUS_SHARED = "angry,disgust,fear,happy,sad,surprise"
+from campaign import SHARED, eval_sets  # noqa: E402
 
 
 class PackError(Exception):
@@ -56,16 +56,12 @@ def decode_blob(blob: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 def build(out: Path, part_mb: float, limit_per_class: int | None, shared: Path = SHARED) -> dict:
     from edge_fer.fileio import folder_atomic, sync_file
-    from edge_fer.train.datasets import dedup_against, image_key, load_folder, resolve_classes
-    from edge_fer.train.loaders import LoadOptions, load_dataset
-    from edge_fer.train.soft_labels import plurality_labels, soft_targets
+    from edge_fer.train.datasets import image_key, load_folder
+    from edge_fer.train.soft_labels import soft_targets
 
     votes = shared / "ferplus" / "ferplus_votes.csv"
     train = load_folder(shared / "fer2013" / "train", limit_per_class=limit_per_class, seed=0)
-    val = load_folder(shared / "fer2013" / "val", limit_per_class=limit_per_class, seed=0)
-    ck = load_dataset(shared / "ckplus48", LoadOptions(classes=resolve_classes(CKPLUS_SHARED)))
-    keep = np.zeros(len(val), bool)
-    keep[dedup_against(val, train)] = True
+    sets = eval_sets(shared, limit_per_class, train)
     sizes = np.asarray([Path(p).stat().st_size for p in train.paths])
     budget = int(part_mb * 1e6)
     cuts, start, used = [], 0, 0
@@ -78,20 +74,20 @@ def build(out: Path, part_mb: float, limit_per_class: int | None, shared: Path =
     pack_id = hashlib.sha256("\n".join(train.paths).encode() + sizes.tobytes()).hexdigest()[:16]
     head = {"pack": np.asarray(pack_id), "parts": np.asarray(len(cuts)), "classes": np.asarray(train.classes)}
     ferplus = soft_targets(votes, train.paths, train.labels, train.classes).probs.astype(np.float16)
-    ck_to_fer = np.asarray([train.classes.index(c) for c in ck.classes])
     with folder_atomic(out) as building:  # all parts or none
         for k, (a, b) in enumerate(cuts):
             blob, offsets = jpeg_blob(train.paths[a:b])
             np.savez(building / f"train-{k}.npz", **head, part=np.asarray(k), jpeg=blob, offsets=offsets,
                      labels=train.labels[a:b].astype(np.int8),
                      keys=np.asarray([image_key(p) for p in train.paths[a:b]]), ferplus=ferplus[a:b])
-        np.savez_compressed(building / "eval.npz", **head, val=val.images, val_labels=val.labels.astype(np.int8),
-                            val_dedup=keep, val_ferplus=plurality_labels(votes, val.paths, val.classes).astype(np.int8),
-                            ck=ck.images, ck_labels=ck_to_fer[ck.labels].astype(np.int8))
+        np.savez_compressed(building / "eval.npz", **head, val=sets["val"].images,
+                            val_labels=sets["val_labels"].astype(np.int8), val_dedup=sets["val_dedup"],
+                            val_ferplus=sets["val_ferplus"].astype(np.int8), ck=sets["ck"].images,
+                            ck_labels=sets["ck_labels"].astype(np.int8))
         for part in building.iterdir():
             sync_file(part)
-    return {"pack": pack_id, "parts": len(cuts), "train": len(train), "val": len(val), "val_dedup": int(keep.sum()),
-            "ckplus48": len(ck), "files": sorted(p.name for p in out.glob("*.npz")),
+    return {"pack": pack_id, "parts": len(cuts), "train": len(train), "val": len(sets["val"]),
+            "val_dedup": int(sets["val_dedup"].sum()), "ckplus48": len(sets["ck"]), "files": sorted(p.name for p in out.glob("*.npz")),
             "megabytes": {p.name: round(p.stat().st_size / 1e6, 1) for p in sorted(out.glob("*.npz"))}}
 
 

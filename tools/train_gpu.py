@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tools"))
 
+from campaign import measures  # noqa: E402
 from gpu_pack import PackError, load  # noqa: E402
 
 #: The edgenet recipe's batch; larger batches scale the optimizer's peak rate by sqrt(batch / 64).
@@ -97,11 +98,7 @@ def scores(net_or_probs, data: dict, flip: bool, batch: int) -> dict:
         val_p, ck_p = net_or_probs
     else:
         val_p, ck_p = (predict(net_or_probs, data[k], flip, batch) for k in ("val_images", "ck_images"))
-    pred, truth = val_p.argmax(1), data["val_labels"]
-    dedup, voted = data["val_dedup"], data["val_ferplus"] >= 0
-    return {"val": float((pred == truth).mean()), "val_dedup": float((pred[dedup] == truth[dedup]).mean()),
-            "val_ferplus": float((pred[voted] == data["val_ferplus"][voted]).mean()),
-            "ckplus48": float((ck_p.argmax(1) == data["ck_labels"]).mean())}, (val_p, ck_p)
+    return measures(val_p, ck_p, data), (val_p, ck_p)
 
 
 def fit(arch: str, seed: int, data: dict, soft: np.ndarray, alpha: float, temperature: float, epochs: int,

@@ -121,27 +121,29 @@ def soft_targets(votes_path: str | Path, paths: list[str], labels: np.ndarray,
     return SoftLabels(probs, voted, no_votes, unlisted)
 
 
-def plurality_labels(votes_path: str | Path, paths: list[str],
-                     classes: tuple[str, ...]) -> np.ndarray:
-    """Each image's FER+ plurality class index, or -1 where the file has no row, the maximum over
-    all 10 columns is tied, or it falls on a column outside ``classes``."""
+def plurality_columns(votes_path: str | Path, paths: list[str]) -> np.ndarray:
+    """Each image's FER+ plurality as an index of :data:`VOTE_COLUMNS`, or -1 where the file has
+    no row or the maximum over all 10 columns is tied."""
     votes = read_votes(votes_path)
     out = np.full(len(paths), -1, np.int64)
     for i, p in enumerate(paths):
         counts = votes.get(image_key(p))
-        if counts is None:
-            continue
-        top = np.flatnonzero(counts == counts.max())
-        if len(top) != 1:
-            continue
-        name = VOTE_TO_CLASS.get(VOTE_COLUMNS[top[0]])
-        if name in classes:
-            out[i] = classes.index(name)
+        if counts is not None:
+            top = np.flatnonzero(counts == counts.max())
+            if len(top) == 1:
+                out[i] = top[0]
     return out
+
+
+def plurality_labels(votes_path: str | Path, paths: list[str],
+                     classes: tuple[str, ...]) -> np.ndarray:
+    """Each image's FER+ plurality class index, or -1 where the file has no row, the maximum over
+    all 10 columns is tied, or it falls on a column outside ``classes``."""
+    index = {k: classes.index(VOTE_TO_CLASS[name]) for k, name in enumerate(VOTE_COLUMNS)
+             if VOTE_TO_CLASS.get(name) in classes}
+    return np.asarray([index.get(int(c), -1) for c in plurality_columns(votes_path, paths)], np.int64)
 
 
 def not_a_face(votes_path: str | Path, paths: list[str]) -> np.ndarray:
     """True where an image's FER+ plurality is NF (not a face): NF alone has the most votes."""
-    votes, nf = read_votes(votes_path), VOTE_COLUMNS.index("NF")
-    rows = [votes.get(image_key(p)) for p in paths]
-    return np.asarray([r is not None and r.argmax() == nf and int((r == r.max()).sum()) == 1 for r in rows], bool)
+    return plurality_columns(votes_path, paths) == VOTE_COLUMNS.index("NF")
