@@ -25,7 +25,7 @@ from edge_fer import defaults
 from edge_fer.bench.machine import machine_info
 from edge_fer.detectors import downscale
 from edge_fer.detectors.blazeface import iou_one_to_many
-from edge_fer.detectors.ssd import DEFAULT_CONFIDENCE, INPUT_SIZE, MEAN_BGR
+from edge_fer.detectors.ssd import DEFAULT_CONFIDENCE, INPUT_SIZE, caffe_rows
 from edge_fer.fileio import write_json_atomic
 
 CAFFEMODEL = DETECTOR_DIR / "res10_300x300_ssd_iter_140000.caffemodel"
@@ -47,8 +47,7 @@ def video_frames(name: str) -> list[np.ndarray]:
 def forward(net, image_bgr: np.ndarray, size_wh: tuple[int, int]) -> tuple[np.ndarray, float]:
     """Corners (K, 4) in 0..1 above the default confidence, best first, and the forward's ms."""
     t0 = time.perf_counter()
-    net.setInput(cv2.dnn.blobFromImage(image_bgr, 1.0, size_wh, MEAN_BGR))
-    rows = net.forward().reshape(-1, 7)
+    rows = caffe_rows(net, image_bgr, size_wh)
     ms = (time.perf_counter() - t0) * 1000.0
     rows = rows[rows[:, 2] > DEFAULT_CONFIDENCE]
     return rows[np.argsort(-rows[:, 2]), 3:7], ms

@@ -51,6 +51,32 @@ def arms(work: Path, oof: Path, threads: int) -> dict[str, Path]:
     return {"original": train, "cnn-cleaned": cnn / "data", "ferplus-relabelled": people / "data"}
 
 
+def train_and_score(data: Path, out: Path, seed: int, epochs: int, threads: int) -> dict:
+    """Train one arm x seed (resumes) and score it once; the scores are kept in the run folder."""
+    scored = out / "scores.json"
+    if scored.is_file():
+        return json.loads(scored.read_text())
+    run(EDGE_FER, "train", "--data", data, "--val", SHARED / "fer2013" / "val", "--arch", "edgenet",
+        "--epochs", epochs, "--seed", seed, "--threads", threads, "--out", out)
+    from edge_fer.fileio import write_json_atomic
+
+    scores = score(str(out / "model.keras"), threads)
+    write_json_atomic(scored, scores)
+    return scores
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Mean and population sd of each measure per arm, over the seeds run so far."""
+    arms_run = dict.fromkeys(r["arm"] for r in rows)
+    table = {}
+    for arm in arms_run:
+        mine = [r for r in rows if r["arm"] == arm]
+        table[arm] = {m: {"mean": statistics.mean(r[m] for r in mine), "sd": statistics.pstdev(r[m] for r in mine)}
+                      for m in MEASURES}
+        table[arm]["runs"] = len(mine)
+    return table
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--oof", type=Path, required=True, help="edge-fer oof-probs's .npz for train")
@@ -64,26 +90,23 @@ def main() -> int:
         print(f"clean_compare: --oof {args.oof} not found: run `edge-fer oof-probs` first", file=sys.stderr)
         return 2
     args.work.mkdir(parents=True, exist_ok=True)
+    arm_data = arms(args.work, args.oof, args.threads)
     rows = []
-    for arm, data in arms(args.work, args.oof, args.threads).items():
-        for seed in (int(s) for s in args.seeds.split(",")):
-            out = args.work / f"{arm}-s{seed}"
-            run(EDGE_FER, "train", "--data", data, "--val", SHARED / "fer2013" / "val", "--arch", "edgenet",
-                "--epochs", args.epochs, "--seed", seed, "--threads", args.threads, "--out", out)
-            rows.append({"arm": arm, "seed": seed, **score(str(out / "model.keras"), args.threads)})
+    # seed-major: an interrupted comparison still holds whole seeds of every arm
+    for seed in (int(s) for s in args.seeds.split(",")):
+        for arm, data in arm_data.items():
+            rows.append({"arm": arm, "seed": seed, **train_and_score(data, args.work / f"{arm}-s{seed}", seed,
+                                                                     args.epochs, args.threads)})
             print(json.dumps(rows[-1]), flush=True)
-    table = {arm: {m: {"mean": statistics.mean(r[m] for r in rows if r["arm"] == arm),
-                       "sd": statistics.pstdev(r[m] for r in rows if r["arm"] == arm)} for m in MEASURES}
-             for arm in dict.fromkeys(r["arm"] for r in rows)}
-    result = {"command": " ".join(sys.argv), "epochs": args.epochs, "seeds": args.seeds, "arms": table, "runs": rows}
-    if args.json:
-        from edge_fer.fileio import write_json_atomic
+            result = {"command": " ".join(sys.argv), "epochs": args.epochs, "seeds": args.seeds,
+                      "arms": summarise(rows), "runs": rows}
+            if args.json:
+                from edge_fer.fileio import write_json_atomic
 
-        write_json_atomic(args.json, result)
-    for arm, measures in table.items():
-        print(arm, {m: f"{100 * v['mean']:.2f} +- {100 * v['sd']:.2f}" for m, v in measures.items()})
+                write_json_atomic(args.json, result)
+    for arm, measures in summarise(rows).items():
+        print(arm, {m: f"{100 * v['mean']:.2f} +- {100 * v['sd']:.2f}" for m, v in measures.items() if m != "runs"})
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

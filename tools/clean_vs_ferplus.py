@@ -43,10 +43,10 @@ def score(clean_dir: Path, data_dir: Path, votes_path: Path) -> tuple[dict, list
     keys = [Path(p).relative_to(data_dir).as_posix() for p in data.paths]
     issue = np.asarray([flag_of.get(k, {}).get("issue", "") for k in keys])
     suggested = [flag_of.get(k, {}).get("suggested", "") for k in keys]
-    people = plurality_labels(votes_path, data.paths, data.classes)
     votes = read_votes(votes_path)
+    people = plurality_labels(votes, data.paths, data.classes)
     listed = np.asarray([image_key(p) in votes for p in data.paths])
-    nf_plural = not_a_face(votes_path, data.paths)
+    nf_plural = not_a_face(votes, data.paths)
 
     scored = people >= 0
     wrong = scored & (people != data.labels)

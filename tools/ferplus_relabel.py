@@ -27,15 +27,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from edge_fer.errors import EdgeFerError  # noqa: E402
 from edge_fer.fileio import folder_atomic, portable_path  # noqa: E402
 from edge_fer.train.datasets import load_folder  # noqa: E402
-from edge_fer.train.soft_labels import not_a_face, plurality_labels  # noqa: E402
+from edge_fer.train.soft_labels import not_a_face, plurality_labels, read_votes  # noqa: E402
 
 
 def relabel(data_dir: Path, votes_path: Path, out: Path) -> dict:
     if out.exists():
         raise EdgeFerError(f"--out {out} exists; expected a new folder")
     data = load_folder(data_dir)
-    people = plurality_labels(votes_path, data.paths, data.classes)
-    not_face = not_a_face(votes_path, data.paths)
+    votes = read_votes(votes_path)
+    people = plurality_labels(votes, data.paths, data.classes)
+    not_face = not_a_face(votes, data.paths)
     labels = np.where(people >= 0, people, data.labels)
     with folder_atomic(out) as building:
         for path, label, drop in zip(data.paths, labels, not_face):

@@ -123,6 +123,13 @@ def detection_output(loc, scores, priors, settings: dict, min_confidence: float)
     return corners[picked], scores[keep][picked]
 
 
+def caffe_rows(net, image_bgr: np.ndarray, input_wh: tuple[int, int] = INPUT_SIZE) -> np.ndarray:
+    """The Caffe net's rows [image, class, score, x0, y0, x1, y1], corners in 0..1 of ``image_bgr``
+    (``input_wh``: the blob's size; the detector uses the net's own 300x300)."""
+    net.setInput(cv2.dnn.blobFromImage(image_bgr, 1.0, input_wh, MEAN_BGR))
+    return net.forward().reshape(-1, 7)
+
+
 class SsdDetector(_Closeable):
     name = "ssd"
 
@@ -181,9 +188,7 @@ class SsdDetector(_Closeable):
         self._forward_onnx(np.zeros((*INPUT_SIZE, 3), np.uint8))  # warm-up, like the Caffe path
 
     def _forward_caffe(self, image_bgr: np.ndarray) -> np.ndarray:
-        """Rows [image, class, score, x0, y0, x1, y1] with corners in 0..1 of ``image_bgr``."""
-        self._net.setInput(cv2.dnn.blobFromImage(image_bgr, 1.0, INPUT_SIZE, MEAN_BGR))
-        return self._net.forward().reshape(-1, 7)
+        return caffe_rows(self._net, image_bgr)
 
     def _forward_onnx(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Face corners (K, 4) in 0..1 of ``image_bgr`` and their scores."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +85,11 @@ def read_votes(path: str | Path) -> dict[str, np.ndarray]:
     return votes
 
 
+def _votes(source: str | Path | Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+    """A votes file's path, or what :func:`read_votes` returned (so a caller reads the file once)."""
+    return source if isinstance(source, Mapping) else read_votes(source)
+
+
 def class_votes(counts: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:
     """The vote counts (..., 10) regrouped onto ``classes`` (..., C); unmapped columns dropped."""
     index = {c: i for i, c in enumerate(VOTE_COLUMNS)}
@@ -95,10 +101,11 @@ def class_votes(counts: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:
     return np.stack([counts[..., index[by_class[c]]] for c in classes], axis=-1)
 
 
-def soft_targets(votes_path: str | Path, paths: list[str], labels: np.ndarray,
+def soft_targets(votes_path: str | Path | Mapping[str, np.ndarray], paths: list[str], labels: np.ndarray,
                  classes: tuple[str, ...]) -> SoftLabels:
     """The vote distribution of each training image (matched by class folder and file name)."""
-    votes = read_votes(votes_path)
+    votes = _votes(votes_path)
+    where = "the votes given" if isinstance(votes_path, Mapping) else str(votes_path)
     one_hot = np.eye(len(classes), dtype=np.float32)[labels]
     probs = one_hot.copy()
     voted = no_votes = unlisted = 0
@@ -114,17 +121,17 @@ def soft_targets(votes_path: str | Path, paths: list[str], labels: np.ndarray,
         probs[i] = mine / mine.sum()
         voted += 1
     if voted == 0:
-        raise InputError(f"none of the {len(paths)} training images is in {votes_path} "
+        raise InputError(f"none of the {len(paths)} training images is in {where} "
                          f"(matched by <class>/<file>, e.g. {image_key(paths[0]) if paths else '-'})")
-    log.info(f"soft labels from {votes_path}: {voted} images with votes, {no_votes} with none "
+    log.info(f"soft labels from {where}: {voted} images with votes, {no_votes} with none "
              f"usable (FER2013 label kept), {unlisted} not listed (FER2013 label kept)")
     return SoftLabels(probs, voted, no_votes, unlisted)
 
 
-def plurality_columns(votes_path: str | Path, paths: list[str]) -> np.ndarray:
+def plurality_columns(votes_path: str | Path | Mapping[str, np.ndarray], paths: list[str]) -> np.ndarray:
     """Each image's FER+ plurality as an index of :data:`VOTE_COLUMNS`, or -1 where the file has
     no row or the maximum over all 10 columns is tied."""
-    votes = read_votes(votes_path)
+    votes = _votes(votes_path)
     out = np.full(len(paths), -1, np.int64)
     for i, p in enumerate(paths):
         counts = votes.get(image_key(p))
@@ -135,7 +142,7 @@ def plurality_columns(votes_path: str | Path, paths: list[str]) -> np.ndarray:
     return out
 
 
-def plurality_labels(votes_path: str | Path, paths: list[str],
+def plurality_labels(votes_path: str | Path | Mapping[str, np.ndarray], paths: list[str],
                      classes: tuple[str, ...]) -> np.ndarray:
     """Each image's FER+ plurality class index, or -1 where the file has no row, the maximum over
     all 10 columns is tied, or it falls on a column outside ``classes``."""
@@ -144,6 +151,6 @@ def plurality_labels(votes_path: str | Path, paths: list[str],
     return np.asarray([index.get(int(c), -1) for c in plurality_columns(votes_path, paths)], np.int64)
 
 
-def not_a_face(votes_path: str | Path, paths: list[str]) -> np.ndarray:
+def not_a_face(votes_path: str | Path | Mapping[str, np.ndarray], paths: list[str]) -> np.ndarray:
     """True where an image's FER+ plurality is NF (not a face): NF alone has the most votes."""
     return plurality_columns(votes_path, paths) == VOTE_COLUMNS.index("NF")

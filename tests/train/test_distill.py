@@ -302,6 +302,9 @@ def test_soft_targets_edge_rows_and_bad_files(tmp_path):
     np.testing.assert_allclose(soft.probs, [[0, 0.75, 0.25], [0, 1, 0], [0.5, 0, 0.5], [0, 0, 1]])
     assert (soft.voted, soft.no_votes, soft.unlisted) == (2, 1, 1)
     assert plurality_labels(votes, paths, classes).tolist() == [1, -1, -1, -1]
+    read = read_votes(votes)  # a file read once gives what its path gives
+    assert plurality_labels(read, paths, classes).tolist() == [1, -1, -1, -1]
+    np.testing.assert_array_equal(soft_targets(read, paths, np.array([1, 1, 0, 2]), classes).probs, soft.probs)
     with pytest.raises(InputError, match="columns .* missing"):
         bad = tmp_path / "bad.csv"
         bad.write_text("file,neutral\nx,1\n")
