@@ -40,6 +40,7 @@ def score(model: str, threads: int = 2) -> dict:
     return {"model": Path(model).name, "val": round(val.accuracy, 4), "val_dedup": round(val.dedup.accuracy, 4),
             "val_ferplus": round(val.votes.accuracy, 4), "ckplus48": round(ck.accuracy, 4),
             "ece_val": round(val.ece, 4), "val_per_class": {k: round(v, 4) for k, v in val.per_class.items()},
+            "val_dedup_per_class": {k: round(v, 4) for k, v in val.dedup.per_class.items()},
             "ckplus48_per_class": {k: round(v, 4) for k, v in ck.per_class.items()}}
 
 

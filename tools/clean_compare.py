@@ -65,14 +65,14 @@ def train_and_score(data: Path, out: Path, seed: int, epochs: int, threads: int)
     return scores
 
 
-def summarise(rows: list[dict]) -> dict:
-    """Mean and population sd of each measure per arm, over the seeds run so far."""
+def summarise(rows: list[dict], extra: tuple[str, ...] = ()) -> dict:
+    """Mean and population sd of each measure (and of ``extra`` ones) per arm, over the seeds run so far."""
     arms_run = dict.fromkeys(r["arm"] for r in rows)
     table = {}
     for arm in arms_run:
         mine = [r for r in rows if r["arm"] == arm]
         table[arm] = {m: {"mean": statistics.mean(r[m] for r in mine), "sd": statistics.pstdev(r[m] for r in mine)}
-                      for m in MEASURES}
+                      for m in (*MEASURES, *extra)}
         table[arm]["runs"] = len(mine)
     return table
 

@@ -1,0 +1,109 @@
+"""Issue 22 item 4: the same classifier trained on FER2013 train with and without CycleGAN-generated
+disgust faces, a few seeds each at one budget, scored on the campaign's measures, and a grid of
+real neutral faces beside what the generator makes of them.
+
+    python tools/balance_compare.py --work ../runs/clean-compare [--gan-epochs 50 --gan-decay-epochs 50]
+        [--count N] [--epochs 6] [--seeds 0,1,2] [--json docs/model_card/cyclegan/train_compare.json]
+        [--grid docs/model_card/cyclegan_faces.png]
+
+Steps (each resumes: run the same command again after an interruption):
+1. `edge-fer balance --data fer2013/train --source neutral --target disgust --out WORK/train-cyclegan`
+   (its CycleGAN checkpoints every epoch in WORK/train-cyclegan/.cyclegan);
+2. per seed, `edge-fer train --arch edgenet --epochs E --seed S` on train as it is ("original", the
+   same run folders as tools/clean_compare.py's original arm: share --work and they are trained
+   once) and on the balanced copy ("cyclegan"), scored like clean_compare (disgust recall on
+   de-duplicated val included);
+3. the grid: the first val neutral faces (the generator never saw val) beside the generator's
+   disgust made of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tools"))
+
+from campaign import SHARED  # noqa: E402
+from clean_compare import EDGE_FER, run, summarise, train_and_score  # noqa: E402
+
+SOURCE, TARGET = "neutral", "disgust"
+
+
+def balanced_copy(work: Path, gan_epochs: int, gan_decay_epochs: int, count: int | None) -> Path:
+    out = work / "train-cyclegan"
+    if not (out / "balance.json").is_file():
+        extra = ["--count", count] if count else []
+        run(EDGE_FER, "balance", "--data", SHARED / "fer2013" / "train", "--source", SOURCE, "--target", TARGET,
+            "--out", out, "--epochs", gan_epochs, "--decay-epochs", gan_decay_epochs, *extra)
+    return out
+
+
+def grid(balanced: Path, path: Path, faces: int = 24, cols: int = 6) -> None:
+    """Pairs (real val neutral | generated disgust), ``cols`` pairs per row, 2x enlarged."""
+    import cv2
+    import keras
+
+    from edge_fer.fileio import write_bytes_atomic
+    from edge_fer.train.cyclegan import to_uint8, to_unit
+    from edge_fer.train.datasets import load_folder
+
+    generator = keras.models.load_model(balanced / ".cyclegan" / f"g_{SOURCE}_to_{TARGET}.keras", compile=False)
+    real = load_folder(SHARED / "fer2013" / "val", classes=(SOURCE,)).images[:faces]
+    fake = to_uint8(generator.predict(to_unit(real), verbose=0))
+    gap = np.full((real.shape[1], 4), 255, np.uint8)
+    pairs = [np.hstack([r, f, gap, gap]) for r, f in zip(real, fake)]
+    rows = [np.hstack(pairs[i:i + cols]) for i in range(0, len(pairs), cols)]
+    image = cv2.resize(np.vstack([np.vstack([r, np.full((4, r.shape[1]), 255, np.uint8)]) for r in rows]),
+                       None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+    ok, png = cv2.imencode(".png", image)
+    if not ok:
+        raise RuntimeError(f"could not encode {path}")
+    write_bytes_atomic(path, png.tobytes())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, required=True, help="run folders (share clean_compare's)")
+    parser.add_argument("--gan-epochs", type=int, default=50, help="CycleGAN epochs at a constant rate")
+    parser.add_argument("--gan-decay-epochs", type=int, default=50, help="then epochs of linear decay")
+    parser.add_argument("--count", type=int, help="disgust faces to generate (default: up to neutral's count)")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="write the table here")
+    parser.add_argument("--grid", type=Path, help="write the real | generated grid here (PNG)")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    balanced = balanced_copy(args.work, args.gan_epochs, args.gan_decay_epochs, args.count)
+    if args.grid:
+        grid(balanced, args.grid)
+    arm_data = {"original": SHARED / "fer2013" / "train", "cyclegan": balanced}
+    rows = []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        for arm, data in arm_data.items():
+            scores = train_and_score(data, args.work / f"{arm}-s{seed}", seed, args.epochs, args.threads)
+            rows.append({"arm": arm, "seed": seed, **scores,
+                         "disgust_recall_dedup": scores["val_dedup_per_class"][TARGET]})
+            print(json.dumps(rows[-1]), flush=True)
+            if args.json:
+                from edge_fer.fileio import write_json_atomic
+
+                balance = json.loads((balanced / "balance.json").read_text())
+                write_json_atomic(args.json, {"command": " ".join(sys.argv), "epochs": args.epochs,
+                                              "seeds": args.seeds, "balance": {k: balance[k] for k in
+                                                                               ("generated", "counts", "epochs_run", "seconds")},
+                                              "arms": summarise(rows, extra=("disgust_recall_dedup",)), "runs": rows})
+    for arm, measures in summarise(rows, extra=("disgust_recall_dedup",)).items():
+        print(arm, {m: f"{100 * v['mean']:.2f} +- {100 * v['sd']:.2f}" for m, v in measures.items() if m != "runs"})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
