@@ -59,6 +59,7 @@ PILOTS = {
     "mixup": {"mix": "mixup"},
     "cutmix": {"mix": "cutmix"},
     "wider": {"arch": "edgenet-m"},
+    "squeeze-excite": {"arch": "edgenet-se"},
 }
 
 

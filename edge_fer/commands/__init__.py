@@ -20,7 +20,7 @@ from ..detectors.registry import DETECTOR_FILES
 # (tests/test_hardening.py and tests/test_cli_help.py check that they match the library's).
 DEVICE_NAMES = ("auto", "cpu", "cuda", "tensorrt")                 # edge_fer.backends.DEVICES
 COLOR_NAMES = ("gray", "rgb", "bgr")                               # edge_fer.metadata.COLORS
-ARCH_NAMES = ("edgenet", "edgenet-m", "edgenet-l", "pyfer", "transfer")       # edge_fer.train.models.ARCHS
+ARCH_NAMES = ("edgenet", "edgenet-m", "edgenet-l", "edgenet-se", "pyfer", "transfer")       # edge_fer.train.models.ARCHS
 TARGET_NAMES = ("tflite", "onnx", "phone")                         # converters.options.TARGETS
 QUANTIZATION_NAMES = ("none", "fp16", "dynamic", "int8")           # converters.options.QUANTIZATIONS
 SHIPPED_DETECTORS = ("yunet", "blazeface")                         # edge_fer.detectors.shipped (MANIFEST.json)

@@ -32,9 +32,15 @@ ARCHS = {
     "edgenet-m": ArchSpec("edgenet-m", (48, 48), "gray", "adamw-cosine", 64),
     #: edgenet at 2x width (2.6M parameters): a teacher for a GPU machine (tools/train_gpu.py).
     "edgenet-l": ArchSpec("edgenet-l", (48, 48), "gray", "adamw-cosine", 64),
+    #: edgenet with squeeze-excitation after each block (issue 21 item 5's pilot; +2% parameters).
+    "edgenet-se": ArchSpec("edgenet-se", (48, 48), "gray", "adamw-cosine", 64),
 }
 #: Channel widths of edgenet's four blocks, per architecture name.
-EDGENET_WIDTHS = {"edgenet": (32, 48, 96, 192), "edgenet-m": (48, 72, 144, 288), "edgenet-l": (64, 96, 192, 384)}
+EDGENET_WIDTHS = {"edgenet": (32, 48, 96, 192), "edgenet-m": (48, 72, 144, 288), "edgenet-l": (64, 96, 192, 384),
+                  "edgenet-se": (32, 48, 96, 192)}
+#: Squeeze-excitation's bottleneck: the block's width over this (Hu et al. 2018 use 16; 8 keeps
+#: the first block's 32 channels at 4).
+SE_REDUCTION = 8
 
 
 def arch_spec(name: str) -> ArchSpec:
@@ -48,7 +54,8 @@ def build_model(name: str, num_classes: int, weights: str | None = None):
     if name == "transfer":
         return build_transfer(num_classes, spec.input_size_hw, weights=weights)
     if name in EDGENET_WIDTHS:
-        return build_edgenet(num_classes, spec.input_size_hw, EDGENET_WIDTHS[name], name=name.replace("-", "_"))
+        return build_edgenet(num_classes, spec.input_size_hw, EDGENET_WIDTHS[name], name=name.replace("-", "_"),
+                             squeeze_excite=name == "edgenet-se")
     return build_pyfer(num_classes, spec.input_size_hw)
 
 
@@ -109,11 +116,13 @@ def build_transfer(num_classes: int, size_hw=(96, 96), weights: str | None = Non
 
 
 def build_edgenet(num_classes: int, size_hw=(48, 48), widths=EDGENET_WIDTHS["edgenet"], dropout=0.4,
-                  name: str = "edgenet"):
+                  name: str = "edgenet", squeeze_excite: bool = False):
     """edge-fer's small VGG-style net: one conv at full resolution, then blocks of two 3x3
     convs (conv -> BN -> ReLU) with 2x2 pooling between, global average pooling, dropout.
     About 0.6M parameters and ~56M multiply-adds at 48x48 (edgenet-m, 1.5x wider: 1.5M and
-    ~125M): int8-friendly (plain conv/ReLU)."""
+    ~125M): int8-friendly (plain conv/ReLU). ``squeeze_excite``: each block's output scaled per
+    channel by a gate from its global average (Dense -> ReLU -> Dense -> sigmoid; Hu et al. 2018),
+    standard layers that every converter and int8 runtime takes."""
     import keras
     from keras import layers
 
@@ -124,6 +133,11 @@ def build_edgenet(num_classes: int, size_hw=(48, 48), widths=EDGENET_WIDTHS["edg
             x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"conv{block}_{conv}")(x)
             x = layers.BatchNormalization(name=f"bn{block}_{conv}")(x)
             x = layers.ReLU(name=f"relu{block}_{conv}")(x)
+        if squeeze_excite:
+            gate = layers.GlobalAveragePooling2D(keepdims=True, name=f"se{block}_squeeze")(x)
+            gate = layers.Dense(max(width // SE_REDUCTION, 4), activation="relu", name=f"se{block}_reduce")(gate)
+            gate = layers.Dense(width, activation="sigmoid", name=f"se{block}_expand")(gate)
+            x = layers.Multiply(name=f"se{block}_scale")([x, gate])
         if block < len(widths) - 1:
             x = layers.MaxPooling2D(2, name=f"pool{block}")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)

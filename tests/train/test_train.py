@@ -70,7 +70,8 @@ def test_pyfer_runs_on_real_faces(fer_val):
 
 
 @pytest.mark.parametrize("arch, widths, params", [("edgenet", (32, 48, 96, 192), 661_095),
-                                                   ("edgenet-m", (48, 72, 144, 288), 1_484_119)])
+                                                   ("edgenet-m", (48, 72, 144, 288), 1_484_119),
+                                                   ("edgenet-se", (32, 48, 96, 192), 673_861)])
 def test_edgenet_widths(fer_val, arch, widths, params):
     from edge_fer.train.models import build_model
 
@@ -80,6 +81,8 @@ def test_edgenet_widths(fer_val, arch, widths, params):
     data = load_folder(fer_val, size_hw=(48, 48), limit_per_class=1)
     probs = model(data.images[..., None].astype("float32"), training=False).numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    gates = [layer for layer in model.layers if layer.name.endswith("_scale")]
+    assert len(gates) == (4 if arch == "edgenet-se" else 0)
 
 
 def test_transfer_builds_and_runs_offline(fer_val):
