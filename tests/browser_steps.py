@@ -22,9 +22,11 @@ def launch(playwright, chromium_path: str, *extra: str):
 NAVIGATION_TIMEOUT_MS = 120_000
 
 
-def goto(page, url: str) -> None:
-    """Load ``url`` with a margin a loaded box meets (the wait is on the load event, not on time)."""
-    page.goto(url, timeout=NAVIGATION_TIMEOUT_MS)
+def goto(page, url: str, wait_until: str = "load") -> None:
+    """Load ``url`` with a margin a loaded box meets (the wait is on the load event, not on time).
+    ``wait_until="domcontentloaded"`` for a page whose load event hangs on an endless resource
+    (the live page's MJPEG <img>); the caller then waits for what the page must show."""
+    page.goto(url, timeout=NAVIGATION_TIMEOUT_MS, wait_until=wait_until)
 
 
 def wait_results(page, count: int | None = None, timeout_ms: int = 60000) -> list[dict]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from browser_steps import goto
+from browser_steps import NAVIGATION_TIMEOUT_MS, goto
 from conftest import REPO
 from test_serve import served_run
 
@@ -51,11 +51,11 @@ def open_page(live, size: str):
     context = browser.new_context(viewport=SIZES[size], device_scale_factor=1, is_mobile=phone,
                                   has_touch=phone)
     page = context.new_page()
-    goto(page, run.url)
+    goto(page, run.url, wait_until="domcontentloaded")  # the MJPEG <img> never ends
     try:
-        page.wait_for_function(FACE_SHOWN, timeout=60000)
+        page.wait_for_function(FACE_SHOWN, timeout=NAVIGATION_TIMEOUT_MS)
     except Exception as error:  # say why: the run died, or no face reached the page
-        raise AssertionError(f"no face on the page within 60 s ({error}); run exit code "
+        raise AssertionError(f"no face on the page within {NAVIGATION_TIMEOUT_MS // 1000} s ({error}); run exit code "
                              f"{run.proc.poll()}, its stderr ends: {run.stderr[-8:]}") from None
     return page
 
@@ -289,8 +289,9 @@ def test_faces_panel_on_a_server_with_a_token(live):
         refused = []
         page.on("response", lambda r: refused.append(r.url) if r.status >= 400 and "favicon" not in r.url else None)
         try:
-            goto(page, server.url)
-            page.wait_for_function("() => document.querySelectorAll('#faces .face .bar').length === 7", timeout=30000)
+            goto(page, server.url, wait_until="domcontentloaded")  # the MJPEG <img> never ends
+            page.wait_for_function("() => document.querySelectorAll('#faces .face .bar').length === 7",
+                                   timeout=NAVIGATION_TIMEOUT_MS)
             state = page.evaluate("""() => {
                 const face = document.querySelector('#faces .face'), expr = face.querySelector('.expr');
                 return {expr: expr.textContent, px: parseFloat(getComputedStyle(expr).fontSize),

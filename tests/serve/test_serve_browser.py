@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from edge_fer.draw import COLORS_BGR
-from browser_steps import goto
+from browser_steps import NAVIGATION_TIMEOUT_MS, goto
 from test_serve import served_run
 
 
@@ -40,12 +40,12 @@ def test_page_in_headless_chromium_shows_the_annotated_video(media_dir, tmp_path
         browser = playwright_driver.chromium.launch(executable_path=chromium_path, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            goto(page, run.url)
+            goto(page, run.url, wait_until="domcontentloaded")  # the MJPEG <img> never ends
             page.wait_for_function("""() => {
                 const text = document.getElementById('edge-fer-result').textContent;
                 const img = document.getElementById('video');
                 return text && JSON.parse(text).faces.length === 1 && img.complete && img.naturalWidth > 0;
-            }""", timeout=30000)
+            }""", timeout=NAVIGATION_TIMEOUT_MS)
             assert page.locator("#faces .bar").count() == 7  # one bar per expression
             assert page.locator("#timelines canvas").count() >= 1
             assert "woman2.mp4" in page.locator("#source").inner_text()
