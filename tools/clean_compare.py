@@ -52,8 +52,9 @@ def arms(work: Path, oof: Path, threads: int) -> dict[str, Path]:
 
 
 def train_and_score(data: Path, out: Path, seed: int, epochs: int, threads: int) -> dict:
-    """Train one arm x seed (resumes) and score it once; the scores are kept in the run folder."""
-    scored = out / "scores.json"
+    """Train one arm x seed (resumes) and score it once; the scores are kept in the run folder,
+    named by the epochs (a run of other epochs is refused by edge-fer train's fingerprint)."""
+    scored = out / f"scores-e{epochs}.json"
     if scored.is_file():
         return json.loads(scored.read_text())
     run(EDGE_FER, "train", "--data", data, "--val", SHARED / "fer2013" / "val", "--arch", "edgenet",
