@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tools"))
 
 from campaign import SHARED  # noqa: E402
-from clean_compare import EDGE_FER, run, summarise, train_and_score  # noqa: E402
+from clean_compare import EDGE_FER, compare, run  # noqa: E402
 
 SOURCE, TARGET = "neutral", "disgust"
 
@@ -84,25 +84,10 @@ def main() -> int:
     balanced = balanced_copy(args.work, args.gan_epochs, args.gan_decay_epochs, args.count)
     if args.grid:
         grid(balanced, args.grid)
-    arm_data = {"original": SHARED / "fer2013" / "train", "cyclegan": balanced}
-    rows = []
-    for seed in (int(s) for s in args.seeds.split(",")):
-        for arm, data in arm_data.items():
-            scores = train_and_score(data, args.work / f"{arm}-s{seed}", seed, args.epochs, args.threads)
-            rows.append({"arm": arm, "seed": seed, **scores,
-                         "disgust_recall_dedup": scores["val_dedup_per_class"][TARGET]})
-            print(json.dumps(rows[-1]), flush=True)
-            if args.json:
-                from edge_fer.fileio import write_json_atomic
-
-                balance = json.loads((balanced / "balance.json").read_text())
-                write_json_atomic(args.json, {"command": " ".join(sys.argv), "epochs": args.epochs,
-                                              "seeds": args.seeds, "balance": {k: balance[k] for k in
-                                                                               ("generated", "counts", "epochs_run", "seconds")},
-                                              "arms": summarise(rows, extra=("disgust_recall_dedup",)), "runs": rows})
-    for arm, measures in summarise(rows, extra=("disgust_recall_dedup",)).items():
-        print(arm, {m: f"{100 * v['mean']:.2f} +- {100 * v['sd']:.2f}" for m, v in measures.items() if m != "runs"})
-    return 0
+    balance = json.loads((balanced / "balance.json").read_text())
+    return compare({"original": SHARED / "fer2013" / "train", "cyclegan": balanced}, args,
+                   derived={"disgust_recall_dedup": lambda scores: scores["val_dedup_per_class"][TARGET]},
+                   header={"balance": {k: balance[k] for k in ("generated", "counts", "epochs_run", "seconds")}})
 
 
 if __name__ == "__main__":

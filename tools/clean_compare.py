@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tools"))
 
 from campaign import SHARED, score  # noqa: E402
+from edge_fer.fileio import write_json_atomic  # noqa: E402
 
 EDGE_FER = Path(sys.executable).with_name("edge-fer")
 MEASURES = ("val_dedup", "val_ferplus", "ckplus48")
@@ -59,8 +60,6 @@ def train_and_score(data: Path, out: Path, seed: int, epochs: int, threads: int)
         return json.loads(scored.read_text())
     run(EDGE_FER, "train", "--data", data, "--val", SHARED / "fer2013" / "val", "--arch", "edgenet",
         "--epochs", epochs, "--seed", seed, "--threads", threads, "--out", out)
-    from edge_fer.fileio import write_json_atomic
-
     scores = score(str(out / "model.keras"), threads)
     write_json_atomic(scored, scores)
     return scores
@@ -78,6 +77,27 @@ def summarise(rows: list[dict], extra: tuple[str, ...] = ()) -> dict:
     return table
 
 
+def compare(arm_data: dict[str, Path], args, derived: dict | None = None, header: dict | None = None) -> int:
+    """Every arm x seed of ``args.seeds`` (seed-major: an interrupted comparison still holds whole
+    seeds of every arm), each row printed and the table (``header`` first) rewritten to
+    ``args.json`` after every run. ``derived``: name -> function of a run's scores, added to its row
+    and summarised like the measures."""
+    derived = derived or {}
+    rows = []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        for arm, data in arm_data.items():
+            scores = train_and_score(data, args.work / f"{arm}-s{seed}", seed, args.epochs, args.threads)
+            rows.append({"arm": arm, "seed": seed, **scores, **{k: f(scores) for k, f in derived.items()}})
+            print(json.dumps(rows[-1]), flush=True)
+            if args.json:
+                write_json_atomic(args.json, {"command": " ".join(sys.argv), "epochs": args.epochs,
+                                              "seeds": args.seeds, **(header or {}),
+                                              "arms": summarise(rows, tuple(derived)), "runs": rows})
+    for arm, measures in summarise(rows, tuple(derived)).items():
+        print(arm, {m: f"{100 * v['mean']:.2f} +- {100 * v['sd']:.2f}" for m, v in measures.items() if m != "runs"})
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--oof", type=Path, required=True, help="edge-fer oof-probs's .npz for train")
@@ -91,23 +111,8 @@ def main() -> int:
         print(f"clean_compare: --oof {args.oof} not found: run `edge-fer oof-probs` first", file=sys.stderr)
         return 2
     args.work.mkdir(parents=True, exist_ok=True)
-    arm_data = arms(args.work, args.oof, args.threads)
-    rows = []
-    # seed-major: an interrupted comparison still holds whole seeds of every arm
-    for seed in (int(s) for s in args.seeds.split(",")):
-        for arm, data in arm_data.items():
-            rows.append({"arm": arm, "seed": seed, **train_and_score(data, args.work / f"{arm}-s{seed}", seed,
-                                                                     args.epochs, args.threads)})
-            print(json.dumps(rows[-1]), flush=True)
-            result = {"command": " ".join(sys.argv), "epochs": args.epochs, "seeds": args.seeds,
-                      "arms": summarise(rows), "runs": rows}
-            if args.json:
-                from edge_fer.fileio import write_json_atomic
+    return compare(arms(args.work, args.oof, args.threads), args)
 
-                write_json_atomic(args.json, result)
-    for arm, measures in summarise(rows).items():
-        print(arm, {m: f"{100 * v['mean']:.2f} +- {100 * v['sd']:.2f}" for m, v in measures.items() if m != "runs"})
-    return 0
 
 if __name__ == "__main__":
     sys.exit(main())
