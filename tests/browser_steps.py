@@ -22,18 +22,17 @@ def launch(playwright, chromium_path: str, *extra: str):
 NAVIGATION_TIMEOUT_MS = 120_000
 
 
-def goto(page, url: str, wait_until: str = "load") -> None:
-    """Load ``url`` with a margin a loaded box meets (the wait is on the load event, not on time).
-    ``wait_until="domcontentloaded"`` for a page whose load event hangs on an endless resource
-    (the live page's MJPEG <img>); the caller then waits for what the page must show."""
+def goto(page, url: str) -> None:
+    """Load ``url`` with a margin a loaded box meets (the wait is on the load event, not on time);
+    a load that times out names the requests still unfinished."""
     pending, done = {}, []
-    page.on("request", lambda r: pending.setdefault(id(r), r.url))
-    page.on("requestfinished", lambda r: done.append(pending.pop(id(r), r.url)))
-    page.on("requestfailed", lambda r: done.append(pending.pop(id(r), r.url) + " (failed)"))
+    page.on("request", lambda r: pending.setdefault(r, r.url))
+    page.on("requestfinished", lambda r: done.append(pending.pop(r, r.url)))
+    page.on("requestfailed", lambda r: done.append(pending.pop(r, r.url) + " (failed)"))
     try:
-        page.goto(url, timeout=NAVIGATION_TIMEOUT_MS, wait_until=wait_until)
+        page.goto(url, timeout=NAVIGATION_TIMEOUT_MS)
     except Exception as error:  # say what the page was still waiting for
-        raise AssertionError(f"{url}: no {wait_until} event within {NAVIGATION_TIMEOUT_MS // 1000} s "
+        raise AssertionError(f"{url}: no load event within {NAVIGATION_TIMEOUT_MS // 1000} s "
                              f"({type(error).__name__}); requests unfinished: {list(pending.values())}; "
                              f"finished: {done}") from None
 

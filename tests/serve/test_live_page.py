@@ -51,7 +51,7 @@ def open_page(live, size: str):
     context = browser.new_context(viewport=SIZES[size], device_scale_factor=1, is_mobile=phone,
                                   has_touch=phone)
     page = context.new_page()
-    goto(page, run.url, wait_until="domcontentloaded")  # the MJPEG <img> never ends
+    goto(page, run.url)
     try:
         page.wait_for_function(FACE_SHOWN, timeout=NAVIGATION_TIMEOUT_MS)
     except Exception as error:  # say why: the run died, or no face reached the page
@@ -289,7 +289,7 @@ def test_faces_panel_on_a_server_with_a_token(live):
         refused = []
         page.on("response", lambda r: refused.append(r.url) if r.status >= 400 and "favicon" not in r.url else None)
         try:
-            goto(page, server.url, wait_until="domcontentloaded")  # the MJPEG <img> never ends
+            goto(page, server.url)
             page.wait_for_function("() => document.querySelectorAll('#faces .face .bar').length === 7",
                                    timeout=NAVIGATION_TIMEOUT_MS)
             state = page.evaluate("""() => {

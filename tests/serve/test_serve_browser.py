@@ -40,7 +40,7 @@ def test_page_in_headless_chromium_shows_the_annotated_video(media_dir, tmp_path
         browser = playwright_driver.chromium.launch(executable_path=chromium_path, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            goto(page, run.url, wait_until="domcontentloaded")  # the MJPEG <img> never ends
+            goto(page, run.url)
             page.wait_for_function("""() => {
                 const text = document.getElementById('edge-fer-result').textContent;
                 const img = document.getElementById('video');
