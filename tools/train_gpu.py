@@ -40,10 +40,6 @@ sys.path.insert(0, str(REPO / "tools"))
 from campaign import measures  # noqa: E402
 from gpu_pack import PackError, load  # noqa: E402
 
-#: The edgenet recipe's batch; larger batches scale the optimizer's peak rate by sqrt(batch / 64).
-RECIPE_BATCH = 64
-#: Peak rates at batch 64, as trainer.compile_model's defaults: AdamW, and SGD with Nesterov momentum.
-RECIPE_LR = {None: 3e-3, "adamw-cosine": 3e-3, "sgd-nesterov-cosine": 0.01}
 #: With --budget-s: the share of it kept for the student; the teachers split the rest.
 STUDENT_SHARE = 0.3
 #: edge-fer train's recipe, and the one-change pilots of issue 21 item 5 (``--pilots``): each
@@ -112,20 +108,21 @@ def fit(arch: str, seed: int, data: dict, soft: np.ndarray, alpha: float, temper
 
     from edge_fer.train.models import arch_spec, build_model
     from edge_fer.train.augment import augmenter
-    from edge_fer.train.trainer import compile_model
+    from edge_fer.train.trainer import DEFAULT_LR, compile_model
 
     recipe = {**RECIPE, **(recipe or {})}
     keras.utils.set_random_seed(seed)
-    classes = len(data["classes"])
+    classes, spec = len(data["classes"]), arch_spec(arch)
     net = build_model(arch, classes)
-    inputs = keras.Input((*arch_spec(arch).input_size_hw, 1), name="face")
+    inputs = keras.Input((*spec.input_size_hw, 1), name="face")
     model = keras.Model(inputs, net(augmenter(recipe["augment"], seed)(inputs)))
     x = data["train_images"][..., None].astype("float32")
     onehot = np.eye(classes, dtype="float32")[data["train_labels"]]
     y = np.concatenate([onehot, soft.astype("float32")], axis=1)
     val_onehot = np.eye(classes, dtype="float32")[data["val_labels"]]
-    lr = args.lr or RECIPE_LR[recipe["optimizer"]] * math.sqrt(args.batch / RECIPE_BATCH)
-    compile_model(model, arch_spec(arch), math.ceil(len(x) / args.batch), epochs, lr, recipe["optimizer"],
+    # a batch larger than the arch's own scales the rate by sqrt(batch / own)
+    lr = args.lr or DEFAULT_LR[recipe["optimizer"] or spec.optimizer] * math.sqrt(args.batch / spec.batch_size)
+    compile_model(model, spec, math.ceil(len(x) / args.batch), epochs, lr, recipe["optimizer"],
                   (alpha, temperature), recipe["label_smoothing"])
     started = time.perf_counter()
     val = (data["val_images"][..., None].astype("float32"), np.concatenate([val_onehot, val_onehot], axis=1))

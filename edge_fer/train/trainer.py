@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 #: Optimizers ``--optimizer`` may pick over an architecture's own (ArchSpec.optimizer).
 OPTIMIZERS = ("sgd-pyfer", "adam", "adam-transfer", "adamw-cosine", "sgd-nesterov-cosine")
+#: Each optimizer's learning rate when none is given (the cosine ones: the peak after warm-up), at
+#: the architecture's own batch.
+DEFAULT_LR = {"sgd-pyfer": 0.001, "adam": 0.001, "adam-transfer": 0.001, "adamw-cosine": 3e-3,
+              "sgd-nesterov-cosine": 0.01}
 
 
 @dataclass(frozen=True)
@@ -172,25 +176,26 @@ def compile_model(model, spec, steps_per_epoch: int, epochs: int, lr: float | No
     import keras
 
     name = optimizer_name or spec.optimizer
+    lr = lr or DEFAULT_LR[name]
     total = steps_per_epoch * epochs
     warmup = min(2 * steps_per_epoch, total // 4)
     if name == "sgd-pyfer":  # the PyFER paper's optimizer
-        optimizer = keras.optimizers.SGD(lr or 0.001, momentum=0.9, weight_decay=0.01)
+        optimizer = keras.optimizers.SGD(lr, momentum=0.9, weight_decay=0.01)
         smoothing = 0.0
     elif name == "adam":  # plain Adam, constant rate
-        optimizer = keras.optimizers.Adam(lr or 0.001)
+        optimizer = keras.optimizers.Adam(lr)
         smoothing = 0.0
     elif name == "adam-transfer":  # the second seed's optimizer
-        optimizer = keras.optimizers.Adam(lr or 0.001, beta_1=0.5)
+        optimizer = keras.optimizers.Adam(lr, beta_1=0.5)
         smoothing = 0.0
     elif name == "sgd-nesterov-cosine":  # Khaireddin & Chen 2021's SGD, on edgenet's schedule
         schedule = keras.optimizers.schedules.CosineDecay(
-            0.0, decay_steps=max(1, total - warmup), warmup_target=lr or 0.01, warmup_steps=warmup)
+            0.0, decay_steps=max(1, total - warmup), warmup_target=lr, warmup_steps=warmup)
         optimizer = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=5e-4)
         smoothing = 0.1
     else:  # edgenet: AdamW, 2-epoch warm-up, cosine decay to zero over the run
         schedule = keras.optimizers.schedules.CosineDecay(
-            0.0, decay_steps=max(1, total - warmup), warmup_target=lr or 3e-3, warmup_steps=warmup)
+            0.0, decay_steps=max(1, total - warmup), warmup_target=lr, warmup_steps=warmup)
         optimizer = keras.optimizers.AdamW(schedule, weight_decay=5e-3)
         smoothing = 0.1
     if label_smoothing is not None:
