@@ -27,6 +27,7 @@ from edge_fer import defaults
 from edge_fer.bench.machine import machine_info
 from edge_fer.sources.capture import VideoSource
 from edge_fer.detectors import DETECTORS, DetectorOptions, create_detector
+from edge_fer.detectors.shipped import shipped_detectors
 from edge_fer.fileio import write_json_atomic
 
 FACE_WIDTHS_PX = (128, 96, 80, 72, 64, 56, 48, 40, 32, 24, 20, 16, 12)
@@ -44,7 +45,7 @@ def load_frames() -> list[tuple[str, np.ndarray]]:
 
 def detector_options(name: str, **kwargs) -> DetectorOptions:
     files = {"ssd": DETECTOR_DIR / "res10_300x300_ssd_iter_140000.caffemodel"}  # the seeds' Caffe net
-    path = files.get(name, DETECTOR_DIR) if name != "haar" else None
+    path = None if name == "haar" or name in shipped_detectors() else files.get(name, DETECTOR_DIR)
     return DetectorOptions(name, model_path=None if path is None else str(path), min_face_px=1, **kwargs)
 
 

@@ -54,16 +54,16 @@ def similarity_transform(src_xy, dst_xy) -> np.ndarray:
 
 
 def template_for(framing: Framing, face: Face) -> Mapping[str, tuple[float, float]] | None:
-    """The template points for this face's detector, or for another detector that shares >= 3
-    of the face's landmarks (a face from an application's own detector), or None."""
+    """The template points for this face's detector, or else the template that shares the most
+    (>= 3) of the face's landmarks (a face from MTCNN or an application's own detector), or None."""
     if face.landmarks_xy is None or not framing.points:
         return None
     if face.detector in framing.points:
         return framing.points[face.detector]
-    for points in framing.points.values():
-        if len(set(points) & set(face.landmarks_xy) & set(ALIGN_POINTS)) >= 3:
-            return points
-    return None
+    shared = {name: len(set(points) & set(face.landmarks_xy) & set(ALIGN_POINTS))
+              for name, points in framing.points.items()}
+    best = max(shared, key=shared.get, default=None)  # the most points in common; the first on a tie
+    return framing.points[best] if best is not None and shared[best] >= 3 else None
 
 
 def landmark_transform(face: Face, template: Mapping[str, tuple[float, float]],

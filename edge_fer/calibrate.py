@@ -195,12 +195,20 @@ class ThroughDetectorReport:
                 f"lost; {self.framing}); direct on all faces {100 * self.accuracy_direct_all:.2f}%")
 
 
-def framing_kind(classifier, detector_name: str) -> str:
+def framing_kind(classifier, detector_name: str, face=None) -> str:
+    """How ``detector_name``'s faces are framed for the classifier; ``face`` (one of them) tells
+    whether a detector without its own template aligns on another's that shares its landmarks."""
+    from .align import template_for
+
     framing = classifier.meta.framing
     if framing is None:
         return "plain box crop (the model has no framing)"
     if detector_name in framing.points:
         return "aligned on landmarks"
+    template = template_for(framing, face) if face is not None else None
+    if template is not None:
+        owner = next(name for name, points in framing.points.items() if points is template)
+        return f"aligned on landmarks ({owner}'s template)"
     if detector_name in framing.boxes:
         return "calibrated box"
     return "plain box crop (no framing for this detector)"
@@ -223,7 +231,7 @@ def through_detector(classifier, data_dir: str | Path, detector_name: str, upsca
         items = [it for label in dict.fromkeys(l for _, l in items)
                  for it in [i for i in items if i[1] == label][:limit_per_class]]
     direct, through, truth, found_mask = [], [], [], []
-    found_any = 0
+    found_any, first_found = 0, None
     with create_detector(protocol_detector_options(detector_name, detector_model)) as detector:
         pending_direct, pending_through = [], []
         for face in load_faces(items):
@@ -236,6 +244,7 @@ def through_detector(classifier, data_dir: str | Path, detector_name: str, upsca
             pending_direct.append(face.image_gray)
             if found is not None:
                 pending_through.append(classifier.crop(frame, found))
+                first_found = first_found or found
             if len(pending_direct) >= batch_size:
                 direct += _top1(classifier, pending_direct)
                 through += _top1(classifier, pending_through)
@@ -252,7 +261,7 @@ def through_detector(classifier, data_dir: str | Path, detector_name: str, upsca
         accuracy_through=float((through_arr == truth_arr[mask]).mean()) if n_found else 0.0,
         accuracy_direct_found=float((direct_arr[mask] == truth_arr[mask]).mean()) if n_found else 0.0,
         accuracy_direct_all=float((direct_arr == truth_arr).mean()) if len(truth) else 0.0,
-        framing=framing_kind(classifier, detector_name), upscale=upscale, pad_px=pad_px,
+        framing=framing_kind(classifier, detector_name, first_found), upscale=upscale, pad_px=pad_px,
         data=str(data_dir), per_class_found=per_class)
 
 

@@ -65,7 +65,7 @@ def mouth_of(face: Face):
     return tuple((np.array(points["mouth_right"]) + np.array(points["mouth_left"])) / 2)
 
 
-@pytest.mark.parametrize("name", ["yunet", "blazeface"])
+@pytest.mark.parametrize("name", ["yunet", "blazeface", "mtcnn"])
 def test_landmarks_near_hand_marked_points(justin, name):
     face = detect_one(name, justin)
     assert face.detector == name
@@ -76,7 +76,7 @@ def test_landmarks_near_hand_marked_points(justin, name):
         assert error_px <= 0.12 * EYE_DISTANCE_PX, f"{name} {key} at {found[key]}, marked at {(mx, my)}"
 
 
-@pytest.mark.parametrize("name", ["haar", "yunet", "blazeface"])
+@pytest.mark.parametrize("name", ["haar", "yunet", "blazeface", "mtcnn"])
 def test_detectors_ship_in_the_package(justin, name, tmp_path, monkeypatch):
     """No detector files outside the package, empty cache: the shipped ones still run."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -95,12 +95,12 @@ def test_a_shipped_file_that_does_not_match_its_manifest_is_refused(tmp_path, mo
     data[1000] ^= 0xFF
     target.write_bytes(bytes(data))
     monkeypatch.setattr(shipped, "MODELS_DIR", copy)
-    shipped.shipped_file.cache_clear()
+    shipped.shipped_files.cache_clear()
     try:
         with pytest.raises(DetectorError, match="does not match its manifest"):
             create_detector(DetectorOptions(name="yunet"))
     finally:
-        shipped.shipped_file.cache_clear()
+        shipped.shipped_files.cache_clear()
 
 
 def rotate_about(image, centre_xy, degrees):
@@ -108,7 +108,7 @@ def rotate_about(image, centre_xy, degrees):
     return cv2.warpAffine(image, matrix, (image.shape[1], image.shape[0]), borderMode=cv2.BORDER_REFLECT)
 
 
-@pytest.mark.parametrize("name", ["blazeface", pytest.param("yunet", marks=pytest.mark.xfail(
+@pytest.mark.parametrize("name", ["blazeface", "mtcnn", pytest.param("yunet", marks=pytest.mark.xfail(
     strict=True, reason="YuNet's landmarks follow only part of an in-plane rotation (measured: a 20 degree "
                         "roll reads as 5-11 degrees), so its aligned crop stays partly tilted"))])
 @pytest.mark.parametrize("degrees", [-20, 20])
@@ -171,6 +171,21 @@ def test_calibrated_boxes_land_on_the_template_framing(framing, name, detector_m
             raw_iou.append(iou(raw.box_xywh, target))
     assert min(calibrated_iou) >= 0.6, f"{name}: IoU with the template framing per frame {calibrated_iou}"
     assert np.mean(calibrated_iou) >= 0.75 and np.mean(calibrated_iou) >= np.mean(raw_iou) - 0.02
+
+
+@pytest.mark.parametrize("detector, points, expected", [
+    ("yunet", ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left"), "yunet"),
+    # a detector without its own template takes the one sharing the most points: MTCNN's 5 are YuNet's
+    ("mtcnn", ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left"), "yunet"),
+    ("app", ("right_eye", "left_eye", "nose", "mouth"), "blazeface"),
+    ("app", ("right_eye", "left_eye"), None),
+])
+def test_template_for_a_detector_with_or_without_its_own(framing, detector, points, expected):
+    from edge_fer.align import template_for
+
+    face = Face((0, 0, 10, 10), 0.9, {name: (1.0, 1.0) for name in points}, detector)
+    template = template_for(framing, face)
+    assert template == (None if expected is None else framing.points[expected])
 
 
 def test_similarity_transform_recovers_a_known_one():

@@ -23,9 +23,9 @@ COLOR_NAMES = ("gray", "rgb", "bgr")                               # edge_fer.me
 ARCH_NAMES = ("edgenet", "edgenet-m", "edgenet-l", "edgenet-se", "pyfer", "transfer")       # edge_fer.train.models.ARCHS
 TARGET_NAMES = ("tflite", "onnx", "phone")                         # converters.options.TARGETS
 QUANTIZATION_NAMES = ("none", "fp16", "dynamic", "int8")           # converters.options.QUANTIZATIONS
-SHIPPED_DETECTORS = ("yunet", "blazeface")                         # edge_fer.detectors.shipped (MANIFEST.json)
+SHIPPED_DETECTORS = ("yunet", "blazeface", "mtcnn")                # edge_fer.detectors.shipped (MANIFEST.json)
 #: What ``fetch-detectors`` fetches by default: the detectors whose files come neither with OpenCV
-#: (haar) nor inside edge-fer (yunet, blazeface).
+#: (haar) nor inside edge-fer (yunet, blazeface, mtcnn).
 FETCH_NAMES = tuple(name for name in DETECTOR_FILES if name not in SHIPPED_DETECTORS)
 
 # --- help: groups of options, no word broken --------------------------------------------------------

@@ -30,9 +30,10 @@ class DetectorOptions:
     ``min_confidence``: None uses the detector's own default.
     ``model_path``: the detector's file (or folder holding its files); None looks in the cache
     folders of :func:`detector_search_dirs`.
-    ``num_threads``: CPU threads of blazeface (LiteRT), rfb and ssd's ONNX file (ONNX Runtime);
+    ``num_threads``: CPU threads of blazeface (LiteRT), rfb, mtcnn and ssd's ONNX file (ONNX Runtime);
     haar, yunet and ssd's Caffe net run in OpenCV's own pool (``cv2.setNumThreads``, set by the
-    pipeline). yunet and blazeface load from the package unless ``model_path`` names a file."""
+    pipeline). yunet, blazeface and mtcnn load from the package unless ``model_path`` names a file
+    (mtcnn: a folder)."""
 
     name: str = defaults.DETECTOR
     model_path: str | None = None
@@ -87,14 +88,14 @@ def detector_search_dirs() -> list[Path]:
 
 def find_detector_files(name: str, model_path: str | None) -> list[Path]:
     """Paths of the files ``name`` needs: from ``model_path`` (a file or folder), else the
-    file shipped inside the package (yunet, blazeface), else the cache folders."""
+    files shipped inside the package (yunet, blazeface, mtcnn), else the cache folders."""
     wanted = DETECTOR_FILES[name]
     if not model_path:
-        from .shipped import shipped_file
+        from .shipped import shipped_files
 
-        shipped = shipped_file(name)
+        shipped = shipped_files(name)
         if shipped is not None:
-            return [shipped]
+            return shipped
     if model_path:
         given = Path(model_path)
         if given.is_file() and len(wanted) == 1:
@@ -139,6 +140,23 @@ def load_error(name: str, where: str | Path, exc: BaseException) -> DetectorErro
     fix = ("replace it (`edge-fer fetch-detectors --force` downloads it again)" if name in DETECTOR_FILES
            else "leave the model path out to use the cascade OpenCV ships")
     return DetectorError(f"{where}: not a loadable {name} detector file ({reason}); {fix}")
+
+
+def cpu_onnx_session(path: str | Path, num_threads: int, spin: bool = True):
+    """An ONNX Runtime session for a detector file on the CPU with ``num_threads`` threads (its
+    errors are ONNX Runtime's own, untyped: callers turn them into :func:`load_error`).
+    ``spin=False`` lets idle worker threads sleep: for many small runs per frame (MTCNN), where
+    spinning threads fight the caller for the cores (2 threads measured 50 ms a frame spinning,
+    27 ms not, on 2 cores)."""
+    import onnxruntime as ort
+
+    session_options = ort.SessionOptions()
+    session_options.intra_op_num_threads = num_threads
+    session_options.inter_op_num_threads = 1
+    session_options.log_severity_level = 3  # files that list their weights as inputs warn
+    if not spin:
+        session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), session_options, providers=["CPUExecutionProvider"])
 
 
 def to_bgr(frame: np.ndarray) -> np.ndarray:

@@ -34,6 +34,8 @@ REGISTRY: dict[str, DetectorSpec] = {spec.name: spec for spec in (
     DetectorSpec("blazeface", "blazeface", "BlazeFaceDetector", ("blazeface_short_range.tflite",),
                  "Apache-2.0", True),
     DetectorSpec("rfb", "rfb", "RfbDetector", ("ultralight_rfb_320.onnx",), "MIT", False),
+    DetectorSpec("mtcnn", "mtcnn", "MtcnnDetector", ("mtcnn_pnet.onnx", "mtcnn_rnet.onnx", "mtcnn_onet.onnx"),
+                 "MIT (facenet-pytorch's weights)", True),
 )}
 
 #: Detector names, in the registry's order.

@@ -11,7 +11,8 @@ import numpy as np
 
 from ..errors import DetectorError
 from ..types import Face
-from . import DetectorOptions, _Closeable, downscale, find_detector_files, load_error, to_bgr, to_faces
+from . import (DetectorOptions, _Closeable, cpu_onnx_session, downscale, find_detector_files, load_error, to_bgr,
+               to_faces)
 
 INPUT_WH = (320, 240)
 DEFAULT_CONFIDENCE = 0.7
@@ -22,17 +23,11 @@ class RfbDetector(_Closeable):
     name = "rfb"
 
     def __init__(self, options: DetectorOptions) -> None:
-        import onnxruntime as ort
-
         self.options = options
         (path,) = find_detector_files("rfb", options.model_path)
         self.min_confidence = DEFAULT_CONFIDENCE if options.min_confidence is None else options.min_confidence
-        session_options = ort.SessionOptions()
-        session_options.intra_op_num_threads = options.num_threads
-        session_options.inter_op_num_threads = 1
-        session_options.log_severity_level = 3  # upstream's file lists its weights as inputs: warns
         try:
-            self._session = ort.InferenceSession(str(path), session_options, providers=["CPUExecutionProvider"])
+            self._session = cpu_onnx_session(path, options.num_threads)
         except Exception as exc:  # onnxruntime's errors are untyped
             raise load_error("rfb", path, exc) from None
         image = self._session.get_inputs()[0]

@@ -21,8 +21,8 @@ import numpy as np
 
 from ..errors import DetectorError
 from ..types import Face
-from . import (DETECTOR_FILES, DetectorOptions, _Closeable, detector_search_dirs, downscale, find_detector_files, load_error,
-               to_bgr, to_faces)
+from . import (DETECTOR_FILES, DetectorOptions, _Closeable, cpu_onnx_session, detector_search_dirs, downscale,
+               find_detector_files, load_error, to_bgr, to_faces)
 from .blazeface import iou_one_to_many
 
 INPUT_SIZE = (300, 300)
@@ -165,15 +165,10 @@ class SsdDetector(_Closeable):
             raise load_error("ssd", caffemodel, RuntimeError(f"no usable weights: {exc}")) from None
 
     def _open_onnx(self, path: Path) -> None:
-        import onnxruntime as ort
-
         from ..backends import first_line
 
-        session_options = ort.SessionOptions()
-        session_options.intra_op_num_threads = self.options.num_threads
-        session_options.inter_op_num_threads = 1
         try:
-            self._session = ort.InferenceSession(str(path), session_options, providers=["CPUExecutionProvider"])
+            self._session = cpu_onnx_session(path, self.options.num_threads)
             settings = json.loads(self._session.get_modelmeta().custom_metadata_map[METADATA_KEY])
             self._priors = ssd_priors(settings["priors"], tuple(settings["input_wh"]))
             outputs = sorted(o.name for o in self._session.get_outputs())

@@ -23,8 +23,9 @@ HTML_PAGE = b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head><b
 
 
 def options(name: str, detector_dir, **kwargs) -> DetectorOptions:
-    """Haar uses the cascade OpenCV ships; the others their files in ``detector_dir``."""
-    return DetectorOptions(name, model_path=None if name == "haar" else str(detector_dir), **kwargs)
+    """Haar uses the cascade OpenCV ships, mtcnn the files shipped in the package (the shared
+    folder has none); the others their files in ``detector_dir``."""
+    return DetectorOptions(name, model_path=None if name in ("haar", "mtcnn") else str(detector_dir), **kwargs)
 
 
 def iou(a, b) -> float:
@@ -145,7 +146,7 @@ def _corrupt(tmp_path, detector_dir, name, bad_file):
 BAD_ROWS = [
     # (detector, model_path: "shared" | "empty" | "missing" | "corrupt:<file>" | "peer:<file>"
     #  | "shared:<file>", other options, error, message part)
-    ("mtcnn", None, {}, DetectorError, "DetectorOptions.name='mtcnn': unknown detector; expected one of haar, ssd"),
+    ("retinaface", None, {}, DetectorError, "DetectorOptions.name='retinaface': unknown detector; expected one of haar, ssd"),
     ("ssd", "shared", {"detect_width": -1}, OptionsError, "DetectorOptions.detect_width=-1: expected >= 0"),
     ("rfb", "shared", {"num_threads": 0}, OptionsError, "DetectorOptions.num_threads=0: expected an integer from 1"),
     ("yunet", "shared", {"min_confidence": 1.5}, OptionsError, "DetectorOptions.min_confidence=1.5: expected 0 <= c <= 1"),

@@ -172,8 +172,8 @@ def test_options_name_the_bad_value():
 
     with pytest.raises(OptionsError, match="CleanOptions.action='move'"):
         CleanOptions("a", "b", action="move")
-    with pytest.raises(OptionsError, match="CleanOptions.detectors has 'mtcnn'"):
-        CleanOptions("a", "b", detectors=(("mtcnn", None),))
+    with pytest.raises(OptionsError, match="CleanOptions.detectors has 'retinaface'"):
+        CleanOptions("a", "b", detectors=(("retinaface", None),))
     with pytest.raises(OptionsError, match="'yunet' at min_score 1.5"):
         CleanOptions("a", "b", detectors=(("yunet", 1.5),))
     with pytest.raises(OptionsError, match="OofOptions.folds=1"):
