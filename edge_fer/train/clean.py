@@ -147,8 +147,12 @@ def label_issues(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.
     except ImportError:
         raise OptionsError("label checks need cleanlab: pip install 'edge-fer[train]'") from None
 
+    # n_jobs=1: cleanlab would otherwise fork a process pool (one per physical core), and a fork
+    # of a process with other threads (a server, a browser driver, TensorFlow) can hang a worker:
+    # seen once in the suite, a pool worker blocked forever on the pool's queue lock. The
+    # per-class pruning is small; the result does not depend on n_jobs (cleanlab's docs).
     ranked = find_label_issues(labels, probs, filter_by="prune_by_noise_rate",
-                               return_indices_ranked_by="self_confidence")
+                               return_indices_ranked_by="self_confidence", n_jobs=1)
     ranked = np.asarray(ranked, np.int64)
     suggested = probs[ranked].argmax(axis=1)
     keep = suggested != labels[ranked]  # never "relabel" to the same class
