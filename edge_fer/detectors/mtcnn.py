@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from ..errors import DetectorError
+from ..tracking import iou_one_to_many
 from ..types import Face
 from . import (DetectorOptions, _Closeable, cpu_onnx_session, downscale, find_detector_files, load_error,
                to_bgr, to_faces)
@@ -41,22 +42,26 @@ def pyramid_scales(height: int, width: int, smallest_face_px: float) -> list[flo
 
 
 def nms(corners: np.ndarray, scores: np.ndarray, threshold: float, method: str = "union") -> np.ndarray:
-    """Indices kept by greedy non-maximum suppression, best first. ``union``: intersection over
-    union of the boxes' areas (as torchvision's ``nms``); ``min``: over the smaller box's area,
-    with facenet-pytorch's +1 pixel in widths and heights (its O-Net stage)."""
-    one = 1.0 if method == "min" else 0.0
-    x0, y0, x1, y1 = corners.T
-    area = (x1 - x0 + one) * (y1 - y0 + one)
+    """Indices kept by greedy non-maximum suppression, best first. ``union``: edge-fer's one IoU
+    (as torchvision's ``nms``); ``min``: intersection over the smaller box's area, with
+    facenet-pytorch's +1 pixel in widths and heights (its O-Net stage)."""
     order, keep = np.argsort(-scores, kind="stable"), []
     while order.size:
         i, rest = order[0], order[1:]
         keep.append(i)
-        w = np.maximum(0.0, np.minimum(x1[i], x1[rest]) - np.maximum(x0[i], x0[rest]) + one)
-        h = np.maximum(0.0, np.minimum(y1[i], y1[rest]) - np.maximum(y0[i], y0[rest]) + one)
-        inter = w * h
-        overlap = inter / (np.minimum(area[i], area[rest]) if method == "min" else area[i] + area[rest] - inter)
+        overlap = (iou_one_to_many(corners[i], corners[rest]) if method == "union"
+                   else overlap_of_smaller(corners[i], corners[rest]))
         order = rest[overlap <= threshold]
     return np.asarray(keep, int)
+
+
+def overlap_of_smaller(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Intersection over the smaller area of one corner box against (N, 4), in whole pixels (+1)."""
+    w = np.maximum(0.0, np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]) + 1)
+    h = np.maximum(0.0, np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]) + 1)
+    area = (box[2] - box[0] + 1) * (box[3] - box[1] + 1)
+    areas = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
+    return w * h / np.minimum(area, areas)
 
 
 def square(corners: np.ndarray) -> np.ndarray:
@@ -165,9 +170,9 @@ class MtcnnDetector(_Closeable):
         # R-Net: re-score the squared proposals, suppress, refine
         patches, valid = crops(sums, corners, 24)
         corners = corners[valid]
-        offsets, probability = self._run("rnet", normalise(patches)) if len(patches) else (None, None)
-        if offsets is None:
+        if not len(patches):
             return none
+        offsets, probability = self._run("rnet", normalise(patches))
         passed = probability[:, 1] > self.thresholds[1]
         corners, scores, offsets = corners[passed], probability[passed, 1], offsets[passed]
         keep = nms(corners, scores, 0.7)
