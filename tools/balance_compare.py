@@ -4,7 +4,7 @@ real neutral faces beside what the generator makes of them.
 
     python tools/balance_compare.py --work ../runs/clean-compare [--gan-epochs 50 --gan-decay-epochs 50]
         [--count N] [--epochs 6] [--seeds 0,1,2] [--json docs/model_card/cyclegan/train_compare.json]
-        [--grid docs/model_card/cyclegan_faces.png]
+        [--grid docs/model_card/cyclegan_faces.png] [--original-from docs/model_card/cleaning/train_compare.json]
 
 Steps (each resumes: run the same command again after an interruption):
 1. `edge-fer balance --data fer2013/train --source neutral --target disgust --out WORK/train-cyclegan`
@@ -15,6 +15,10 @@ Steps (each resumes: run the same command again after an interruption):
    de-duplicated val included);
 3. the grid: the first val neutral faces (the generator never saw val) beside the generator's
    disgust made of each.
+
+``--original-from``: take the original arm's scores from clean_compare's JSON (same trainer, data,
+epochs and seeds) instead of training them again where their run folders are gone; the table's
+``original_from`` names the file.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ sys.path.insert(0, str(REPO / "tools"))
 
 from campaign import SHARED  # noqa: E402
 from clean_compare import EDGE_FER, compare, run  # noqa: E402
+from edge_fer.fileio import write_json_atomic  # noqa: E402
 
 SOURCE, TARGET = "neutral", "disgust"
 
@@ -43,6 +48,20 @@ def balanced_copy(work: Path, gan_epochs: int, gan_decay_epochs: int, count: int
         run(EDGE_FER, "balance", "--data", SHARED / "fer2013" / "train", "--source", SOURCE, "--target", TARGET,
             "--out", out, "--epochs", gan_epochs, "--decay-epochs", gan_decay_epochs, *extra)
     return out
+
+
+def reuse_original(work: Path, table_path: Path, epochs: int, seeds: list[int]) -> None:
+    """Write clean_compare's original-arm scores as the run folders' score files (which
+    clean_compare.train_and_score reads instead of training), for the seeds it holds."""
+    table = json.loads(table_path.read_text())
+    if table["epochs"] != epochs:
+        raise SystemExit(f"balance_compare: {table_path} holds {table['epochs']}-epoch runs, not {epochs}")
+    for row in table["runs"]:
+        if row["arm"] == "original" and row["seed"] in seeds:
+            scored = work / f"original-s{row['seed']}" / f"scores-e{epochs}.json"
+            if not scored.is_file():
+                scores = {k: v for k, v in row.items() if k not in ("arm", "seed")}
+                write_json_atomic(scored, scores)
 
 
 def grid(balanced: Path, path: Path, faces: int = 24, cols: int = 6) -> None:
@@ -79,15 +98,22 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, help="write the table here")
     parser.add_argument("--grid", type=Path, help="write the real | generated grid here (PNG)")
+    parser.add_argument("--original-from", type=Path,
+                        help="clean_compare's JSON: reuse its original-arm scores instead of training them again")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    header = {}
+    if args.original_from:
+        reuse_original(args.work, args.original_from, args.epochs, [int(s) for s in args.seeds.split(",")])
+        header["original_from"] = str(args.original_from)
     balanced = balanced_copy(args.work, args.gan_epochs, args.gan_decay_epochs, args.count)
     if args.grid:
         grid(balanced, args.grid)
     balance = json.loads((balanced / "balance.json").read_text())
     return compare({"original": SHARED / "fer2013" / "train", "cyclegan": balanced}, args,
                    derived={"disgust_recall_dedup": lambda scores: scores["val_dedup_per_class"][TARGET]},
-                   header={"balance": {k: balance[k] for k in ("generated", "counts", "epochs_run", "seconds")}})
+                   header={**header, "balance": {k: balance[k] for k in ("generated", "counts", "epochs_run",
+                                                                         "seconds")}})
 
 
 if __name__ == "__main__":

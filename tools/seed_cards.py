@@ -63,13 +63,21 @@ def clean_card() -> dict:
 
 
 def balance_card(compare: dict) -> dict:
+    """The original arm's runs name clean_compare's command where balance_compare reused its scores
+    (``original_from``)."""
+    reused = json.loads((REPO / compare["original_from"]).read_text()) if compare.get("original_from") else None
+
+    def row(run: dict) -> dict:
+        source = reused if reused and run["arm"] == "original" else compare
+        return run_row(run, source, balanced=run["arm"] == "cyclegan",
+                       disgust_recall=run["val_dedup_per_class"]["disgust"])
+
     return {
         "about": "Issue 22 item 4: edgenet on FER2013 train with and without CycleGAN neutral -> disgust faces",
         "balance": compare.get("balance"),
-        "runs": [run_row(run, compare, balanced=run["arm"] == "cyclegan",
-                         disgust_recall=run["val_dedup_per_class"]["disgust"]) for run in compare["runs"]],
+        "runs": [row(run) for run in compare["runs"]],
         "summary": compare["arms"],
-        "sources": ["cyclegan/train_compare.json"],
+        "sources": ["cyclegan/train_compare.json", *([compare["original_from"]] if reused else [])],
     }
 
 
