@@ -16,18 +16,37 @@ fold k+1 picks the best epoch and the other 8 train):
   the last frame of each sequence.
 
 Each run resumes where it stopped (finished folds are kept): rerun the same command.
+
+Runs too long for one machine (the paper's 200 epochs: ~20 min per fold on 2 cores) are kept
+fold by fold in a committed folder, so a later session on a fresh machine goes on from there:
+
+    python tools/ckplus_protocols.py --out runs/ckplus-paper --record docs/model_card/pyfer_ckplus \
+        --card docs/model_card/pyfer_ckplus.json --arch pyfer --optimizer sgd-pyfer --epochs 200 \
+        --batch-size 16 --only random6,random7,subject6,subject7
+
+``--record DIR``: the configurations run one fold at a time; each finished fold's test.json and
+history.csv are copied to DIR/<configuration>/foldNN/, and folds found there are put back into
+--out first (so they are not trained again). ``--card FILE``: one row per finished fold (the
+issue's fields: protocol, classes, fold, epochs, test_accuracy, wall_s, command).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from edge_fer.fileio import portable_path, write_bytes_atomic, write_json_atomic  # noqa: E402
+
 DATA = REPO.parent / "shared" / "data" / "ckplus48"
+#: a fold's files kept in --record (small: no weights)
+RECORDED = ("test.json", "history.csv")
 CLASSES = {"6": "pyfer", "7": "angry,contempt,disgust,fear,happy,sad,surprise"}
 #: name -> (split, classes, frames per sequence)
 CONFIGS = {
@@ -40,7 +59,7 @@ CONFIGS = {
 def command(name: str, args) -> list[str]:
     split, classes, frames = CONFIGS[name]
     epochs = args.epochs if frames == 1 else max(1, args.epochs // frames)  # the same number of steps
-    cmd = ["edge-fer", "train", "--data", str(args.data), "--arch", args.arch, "--classes", CLASSES[classes],
+    cmd = ["edge-fer", "train", "--data", portable_path(args.data), "--arch", args.arch, "--classes", CLASSES[classes],
            "--protocol", split, "--folds", str(args.folds), "--last-frames", str(frames),
            "--epochs", str(epochs), "--seed", str(args.seed), "--out", str(args.out / name)]
     if args.batch_size:
@@ -51,6 +70,60 @@ def command(name: str, args) -> list[str]:
     if name in args.partial:
         cmd += ["--run-folds", str(args.partial[name])]
     return cmd
+
+
+def fold_command(name: str, k: int, args) -> list[str]:
+    """``name``'s command up to fold ``k`` (the folds before it are done and skipped)."""
+    cmd = command(name, args)
+    if "--run-folds" in cmd:
+        del cmd[cmd.index("--run-folds"):cmd.index("--run-folds") + 2]
+    return cmd + ["--run-folds", str(k + 1)]
+
+
+def train(cmd: list[str]) -> None:
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run([str(Path(sys.executable).with_name("edge-fer")), *cmd[1:]], check=True)
+
+
+def run_recorded(name: str, args) -> None:
+    """Fold by fold (``--run-folds k+1``: edge-fer train skips the folds already done), each
+    finished fold copied to the record; recorded folds are put back into --out first."""
+    record, out = args.record / name, args.out / name
+    folds, trained = args.partial.get(name, args.folds), False
+    for k in range(folds):
+        kept, fold = record / f"fold{k:02d}", out / f"fold{k:02d}"
+        if (kept / "test.json").is_file() and not (fold / "test.json").is_file():
+            fold.mkdir(parents=True, exist_ok=True)
+            for file in RECORDED:
+                if (kept / file).is_file():
+                    shutil.copyfile(kept / file, fold / file)
+        trained = not (fold / "test.json").is_file()
+        if trained:
+            train(fold_command(name, k, args))
+        kept.mkdir(parents=True, exist_ok=True)
+        for file in RECORDED:
+            if (fold / file).is_file():
+                write_bytes_atomic(kept / file, (fold / file).read_bytes())
+    if not trained:  # every fold came back from the record: gather them into protocol.json
+        train(fold_command(name, folds - 1, args))
+
+
+def card(folder: Path, names, args) -> dict:
+    """The issue's rows, one per finished fold of each configuration in ``folder``."""
+    runs = []
+    for name in names:
+        split, classes, frames = CONFIGS[name]
+        for done in sorted((folder / name).glob("fold*/test.json")):
+            fold = json.loads(done.read_text())
+            runs.append({"protocol": "paper-random" if split == "random" else split, "classes": int(classes),
+                         "frames_per_sequence": frames, "fold": fold["fold"], "epochs": args.epochs,
+                         "best_epoch": fold["best_epoch"], "n_test": fold["n_test"],
+                         "test_accuracy": fold["accuracy"], "wall_s": fold["seconds"],
+                         "command": "python tools/ckplus_protocols.py " + " ".join(sys.argv[1:])
+                                    + f" (this fold: {' '.join(fold_command(name, fold['fold'], args))})"})
+    return {"about": "Issue 22 item 1: PyFER on CK+48 (48x48 crops upscaled to 64x64; the paper cropped the "
+                     "640x490 frames itself), one row per fold: fold k tests, fold k+1 picks the epoch",
+            "runs": runs}
 
 
 def table(out: Path, names) -> tuple[dict, str]:
@@ -97,6 +170,8 @@ def main() -> int:
     parser.add_argument("--partial", default="",
                         help="NAME=N,...: run only the first N folds of these configurations")
     parser.add_argument("--table", action="store_true", help="only gather what is there")
+    parser.add_argument("--record", type=Path, help="keep each finished fold here (committed), resume from it")
+    parser.add_argument("--card", type=Path, help="write one row per finished fold here (JSON)")
     args = parser.parse_args()
     names = args.only.split(",") if args.only else list(CONFIGS)
     unknown = [n for n in names if n not in CONFIGS]
@@ -104,13 +179,15 @@ def main() -> int:
         parser.error(f"unknown configurations {unknown}; expected some of {list(CONFIGS)}")
     args.partial = {k: int(v) for k, v in (item.split("=") for item in args.partial.split(",") if item)}
     if not args.table:
-        edge_fer = Path(sys.executable).with_name("edge-fer")
         for name in names:
-            cmd = command(name, args)
-            print("$", " ".join(cmd), flush=True)
-            subprocess.run([str(edge_fer), *cmd[1:]], check=True)
+            if args.record:
+                run_recorded(name, args)
+            else:
+                train(command(name, args))
     results, text = table(args.out, names)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.card:
+        write_json_atomic(args.card, card(args.record or args.out, names, args))
     (args.out / "ckplus_protocols.json").write_text(json.dumps(
         {name: {"command": " ".join(command(name, args)), **summary} for name, summary in results.items()},
         indent=1))
