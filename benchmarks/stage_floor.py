@@ -3,7 +3,7 @@
     python benchmarks/stage_floor.py [--video woman2.mp4 --video test.mp4] [--frames 150]
                                      [--threads 1] [--json benchmarks/results/stage_floor.json]
 
-For every detector (blazeface, yunet, haar, rfb, ssd: whichever has its files) and the packaged
+For every detector of the registry (whichever has its files) and the packaged
 classifier files, on the same decoded frames (every frame detected, as `bench` does):
 ``stage_ms`` is the median time of one ``detect(frame)`` / ``classify(frame, faces)`` call,
 ``invoke_ms`` the median time of the model's own forward inside it (LiteRT ``invoke``, ONNX
@@ -11,7 +11,8 @@ Runtime ``run``, OpenCV ``forward``; YuNet's C++ ``detect`` holds its own pre- a
 post-processing, so its floor is the same ONNX file's ``cv2.dnn`` forward at the same size,
 measured beside it), ``overhead_ms`` the difference, and ``steps_ms`` the medians of the named
 Python steps the gap is spent in (resize, letterbox, decoding, NMS, framing, quantization).
-Timing wraps the calls in place, so the figures include the wrappers' own cost (~1 us per step).
+Timing wraps the calls in place, so the figures include the wrappers' own cost (~1 us per step);
+steps may nest (MTCNN's ``crops`` call its ``area_resize``; its ``invoke`` is every run of its three nets).
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ from _common import DETECTOR_DIR, MEDIA, ROOT, markdown_table, provenance  # noq
 
 from edge_fer.bench.machine import machine_info  # noqa: E402
 from edge_fer.detectors import DetectorOptions, create_detector, detector_files_present  # noqa: E402
+from edge_fer.detectors.registry import DETECTORS  # noqa: E402
 from edge_fer.fileio import write_json_atomic  # noqa: E402
 
-DETECTORS = ("blazeface", "yunet", "haar", "rfb", "ssd")
 CLASSIFIERS = ("edgenet_fer2013_int8.tflite", "edgenet_fer2013.onnx", "edgenet_fer2013_phone.tflite")
 
 
@@ -91,13 +92,16 @@ def instrument_detector(detector, clock: Clock, stack: ExitStack) -> None:
     import importlib
 
     module = importlib.import_module(type(detector).__module__)
-    for step in ("downscale", "to_faces", "weighted_nms", "detection_output"):
+    for step in ("downscale", "to_faces", "weighted_nms", "detection_output",  # mtcnn's below
+                 "integral_image", "area_resize", "crops", "normalise", "nms"):
         if hasattr(module, step):
             stack.enter_context(patched(module, step, clock.timed(step, getattr(module, step))))
     for step in ("_letterbox", "_decode"):
         if hasattr(detector, step):
             stack.enter_context(patched(detector, step, clock.timed(step, getattr(detector, step))))
-    if getattr(detector, "_interpreter", None) is not None:  # blazeface: LiteRT
+    if getattr(detector, "_sessions", None):  # mtcnn: three ONNX Runtime nets, every run of them
+        stack.enter_context(patched(detector, "_run", clock.timed("invoke", detector._run)))
+    elif getattr(detector, "_interpreter", None) is not None:  # blazeface: LiteRT
         stack.enter_context(patched(detector._interpreter, "invoke", clock.timed("invoke", detector._interpreter.invoke)))
     elif getattr(detector, "_session", None) is not None:  # rfb, ssd's ONNX file: ONNX Runtime
         stack.enter_context(patched(detector, "_session", Proxy(detector._session, "run", clock, "invoke")))
