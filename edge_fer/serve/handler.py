@@ -213,12 +213,16 @@ def snapshot(h: Handler) -> None:
 
 
 def stream_mjpeg(h: Handler) -> None:
-    """Annotated frames as multipart/x-mixed-replace: the newest one each time, never a queue."""
+    """Annotated frames as multipart/x-mixed-replace: the newest one each time, never a queue.
+    Each part is closed by the next delimiter as soon as it is sent, so a browser shows the
+    frame (and fires the page's load event) without waiting for the next one, which may never
+    come (a paused or ended source, one published frame)."""
     if not h.app.slots.try_acquire():
         h.refuse_busy()
         return
     try:
         h.start_stream(f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+        h.wfile.write(f"--{BOUNDARY}\r\n".encode())
         seq = 0
         while not h.head and not h.client_gone():
             frame = h.app.broadcast.wait_frame(seq, KEEPALIVE_S)
@@ -230,8 +234,8 @@ def stream_mjpeg(h: Handler) -> None:
             data = h.app.broadcast.jpeg(frame)
             if data is None:
                 continue
-            h.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"
-                          .encode() + data + b"\r\n")
+            h.wfile.write(f"Content-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data
+                          + f"\r\n--{BOUNDARY}\r\n".encode())
             h.wfile.flush()
     finally:
         h.app.slots.release()

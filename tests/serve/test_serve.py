@@ -333,6 +333,24 @@ def test_max_clients_refuses_with_503_then_frees_the_slot(woman2_results):
         assert wait_until(lambda: server.slots.active == 0)
 
 
+def test_a_single_frame_arrives_as_a_closed_part(woman2_results):
+    """With one frame published and no other to come, the stream's part is already followed by
+    the next delimiter: a browser knows the image is whole (the live page's load event fires)."""
+    from edge_fer.serve.handler import BOUNDARY
+
+    with FerServer.create_from_options(ServeOptions(port=0)) as server:
+        frame, result = woman2_results[0]
+        server.publish(result, frame)
+        viewer = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        viewer.request("GET", "/stream.mjpg")
+        stream = viewer.getresponse()
+        assert stream.fp.readline() == f"--{BOUNDARY}\r\n".encode()
+        (jpeg,) = mjpeg_frames(stream, 1, timeout_s=60)
+        assert stream.fp.read(len(BOUNDARY) + 6) == f"\r\n--{BOUNDARY}\r\n".encode()
+        assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == frame.shape
+        viewer.close()
+
+
 @pytest.fixture
 def open_server(tmp_path):
     (tmp_path / "web").mkdir()
