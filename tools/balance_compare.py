@@ -14,7 +14,8 @@ Steps (each resumes: run the same command again after an interruption):
    once) and on the balanced copy ("cyclegan"), scored like clean_compare (disgust recall on
    de-duplicated val included);
 3. the grid: the first val neutral faces (the generator never saw val) beside the generator's
-   disgust made of each.
+   disgust made of each; and every val neutral face through the generator, judged by how far it
+   moved and by what the shipped classifier calls it (``generated_val_judged``).
 
 ``--original-from``: take the original arm's scores from clean_compare's JSON (same trainer, data,
 epochs and seeds) instead of training them again where their run folders are gone; the table's
@@ -64,18 +65,42 @@ def reuse_original(work: Path, table_path: Path, epochs: int, seeds: list[int]) 
                 write_json_atomic(scored, scores)
 
 
-def grid(balanced: Path, path: Path, faces: int = 24, cols: int = 6) -> None:
-    """Pairs (real val neutral | generated disgust), ``cols`` pairs per row, 2x enlarged."""
-    import cv2
+def generate_val(balanced: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Every val neutral face (uint8, N x 48 x 48) and the generator's disgust made of it (the
+    generator never saw val)."""
     import keras
 
-    from edge_fer.fileio import write_bytes_atomic
     from edge_fer.train.cyclegan import to_uint8, to_unit
     from edge_fer.train.datasets import load_folder
 
     generator = keras.models.load_model(balanced / ".cyclegan" / f"g_{SOURCE}_to_{TARGET}.keras", compile=False)
-    real = load_folder(SHARED / "fer2013" / "val", classes=(SOURCE,)).images[:faces]
-    fake = to_uint8(generator.predict(to_unit(real), verbose=0))
+    real = load_folder(SHARED / "fer2013" / "val", classes=(SOURCE,)).images
+    return real, to_uint8(generator.predict(to_unit(real), verbose=0))
+
+
+def judge(balanced: Path, model: Path = REPO / "edge_fer" / "models" / "edgenet_fer2013_int8.tflite") -> dict:
+    """What the generated faces are, by two measures: how far each moved from its real face
+    (mean absolute change, gray levels) and what the shipped classifier calls the real faces
+    and the generated ones."""
+    from edge_fer.train.evaluate import EvalOptions, open_runner, predict
+
+    real, fake = generate_val(balanced)
+    with open_runner(EvalOptions(str(model), "")) as runner:
+        labels = runner.meta.labels
+        calls = {name: np.bincount(predict(runner, faces, 256), minlength=len(labels))
+                 for name, faces in (("real", real), ("generated", fake))}
+    return {"faces": int(len(real)), "data": f"fer2013/val/{SOURCE}", "model": model.name,
+            "mean_abs_change_gray": round(float(np.abs(fake.astype(np.float32) - real).mean()), 2),
+            "classifier_calls": {name: dict(zip(labels, map(int, counts))) for name, counts in calls.items()}}
+
+
+def grid(balanced: Path, path: Path, faces: int = 24, cols: int = 6) -> None:
+    """Pairs (real val neutral | generated disgust), ``cols`` pairs per row, 2x enlarged."""
+    import cv2
+
+    from edge_fer.fileio import write_bytes_atomic
+
+    real, fake = (images[:faces] for images in generate_val(balanced))
     gap = np.full((real.shape[1], 4), 255, np.uint8)
     pairs = [np.hstack([r, f, gap, gap]) for r, f in zip(real, fake)]
     rows = [np.hstack(pairs[i:i + cols]) for i in range(0, len(pairs), cols)]
@@ -110,10 +135,11 @@ def main() -> int:
     if args.grid:
         grid(balanced, args.grid)
     balance = json.loads((balanced / "balance.json").read_text())
+    header["balance"] = {k: balance[k] for k in ("generated", "counts", "epochs_run", "seconds")}
+    header["generated_val_judged"] = judge(balanced)
     return compare({"original": SHARED / "fer2013" / "train", "cyclegan": balanced}, args,
                    derived={"disgust_recall_dedup": lambda scores: scores["val_dedup_per_class"][TARGET]},
-                   header={**header, "balance": {k: balance[k] for k in ("generated", "counts", "epochs_run",
-                                                                         "seconds")}})
+                   header=header)
 
 
 if __name__ == "__main__":
