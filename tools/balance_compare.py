@@ -5,6 +5,7 @@ real neutral faces beside what the generator makes of them.
     python tools/balance_compare.py --work ../runs/clean-compare [--gan-epochs 50 --gan-decay-epochs 50]
         [--count N] [--epochs 6] [--seeds 0,1,2] [--json docs/model_card/cyclegan/train_compare.json]
         [--grid docs/model_card/cyclegan_faces.png] [--original-from docs/model_card/cleaning/train_compare.json]
+        [--oversampled]
 
 Steps (each resumes: run the same command again after an interruption):
 1. `edge-fer balance --data fer2013/train --source neutral --target disgust --out WORK/train-cyclegan`
@@ -17,7 +18,8 @@ Steps (each resumes: run the same command again after an interruption):
    disgust made of each; and every val neutral face through the generator, judged by how far it
    moved and by what the shipped classifier calls it (``generated_val_judged``).
 
-``--original-from``: take the original arm's scores from clean_compare's JSON (same trainer, data,
+``--oversampled``: a third arm, disgust's real faces repeated to the balanced copy's count (the
+simple baseline the generated faces must beat). ``--original-from``: take the original arm's scores from clean_compare's JSON (same trainer, data,
 epochs and seeds) instead of training them again where their run folders are gone; the table's
 ``original_from`` names the file.
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -63,6 +66,30 @@ def reuse_original(work: Path, table_path: Path, epochs: int, seeds: list[int]) 
             if not scored.is_file():
                 scores = {k: v for k, v in row.items() if k not in ("arm", "seed")}
                 write_json_atomic(scored, scores)
+
+
+def oversampled_copy(work: Path, balanced: Path) -> Path:
+    """The control arm: train with disgust's real faces repeated (symlinks, cycling through them)
+    up to the balanced copy's disgust count, so the two arms differ only in what the added
+    faces are, not in how many a class gets."""
+    out = work / "train-oversampled"
+    if out.is_dir():
+        return out
+    train, target = SHARED / "fer2013" / "train", json.loads((balanced / "balance.json").read_text())["counts"][TARGET]
+    building = work / ".train-oversampled.partial"
+    if building.exists():
+        shutil.rmtree(building)
+    for folder in sorted(p for p in train.iterdir() if p.is_dir()):
+        (building / folder.name).mkdir(parents=True)
+        files = sorted(f for f in folder.iterdir() if f.is_file())
+        for file in files:
+            (building / folder.name / file.name).symlink_to(file.resolve())
+        if folder.name == TARGET:
+            for i in range(target - len(files)):
+                source = files[i % len(files)]
+                (building / folder.name / f"repeat_{i:06d}_{source.name}").symlink_to(source.resolve())
+    building.rename(out)
+    return out
 
 
 def generate_val(balanced: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -123,6 +150,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, help="write the table here")
     parser.add_argument("--grid", type=Path, help="write the real | generated grid here (PNG)")
+    parser.add_argument("--oversampled", action="store_true",
+                        help="a third arm: disgust's real faces repeated to the same count (the control)")
     parser.add_argument("--original-from", type=Path,
                         help="clean_compare's JSON: reuse its original-arm scores instead of training them again")
     args = parser.parse_args()
@@ -137,7 +166,10 @@ def main() -> int:
     balance = json.loads((balanced / "balance.json").read_text())
     header["balance"] = {k: balance[k] for k in ("generated", "counts", "epochs_run", "seconds")}
     header["generated_val_judged"] = judge(balanced)
-    return compare({"original": SHARED / "fer2013" / "train", "cyclegan": balanced}, args,
+    arms = {"original": SHARED / "fer2013" / "train", "cyclegan": balanced}
+    if args.oversampled:
+        arms["oversampled"] = oversampled_copy(args.work, balanced)
+    return compare(arms, args,
                    derived={"disgust_recall_dedup": lambda scores: scores["val_dedup_per_class"][TARGET]},
                    header=header)
 

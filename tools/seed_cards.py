@@ -31,7 +31,8 @@ CARD = REPO / "docs" / "model_card"
 LABELS = {"original": "original", "cnn-cleaned": "cleaned", "ferplus-relabelled": "ferplus"}
 TRAIN = "edge-fer train --data {data} --val ../shared/data/fer2013/val --arch edgenet --epochs {epochs} --seed {seed}"
 ARM_DATA = {"original": "../shared/data/fer2013/train", "cnn-cleaned": "WORK/train-cnn/data",
-            "ferplus-relabelled": "WORK/train-ferplus/data", "cyclegan": "WORK/train-cyclegan/data"}
+            "ferplus-relabelled": "WORK/train-ferplus/data", "cyclegan": "WORK/train-cyclegan",
+            "oversampled": "WORK/train-oversampled"}
 
 
 def run_row(run: dict, compare: dict, **extra) -> dict:
@@ -69,12 +70,15 @@ def balance_card(compare: dict) -> dict:
 
     def row(run: dict) -> dict:
         source = reused if reused and run["arm"] == "original" else compare
-        return run_row(run, source, balanced=run["arm"] == "cyclegan",
+        return run_row(run, source, balanced=run["arm"] != "original",
+                       balanced_by={"cyclegan": "cyclegan", "oversampled": "repeating real faces"}.get(run["arm"]),
                        disgust_recall=run["val_dedup_per_class"]["disgust"])
 
     return {
-        "about": "Issue 22 item 4: edgenet on FER2013 train with and without CycleGAN neutral -> disgust faces",
+        "about": "Issue 22 item 4: edgenet on FER2013 train as it is, with CycleGAN neutral -> disgust faces added, and "
+                 "with disgust's real faces repeated to the same count (the control)",
         "balance": compare.get("balance"),
+        "generated_val_judged": compare.get("generated_val_judged"),
         "runs": [row(run) for run in compare["runs"]],
         "summary": compare["arms"],
         "sources": ["cyclegan/train_compare.json", *([compare["original_from"]] if reused else [])],
