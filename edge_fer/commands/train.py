@@ -61,6 +61,8 @@ CROP_DETECTORS = DETECTOR
 @click.option("--mix", default="none", show_default=True, type=click.Choice(["none", "mixup", "cutmix"]),
               help="Mix each training batch with itself shuffled: mixup blends two faces and their "
                    "targets; cutmix pastes a box of one face into another, targets by area.")
+@click.option("--oversample", metavar="CLASS=N[,...]",
+              help="Repeat a class's training images up to N (a rare class: e.g. disgust=4965; see docs/train.md).")
 @click.option("--label-smoothing", type=click.FloatRange(0.0, 1.0, max_open=True),
               help="Label smoothing of the cross-entropy (default: the optimizer's own: 0.1 for "
                    "adamw-cosine and sgd-nesterov-cosine, 0 for the others).")

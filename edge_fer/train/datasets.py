@@ -59,6 +59,35 @@ class FaceDataset:
                            self.skipped, self.no_face)
 
 
+def class_counts(text: str | tuple | None, field: str = "oversample") -> tuple[tuple[str, int], ...]:
+    """``"disgust=4965,fear=5000"`` (or such pairs already) as ``(("disgust", 4965), ...)``."""
+    if not text:
+        return ()
+    pairs = [item.split("=") for item in text.split(",") if item.strip()] if isinstance(text, str) else text
+    try:
+        counts = tuple((str(name).strip(), int(count)) for name, count in pairs)
+    except ValueError:
+        counts = ()
+    if not counts or any(not name or count < 1 for name, count in counts):
+        raise OptionsError(f"{field}={text!r}: expected CLASS=COUNT pairs with counts >= 1, e.g. 'disgust=4965'")
+    return counts
+
+
+def oversample(data: FaceDataset, counts: tuple[tuple[str, int], ...]) -> FaceDataset:
+    """Each named class's images repeated in their order, cycling, up to its count (the simple
+    way to balance a rare class: docs/train.md, "At full scale"); other classes as they are."""
+    index = [np.arange(len(data))]
+    for name, count in counts:
+        if name not in data.classes:
+            raise InputError(f"oversample: class {name!r} is not in the training data: {list(data.classes)}")
+        own = np.flatnonzero(data.labels == data.classes.index(name))
+        if count < len(own):
+            raise InputError(f"oversample: {name}={count} is below the {len(own)} images it already has")
+        if len(own):
+            index.append(np.resize(own, count - len(own)))
+    return data.subset(np.concatenate(index))
+
+
 def image_key(path: str | Path) -> str:
     """An image's key in teacher and votes files: ``<class folder>/<file name>``."""
     path = Path(path)

@@ -25,7 +25,7 @@ from ..errors import InputError, OptionsError
 from ..fileio import write_json_atomic
 from ..metadata import ModelMeta
 from .augment import AUGMENTS, MIXES, augmenter, mix_batch
-from .datasets import FaceDataset, resolve_classes
+from .datasets import FaceDataset, class_counts, oversample, resolve_classes
 from .distribute import check_strategy, make_strategy, prebuild_for_multiworker, shard_by_data
 from .loaders import CKPLUS_KINDS, LoadOptions, dataset_kind, load_dataset
 from .models import arch_spec, build_model
@@ -74,6 +74,7 @@ class TrainOptions:
     augment: str = "full"  # one of AUGMENTS
     label_smoothing: float | None = None  # None: the optimizer's own (0.1 for the cosine ones, else 0)
     mix: str = "none"  # one of MIXES: mixup or cutmix on each training batch
+    oversample: tuple | str | None = None  # "disgust=4965": repeat a class's training images up to a count
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -90,6 +91,7 @@ class TrainOptions:
         check_strategy(self.strategy)
         if self.augment not in AUGMENTS:
             raise OptionsError(f"TrainOptions.augment={self.augment!r}: expected one of {', '.join(AUGMENTS)}")
+        object.__setattr__(self, "oversample", class_counts(self.oversample, "TrainOptions.oversample"))
         if self.mix not in MIXES:
             raise OptionsError(f"TrainOptions.mix={self.mix!r}: expected one of {', '.join(MIXES)}")
         if self.label_smoothing is not None and not 0.0 <= self.label_smoothing < 1.0:
@@ -253,6 +255,7 @@ def train_on(data: FaceDataset, val: FaceDataset | None, options: TrainOptions) 
         tf.config.experimental.enable_op_determinism()
     if len(data.classes) < 2:
         raise InputError(f"training needs >= 2 classes, found {list(data.classes)}")
+    data = oversample(data, options.oversample)
     per_replica = options.batch_size or spec.batch_size
     replicas = int(strategy.num_replicas_in_sync)
     batch = per_replica * replicas

@@ -17,9 +17,9 @@ from edge_fer.errors import InputError, OptionsError
 from edge_fer.metadata import FER2013_LABELS, ModelMeta
 from edge_fer.train.ckplus import frame_id, frame_ids, load_ckplus
 from edge_fer.train.cropping import FaceCropper, open_cropper
-from edge_fer.train.datasets import (CLASS_SETS, dedup_against, fit_size, limit_classes,
-                                     load_fer2013_csv, load_folder, resolve_classes, save_folder,
-                                     select_classes)
+from edge_fer.train.datasets import (CLASS_SETS, class_counts, dedup_against, fit_size, limit_classes,
+                                     load_fer2013_csv, load_folder, oversample, resolve_classes,
+                                     save_folder, select_classes)
 from edge_fer.train.loaders import LoadOptions, dataset_kind, load_dataset
 from edge_fer.detectors import DetectorOptions
 
@@ -32,6 +32,18 @@ def copy_fer(src_root: Path, dst_root: Path, per_class: dict[str, int]) -> dict[
         files = sorted((src_root / name).iterdir())[:n]
         out[name] = [Path(shutil.copy(f, dst_root / name / f.name)) for f in files]
     return out
+
+
+def test_oversample_repeats_a_class_in_order_up_to_its_count(fer_val):
+    data = load_folder(fer_val, limit_per_class=5, seed=1)
+    disgust = data.classes.index("disgust")
+    more = oversample(data, class_counts("disgust=12"))
+    assert more.counts() == {**data.counts(), "disgust": 12}
+    own = [p for p, y in zip(data.paths, data.labels) if y == disgust]
+    assert [p for p, y in zip(more.paths, more.labels) if y == disgust] == own + own + own[:2]
+    assert more.paths[:len(data)] == data.paths and np.array_equal(more.images[:len(data)], data.images)
+    assert oversample(data, ()).paths == data.paths  # nothing asked: the same data
+    assert class_counts((("fear", 7),)) == (("fear", 7),)
 
 
 # folder-per-class --------------------------------------------------------------------------------

@@ -184,6 +184,10 @@ def make_folder(root: Path, fer_val: Path, kind: str) -> Path:
     ("good", ["--val", "MISSING"], "dataset folder not found: MISSING"),
     ("good", ["--first-as-neutral"], "--last-frames and --first-as-neutral apply to CK\\+ folders; no --data is one"),
     ("good", ["--crop-faces", "haar"], r"no usable images \(0 unreadable, 8 without a face\)"),
+    ("good", ["--oversample", "sad"], "--oversample 'sad': expected CLASS=COUNT pairs"),
+    ("good", ["--oversample", "sad=0"], "--oversample 'sad=0': expected CLASS=COUNT pairs"),
+    ("good", ["--oversample", "disgust=10"], r"oversample: class 'disgust' is not in the training data: \['happy', 'sad'\]"),
+    ("good", ["--oversample", "sad=3"], "oversample: sad=3 is below the 4 images it already has"),
 ])
 def test_train_cli_bad_input(tmp_path, fer_val, kind, extra, message):
     data = make_folder(tmp_path / "data", fer_val, kind)
