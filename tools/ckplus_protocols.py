@@ -110,7 +110,7 @@ def run_recorded(name: str, args) -> None:
 
 def card(folder: Path, names, args) -> dict:
     """The issue's rows, one per finished fold of each configuration in ``folder``."""
-    runs = []
+    runs, invocation = [], " ".join(a for a in sys.argv[1:] if a != "--table")  # the command that trains
     for name in names:
         split, classes, frames = CONFIGS[name]
         for done in sorted((folder / name).glob("fold*/test.json")):
@@ -119,7 +119,7 @@ def card(folder: Path, names, args) -> dict:
                          "frames_per_sequence": frames, "fold": fold["fold"], "epochs": args.epochs,
                          "best_epoch": fold["best_epoch"], "n_test": fold["n_test"],
                          "test_accuracy": fold["accuracy"], "wall_s": fold["seconds"],
-                         "command": "python tools/ckplus_protocols.py " + " ".join(sys.argv[1:])
+                         "command": "python tools/ckplus_protocols.py " + invocation
                                     + f" (this fold: {' '.join(fold_command(name, fold['fold'], args))})"})
     return {"about": "Issue 22 item 1: PyFER on CK+48 (48x48 crops upscaled to 64x64; the paper cropped the "
                      "640x490 frames itself), one row per fold: fold k tests, fold k+1 picks the epoch",
