@@ -105,13 +105,13 @@ def generate_val(balanced: Path) -> tuple[np.ndarray, np.ndarray]:
     return real, to_uint8(generator.predict(to_unit(real), verbose=0))
 
 
-def judge(balanced: Path, model: Path = REPO / "edge_fer" / "models" / "edgenet_fer2013_int8.tflite") -> dict:
+def judge(real: np.ndarray, fake: np.ndarray,
+          model: Path = REPO / "edge_fer" / "models" / "edgenet_fer2013_int8.tflite") -> dict:
     """What the generated faces are, by two measures: how far each moved from its real face
     (mean absolute change, gray levels) and what the shipped classifier calls the real faces
     and the generated ones."""
     from edge_fer.train.evaluate import EvalOptions, open_runner, predict
 
-    real, fake = generate_val(balanced)
     with open_runner(EvalOptions(str(model), "")) as runner:
         labels = runner.meta.labels
         calls = {name: np.bincount(predict(runner, faces, 256), minlength=len(labels))
@@ -121,13 +121,13 @@ def judge(balanced: Path, model: Path = REPO / "edge_fer" / "models" / "edgenet_
             "classifier_calls": {name: dict(zip(labels, map(int, counts))) for name, counts in calls.items()}}
 
 
-def grid(balanced: Path, path: Path, faces: int = 24, cols: int = 6) -> None:
-    """Pairs (real val neutral | generated disgust), ``cols`` pairs per row, 2x enlarged."""
+def grid(real: np.ndarray, fake: np.ndarray, path: Path, faces: int = 24, cols: int = 6) -> None:
+    """The first ``faces`` pairs (real val neutral | generated disgust), ``cols`` pairs per row, 2x enlarged."""
     import cv2
 
     from edge_fer.fileio import write_bytes_atomic
 
-    real, fake = (images[:faces] for images in generate_val(balanced))
+    real, fake = real[:faces], fake[:faces]
     gap = np.full((real.shape[1], 4), 255, np.uint8)
     pairs = [np.hstack([r, f, gap, gap]) for r, f in zip(real, fake)]
     rows = [np.hstack(pairs[i:i + cols]) for i in range(0, len(pairs), cols)]
@@ -161,11 +161,12 @@ def main() -> int:
         reuse_original(args.work, args.original_from, args.epochs, [int(s) for s in args.seeds.split(",")])
         header["original_from"] = str(args.original_from)
     balanced = balanced_copy(args.work, args.gan_epochs, args.gan_decay_epochs, args.count)
+    real, fake = generate_val(balanced)  # once, for the grid and the judging
     if args.grid:
-        grid(balanced, args.grid)
+        grid(real, fake, args.grid)
     balance = json.loads((balanced / "balance.json").read_text())
     header["balance"] = {k: balance[k] for k in ("generated", "counts", "epochs_run", "seconds")}
-    header["generated_val_judged"] = judge(balanced)
+    header["generated_val_judged"] = judge(real, fake)
     arms = {"original": SHARED / "fer2013" / "train", "cyclegan": balanced}
     if args.oversampled:
         arms["oversampled"] = oversampled_copy(args.work, balanced)
