@@ -4,6 +4,10 @@ report into one fact per line, grouped."""
 from __future__ import annotations
 
 
+#: CPU features that compute bfloat16 in hardware: training in it pays there (docs/train.md).
+BF16_FEATURES = ("avx512_bf16", "amx_bf16", "bf16")
+
+
 def _yes(value) -> str:
     return "yes" if value else "no"
 
@@ -17,7 +21,9 @@ def format_report(report: dict) -> str:
              + (f", Jetson L4T {plat['jetson_l4t']}" if plat["jetson_l4t"] else ""),
              f"cpu           {cpu['model']}: {cpu['cores_logical']} logical / {cpu['cores_physical']} physical "
              f"cores, {cpu['memory_gb']} GB, load {cpu['load_average_1m']}",
-             f"cpu features  {' '.join(cpu['features']) or 'none of the listed SIMD features'}",
+             f"cpu features  {' '.join(cpu['features']) or 'none of the listed SIMD features'}"
+             + ("; bfloat16 in hardware: `edge-fer train --precision mixed_bfloat16` trains faster"
+                if set(BF16_FEATURES) & set(cpu["features"]) else ""),
              "packages      " + ", ".join(f"{k} {v}" for k, v in report["packages"].items())]
     lite, tfl, ort = rt["litert"], rt["tflite_runtime"], rt["onnxruntime"]
     if lite["available"]:

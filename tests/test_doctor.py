@@ -110,6 +110,16 @@ def test_text_report(models_dir):
     assert "recommendation" not in result.output  # --no-bench
 
 
+@pytest.mark.parametrize("features, hint", [(["avx2", "avx512_bf16"], True), (["avx2", "amx_bf16"], True),
+                                            (["asimd", "bf16"], True), (["avx2", "avx512_vnni"], False), ([], False)])
+def test_text_report_names_bfloat16_training_where_the_cpu_has_it(report, features, hint):
+    from edge_fer.doctor_text import format_report
+
+    text = format_report({**report, "cpu": {**report["cpu"], "features": features}})
+    line = next(line for line in text.splitlines() if line.startswith("cpu features"))
+    assert ("--precision mixed_bfloat16" in line) == hint, line
+
+
 @pytest.mark.parametrize("args, message", [
     (["--models", "/no/such/folder"], "--models '/no/such/folder': expected an existing folder of models"),
     (["--cameras", "99"], "--cameras 99: expected 0..16"),

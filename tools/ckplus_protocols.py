@@ -71,7 +71,7 @@ def command(name: str, args) -> list[str]:
            "--epochs", str(epochs), "--seed", str(args.seed), "--out", str(args.out / name)]
     if args.batch_size:
         cmd += ["--batch-size", str(args.batch_size)]
-    for flag in ("lr", "optimizer", "augment", "threads"):
+    for flag in ("lr", "optimizer", "augment", "threads", "precision"):
         if getattr(args, flag):
             cmd += [f"--{flag}", str(getattr(args, flag))]
     if name in args.partial:
@@ -122,12 +122,15 @@ def card(folder: Path, names, args) -> dict:
         split, classes, frames = CONFIGS[name]
         for done in sorted((folder / name).glob("fold*/test.json")):
             fold = json.loads(done.read_text())
+            precision = fold.get("precision", "float32")  # folds from before the option: float32
+            own = argparse.Namespace(**{**vars(args), "precision": None if precision == "float32" else precision})
             runs.append({"protocol": "paper-random" if split == "random" else split, "classes": int(classes),
                          "frames_per_sequence": frames, "fold": fold["fold"], "epochs": epochs_of(name, args),
                          "best_epoch": fold["best_epoch"], "n_test": fold["n_test"],
                          "test_accuracy": fold["accuracy"], "wall_s": fold["seconds"],
+                         "precision": precision,
                          "command": "python tools/ckplus_protocols.py " + invocation
-                                    + f" (this fold: {' '.join(fold_command(name, fold['fold'], args))})"})
+                                    + f" (this fold: {' '.join(fold_command(name, fold['fold'], own))})"})
     return {"about": "Issue 22 item 1: PyFER on CK+48 (48x48 crops upscaled to 64x64; the paper cropped the "
                      "640x490 frames itself), one row per fold: fold k tests, fold k+1 picks the epoch",
             "runs": runs}
@@ -173,6 +176,7 @@ def main() -> int:
     parser.add_argument("--optimizer", help="edge-fer train --optimizer (default: the architecture's)")
     parser.add_argument("--augment", help="edge-fer train --augment (default: full)")
     parser.add_argument("--threads", type=int, help="edge-fer train --threads")
+    parser.add_argument("--precision", help="edge-fer train --precision (default: float32)")
     parser.add_argument("--only", help=f"comma-separated, of {list(CONFIGS)} (default: all, in that order)")
     parser.add_argument("--partial", default="",
                         help="NAME=N,...: run only the first N folds of these configurations")

@@ -10,7 +10,7 @@ from pathlib import Path
 #: CPU features that decide which kernels XNNPACK / ONNX Runtime / OpenCV pick.
 INTERESTING_FLAGS = (
     "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-    "avx_vnni", "avx512_bf16", "amx_int8",  # x86
+    "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16",  # x86
     "neon", "asimd", "asimdhp", "asimddp", "i8mm", "sve", "bf16",  # Arm (asimddp = dotprod)
 )
 LIBRARIES = ("edge-fer", "numpy", "opencv-python-headless", "opencv-python", "opencv-contrib-python",

@@ -68,6 +68,9 @@ CROP_DETECTORS = DETECTOR
                    "adamw-cosine and sgd-nesterov-cosine, 0 for the others).")
 @click.option("--threads", "num_threads", type=click.IntRange(1, 256),
               help="TensorFlow threads (default: every core); set it when jobs share the machine.")
+@click.option("--precision", default="float32", show_default=True, type=click.Choice(["float32", "mixed_bfloat16"]),
+              help="Compute precision of training; the weights and the saved model stay float32. "
+                   "mixed_bfloat16 is faster on CPUs with AVX512_BF16 or AMX and on recent GPUs (docs/train.md).")
 @click.option("--protocol", type=click.Choice(["random", "subject"]),
               help="Evaluate the recipe by k-fold cross-validation instead (CK+): folds of random "
                    "images or of subjects; writes OUT/protocol.json.")

@@ -8,9 +8,12 @@ only ``scale=1, offset=0`` and an int8 input maps pixels exactly (scale 1, zero 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
-from ..errors import OptionsError
+from ..errors import InputError, OptionsError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,9 @@ EDGENET_WIDTHS = {"edgenet": (32, 48, 96, 192), "edgenet-m": (48, 72, 144, 288),
 #: Squeeze-excitation's bottleneck: the block's width over this (Hu et al. 2018 use 16; 8 keeps
 #: the first block's 32 channels at 4).
 SE_REDUCTION = 8
+#: Training's compute precisions (TrainOptions.precision). mixed_bfloat16 computes in bfloat16
+#: with float32 weights: PyFER trains 1.7x faster on a CPU with AVX512_BF16 (one thread, batch 16).
+PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 def arch_spec(name: str) -> ArchSpec:
@@ -49,7 +55,41 @@ def arch_spec(name: str) -> ArchSpec:
     return ARCHS[name]
 
 
-def build_model(name: str, num_classes: int, weights: str | None = None):
+def build_model(name: str, num_classes: int, weights: str | None = None, precision: str = "float32"):
+    """``name`` for ``num_classes``; ``precision`` (one of PRECISIONS) is its layers' dtype policy,
+    set for this build only (Keras keeps it in each layer; the global policy is left as it was)."""
+    import keras
+
+    saved = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        return _build(name, num_classes, weights)
+    finally:
+        keras.config.set_dtype_policy(saved)
+
+
+def float32_twin(model, name: str, num_classes: int):
+    """``model``'s weights (float32 under any mixed policy) in a float32 build of ``name``: the
+    model that is exported, converted and run."""
+    twin = build_model(name, num_classes)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+def init_weights(model, path: str) -> None:
+    """Copy the weights of the ``.keras`` file ``path`` into ``model`` (same architecture)."""
+    from .keras_io import load_keras
+
+    source, _ = load_keras(path)
+    shapes = [tuple(w.shape) for w in source.weights]
+    if shapes != [tuple(w.shape) for w in model.weights]:
+        raise InputError(f"TrainOptions.init_from={path!r}: its {len(shapes)} weight tensors do not fit the "
+                         f"{model.name} being trained ({len(model.weights)} tensors)")
+    model.set_weights(source.get_weights())
+    log.info(f"starting from the weights of {path}")
+
+
+def _build(name: str, num_classes: int, weights: str | None):
     spec = arch_spec(name)
     if name == "transfer":
         return build_transfer(num_classes, spec.input_size_hw, weights=weights)

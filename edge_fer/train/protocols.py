@@ -119,7 +119,7 @@ def run_protocol(options: ProtocolOptions) -> dict:
             "test_subjects_in_train": sum(subjects[j] in train_subjects for j in test_idx),
             "test_sequences_in_train": sum(sequences[j] in train_sequences for j in test_idx),
             "best_epoch": run.best_epoch, "val_accuracy": run.val_accuracy, "seconds": run.seconds,
-            **test_scores(run.model_path, test, base.data[0]),
+            "precision": base.precision, **test_scores(run.model_path, test, base.data[0]),
             "test_paths": [Path(p).name for p in test.paths],
         }
         write_json_atomic(done, result, indent=None)

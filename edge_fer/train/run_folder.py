@@ -60,6 +60,7 @@ def fingerprint(options, data, spec, batch_size: int) -> dict:
         # only when set: runs recorded before the option existed still resume
         **({"label_smoothing": options.label_smoothing} if options.label_smoothing is not None else {}),
         **({"mix": options.mix} if options.mix != "none" else {}),
+        **({"precision": options.precision} if options.precision != "float32" else {}),
     }
 
 

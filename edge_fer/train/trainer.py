@@ -28,7 +28,7 @@ from .augment import AUGMENTS, MIXES, augmenter, mix_batch
 from .datasets import FaceDataset, class_counts, oversample, resolve_classes
 from .distribute import check_strategy, make_strategy, prebuild_for_multiworker, shard_by_data
 from .loaders import CKPLUS_KINDS, LoadOptions, dataset_kind, load_dataset
-from .models import arch_spec, build_model
+from .models import PRECISIONS, arch_spec, build_model, float32_twin, init_weights
 from .run_folder import (CURVE_FILE, HISTORY_FILE, check_or_record, fingerprint, make_callbacks,
                          plot_curve, read_history)
 
@@ -75,6 +75,7 @@ class TrainOptions:
     label_smoothing: float | None = None  # None: the optimizer's own (0.1 for the cosine ones, else 0)
     mix: str = "none"  # one of MIXES: mixup or cutmix on each training batch
     oversample: tuple | str | None = None  # "disgust=4965": repeat a class's training images up to a count
+    precision: str = "float32"  # one of PRECISIONS: the layers' compute dtype (weights stay float32)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -92,6 +93,8 @@ class TrainOptions:
         if self.augment not in AUGMENTS:
             raise OptionsError(f"TrainOptions.augment={self.augment!r}: expected one of {', '.join(AUGMENTS)}")
         object.__setattr__(self, "oversample", class_counts(self.oversample, "TrainOptions.oversample"))
+        if self.precision not in PRECISIONS:
+            raise OptionsError(f"TrainOptions.precision={self.precision!r}: expected one of {', '.join(PRECISIONS)}")
         if self.mix not in MIXES:
             raise OptionsError(f"TrainOptions.mix={self.mix!r}: expected one of {', '.join(MIXES)}")
         if self.label_smoothing is not None and not 0.0 <= self.label_smoothing < 1.0:
@@ -282,7 +285,7 @@ def train_on(data: FaceDataset, val: FaceDataset | None, options: TrainOptions) 
         for name in (HISTORY_FILE, "best.keras", "summary.json", CURVE_FILE):
             (out / name).unlink(missing_ok=True)
     with strategy.scope():
-        model = build_model(options.arch, len(data.classes), weights=options.weights)
+        model = build_model(options.arch, len(data.classes), weights=options.weights, precision=options.precision)
         if options.init_from:
             init_weights(model, options.init_from)
         compile_model(model, spec, steps, options.epochs, options.learning_rate, options.optimizer, distill,
@@ -330,6 +333,8 @@ def train_on(data: FaceDataset, val: FaceDataset | None, options: TrainOptions) 
         seconds = sum(history["seconds"])
     if best_path.exists():
         model = keras.saving.load_model(best_path, compile=False, safe_mode=True)
+    if options.precision != "float32":  # exported and converted in float32, whatever trained it
+        model = float32_twin(model, options.arch, len(data.classes))
     if options.flip_tta:
         from .models import add_flip_tta
         model = add_flip_tta(model)
@@ -382,16 +387,3 @@ def set_tf_threads(num_threads: int) -> None:
     except RuntimeError:  # TensorFlow already ran something here: its pools are fixed
         log.warning(f"TrainOptions.num_threads={num_threads!r} ignored: TensorFlow already started in this "
                     f"process with {tf.config.threading.get_intra_op_parallelism_threads() or 'all'} threads")
-
-
-def init_weights(model, path: str) -> None:
-    """Copy the weights of the ``.keras`` file ``path`` into ``model`` (same architecture)."""
-    from .keras_io import load_keras
-
-    source, _ = load_keras(path)
-    shapes = [tuple(w.shape) for w in source.weights]
-    if shapes != [tuple(w.shape) for w in model.weights]:
-        raise InputError(f"TrainOptions.init_from={path!r}: its {len(shapes)} weight tensors do not fit the "
-                         f"{model.name} being trained ({len(model.weights)} tensors)")
-    model.set_weights(source.get_weights())
-    log.info(f"starting from the weights of {path}")

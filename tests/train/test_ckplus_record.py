@@ -18,7 +18,7 @@ spec.loader.exec_module(tool)
 def _args(tmp_path: Path, **over) -> argparse.Namespace:
     values = dict(out=tmp_path / "out", record=tmp_path / "record", data=tmp_path / "ckplus48", arch="pyfer",
                   epochs=200, folds=10, seed=0, batch_size=16, lr=None, optimizer="sgd-pyfer", augment=None,
-                  threads=None, partial={"random6": 3})
+                  threads=None, precision=None, partial={"random6": 3})
     values.update(over)
     return argparse.Namespace(**values)
 
@@ -67,3 +67,17 @@ def test_card_rows_have_the_issues_fields(tmp_path):
     for row in rows:
         assert {"epochs", "test_accuracy", "wall_s", "command"} <= set(row) and row["epochs"] == 200
         assert f"--run-folds {row['fold'] + 1}" in row["command"] and "--optimizer sgd-pyfer" in row["command"]
+
+
+def test_card_rows_name_each_folds_precision(tmp_path):
+    """Folds trained before --precision existed are float32; a mixed_bfloat16 fold says so, in its
+    row and in its own command, whatever the gathering call was given."""
+    args = _args(tmp_path, partial={}, precision="mixed_bfloat16")
+    for k, extra in ((0, {}), (1, {"precision": "mixed_bfloat16"}), (2, {"precision": "float32"})):
+        kept = args.record / "random6" / f"fold{k:02d}"
+        kept.mkdir(parents=True)
+        (kept / "test.json").write_text(json.dumps({**_fold_result(k), **extra}))
+    rows = tool.card(args.record, ["random6"], args)["runs"]
+    assert [r["precision"] for r in rows] == ["float32", "mixed_bfloat16", "float32"]
+    own = [r["command"].split("(this fold: ")[1] for r in rows]
+    assert ["--precision mixed_bfloat16" in c for c in own] == [False, True, False]

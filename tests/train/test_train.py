@@ -246,6 +246,8 @@ def test_optimizer_and_augment_choices_match_the_trainer():
     assert tuple(params["optimizer"].type.choices) == OPTIMIZERS
     assert tuple(params["augment"].type.choices) == AUGMENTS
     assert tuple(params["mix"].type.choices) == MIXES
+    from edge_fer.train.models import PRECISIONS
+    assert tuple(params["precision"].type.choices) == PRECISIONS
 
 
 def test_erase_level_erases_patches_that_full_leaves(fer_val):
@@ -289,6 +291,35 @@ def test_label_smoothing_is_checked_and_only_then_part_of_the_run(tmp_path):
     smoothed = fingerprint(TrainOptions(data=("x",), out=str(tmp_path), label_smoothing=0.0), data,
                            arch_spec("edgenet"), 64)
     assert smoothed == {**plain, "label_smoothing": 0.0}
+
+
+def test_mixed_bfloat16_trains_and_exports_a_float32_model(fer_train, tmp_path):
+    """mixed_bfloat16 computes in bfloat16 for training only: the run records it (a float32 run
+    does not resume it), the exported model is float32 and equals the best epoch's weights, and
+    the global dtype policy is left as it was."""
+    import keras
+
+    from edge_fer.errors import OptionsError
+    from edge_fer.train.keras_io import load_keras
+    from edge_fer.train.trainer import TrainOptions, train
+
+    with pytest.raises(OptionsError, match=r"precision='float16': expected one of float32, mixed_bfloat16"):
+        TrainOptions(data=("x",), out=str(tmp_path), precision="float16")
+    before = keras.config.dtype_policy().name
+    options = TrainOptions(data=(str(fer_train),), out=str(tmp_path / "run"), arch="pyfer", epochs=2,
+                           limit_per_class=6, classes="pyfer", seed=0, verbose=0, precision="mixed_bfloat16")
+    result = train(options)
+    assert keras.config.dtype_policy().name == before == "float32"
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["precision"] == "mixed_bfloat16"
+    best = keras.saving.load_model(tmp_path / "run" / "best.keras", compile=False)
+    assert {layer.dtype_policy.name for layer in best.layers if layer.name not in ("face", "probs")} == {"mixed_bfloat16"}
+    exported, _ = load_keras(result.model_path)
+    assert {layer.dtype_policy.name for layer in exported.layers} == {"float32"}
+    for mine, theirs in zip(exported.get_weights(), best.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+    faces = np.random.default_rng(0).uniform(0, 255, (4, 64, 64, 1)).astype("float32")
+    assert np.isfinite(exported.predict(faces, verbose=0)).all()
 
 
 @pytest.mark.parametrize("kind", ["mixup", "cutmix"])
