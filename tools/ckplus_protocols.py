@@ -22,7 +22,10 @@ fold by fold in a committed folder, so a later session on a fresh machine goes o
 
     python tools/ckplus_protocols.py --out runs/ckplus-paper --record docs/model_card/pyfer_ckplus \
         --card docs/model_card/pyfer_ckplus.json --arch pyfer --optimizer sgd-pyfer --epochs 200 \
-        --batch-size 16 --only random6,random7,subject6,subject7
+        --batch-size 16 --threads 2 --precision mixed_bfloat16 --only random6,random7,subject6
+
+(``--precision mixed_bfloat16``: 1.4x faster on a CPU with AVX512_BF16; each fold records the
+precision it trained in, and the card shows it. One 2-thread job beats two 1-thread ones there.)
 
 ``--record DIR``: the configurations run one fold at a time; each finished fold's test.json and
 history.csv are copied to DIR/<configuration>/foldNN/, and folds found there are put back into
@@ -35,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +58,10 @@ CONFIGS = {
     "random6x3": ("random", "6", 3), "random7x3": ("random", "7", 3),
     "subject6": ("subject", "6", 1), "subject7": ("subject", "7", 1),
 }
+
+
+#: PyFER's reported CK+ accuracy by class count (6 classes; 7 with contempt).
+PAPER_ACCURACY = {6: 0.963, 7: 0.8571}
 
 
 def epochs_of(name: str, args) -> int:
@@ -133,14 +141,28 @@ def card(folder: Path, names, args) -> dict:
                                     + f" (this fold: {' '.join(fold_command(name, fold['fold'], own))})"})
     return {"about": "Issue 22 item 1: PyFER on CK+48 (48x48 crops upscaled to 64x64; the paper cropped the "
                      "640x490 frames itself), one row per fold: fold k tests, fold k+1 picks the epoch",
-            "runs": runs}
+            "summary": summarise(runs), "runs": runs}
+
+
+def summarise(runs: list[dict]) -> list[dict]:
+    """Per protocol and class count: folds, mean, sd (n - 1), min, max of the test accuracy, and
+    how many folds reach the paper's figure."""
+    groups: dict[tuple, list[float]] = {}
+    for run in runs:
+        groups.setdefault((run["protocol"], run["classes"]), []).append(run["test_accuracy"])
+    return [{"protocol": protocol, "classes": classes, "folds": len(accs), "mean": statistics.mean(accs),
+             "sd": statistics.stdev(accs) if len(accs) > 1 else None, "min": min(accs), "max": max(accs),
+             "paper": PAPER_ACCURACY[classes], "folds_reaching_paper": sum(a >= PAPER_ACCURACY[classes] - 1e-9
+                                                                           for a in accs)}
+            for (protocol, classes), accs in groups.items()]
 
 
 def table(out: Path, names) -> tuple[dict, str]:
     rows, results = [], {}
-    lines = ["| protocol | classes | frames/seq | epochs | folds run | images | test acc. mean +- std | pooled | "
+    lines = ["| protocol | classes | frames/seq | epochs | folds run | images | test acc. mean +- std | min / max "
+             f"| folds >= the paper's {100 * PAPER_ACCURACY[6]:.1f}% (6) / {100 * PAPER_ACCURACY[7]:.2f}% (7) | pooled | "
              "test imgs with their sequence / subject in train | train time |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in names:
         path = out / name / "protocol.json"
         if not path.exists():
@@ -153,10 +175,13 @@ def table(out: Path, names) -> tuple[dict, str]:
         seen = sum(f["test_subjects_in_train"] for f in folds)
         tested = sum(f["n_test"] for f in folds)
         std = summary["test_accuracy_std"]
+        accs = [f["accuracy"] for f in folds]
+        reach = sum(a >= PAPER_ACCURACY[len(summary["classes"])] - 1e-9 for a in accs)
         rows.append(f"| {split} | {len(summary['classes'])} | {frames} | {summary['epochs']} "
                     f"| {summary['folds_run']}/{summary['folds']} "
                     f"| {summary['n_images']} | {100 * summary['test_accuracy_mean']:.1f}%"
-                    f"{'' if std is None else f' +- {100 * std:.1f}'} | {100 * summary['test_accuracy_pooled']:.1f}% "
+                    f"{'' if std is None else f' +- {100 * std:.1f}'} | {100 * min(accs):.1f} / {100 * max(accs):.1f} "
+                    f"| {reach} of {len(accs)} | {100 * summary['test_accuracy_pooled']:.1f}% "
                     f"| {leaked} / {seen} of {tested} | {summary['train_seconds'] / 60:.0f} min |")
     return results, "\n".join(lines + rows)
 

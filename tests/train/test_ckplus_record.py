@@ -9,6 +9,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("ckplus_protocols", REPO / "tools" / "ckplus_protocols.py")
 tool = importlib.util.module_from_spec(spec)
@@ -79,5 +81,17 @@ def test_card_rows_name_each_folds_precision(tmp_path):
         (kept / "test.json").write_text(json.dumps({**_fold_result(k), **extra}))
     rows = tool.card(args.record, ["random6"], args)["runs"]
     assert [r["precision"] for r in rows] == ["float32", "mixed_bfloat16", "float32"]
+    summary, = tool.card(args.record, ["random6"], args)["summary"]
+    assert summary["folds"] == 3 and summary["min"] == 0.5 and summary["max"] == 0.52
+    assert summary["mean"] == pytest.approx(0.51) and summary["sd"] == pytest.approx(0.01)
+    assert summary["folds_reaching_paper"] == 0 and summary["paper"] == 0.963
     own = [r["command"].split("(this fold: ")[1] for r in rows]
     assert ["--precision mixed_bfloat16" in c for c in own] == [False, True, False]
+
+
+def test_summary_counts_the_folds_that_reach_the_papers_figure():
+    runs = [{"protocol": "paper-random", "classes": 6, "test_accuracy": a} for a in (30 / 31, 29 / 31, 0.963)]
+    runs += [{"protocol": "paper-random", "classes": 7, "test_accuracy": a} for a in (0.8571, 0.85)]
+    six, seven = tool.summarise(runs)
+    assert (six["classes"], six["folds_reaching_paper"], six["max"]) == (6, 2, 30 / 31)
+    assert (seven["classes"], seven["folds_reaching_paper"], seven["sd"]) == (7, 1, pytest.approx(0.00502, abs=1e-5))
