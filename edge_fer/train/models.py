@@ -45,7 +45,8 @@ EDGENET_WIDTHS = {"edgenet": (32, 48, 96, 192), "edgenet-m": (48, 72, 144, 288),
 #: the first block's 32 channels at 4).
 SE_REDUCTION = 8
 #: Training's compute precisions (TrainOptions.precision). mixed_bfloat16 computes in bfloat16
-#: with float32 weights: PyFER trains 1.7x faster on a CPU with AVX512_BF16 (one thread, batch 16).
+#: with float32 weights: PyFER and edgenet train 1.4x faster on a CPU with AVX512_BF16
+#: (benchmarks/results/train_speed_*_bf16*.json).
 PRECISIONS = ("float32", "mixed_bfloat16")
 
 
