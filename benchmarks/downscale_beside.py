@@ -49,7 +49,7 @@ def one_round(video: Path, mode: str, threads: int, ready: dict | None) -> tuple
     its downscale, computed before (mode ``free``)."""
     options = PipelineOptions(classifier=ClassifierOptions(num_threads=threads),
                               detector=DetectorOptions(num_threads=threads))
-    pending: dict[int, object] = {}  # id(frame) -> a future or a done downscale
+    pending: dict[int, object] = {}  # id(frame) -> the future of its downscale
     current = {"index": -1}
 
     def taken(frame_bgr, detect_width):
@@ -74,17 +74,16 @@ def one_round(video: Path, mode: str, threads: int, ready: dict | None) -> tuple
         return len(outputs) / (time.perf_counter() - start), outputs
 
 
-def downscales(video: Path) -> dict:
+def decoded(video: Path) -> dict:
+    """Frame index -> frame, every frame of ``video``."""
     with open_source(SourceOptions(video=video, read_ahead=0)) as source:
-        return {index: downscale(frame_bgr, defaults.DETECT_WIDTH) for index, _, frame_bgr in source}
+        return {index: frame_bgr for index, _, frame_bgr in source}
 
 
-def resize_ms(video: Path, rounds: int) -> dict:
+def resize_ms(frames: list, rounds: int) -> dict:
     """Median ms of the shipped downscale and of two cheaper resizes that move boxes, per frame."""
     import cv2
 
-    with open_source(SourceOptions(video=video, read_ahead=0)) as source:
-        frames = [frame_bgr for _, _, frame_bgr in source]
     h, w = frames[0].shape[:2]
     small = downscale(frames[0], defaults.DETECT_WIDTH)[0].shape[1::-1]
     ways = {"area (shipped)": (small, cv2.INTER_AREA), "linear": (small, cv2.INTER_LINEAR),
@@ -110,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {"machine": machine, **provenance(machine), "rounds": args.rounds, "videos": {}}
     configs = [(mode, threads) for threads in dict.fromkeys((defaults.LIVE_THREADS, 1)) for mode in MODES]
     for video in args.video or [MEDIA / "woman2.mp4", MEDIA / "test.mp4"]:
-        ready = downscales(video)
+        frames = decoded(video)
+        ready = {index: downscale(frame_bgr, defaults.DETECT_WIDTH) for index, frame_bgr in frames.items()}
         fps = {config: [] for config in configs}
         reference = None
         for _ in range(args.rounds):
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                  "fps_rounds": fps[(mode, threads)], "x_shipped": statistics.median(fps[(mode, threads)]) / base}
                 for mode, threads in configs]
         report["videos"][video.name] = {"frames": len(reference), "rows": rows,
-                                        "resize_ms": resize_ms(video, args.rounds)}
+                                        "resize_ms": resize_ms(list(frames.values()), args.rounds)}
         print(f"\n{video.name}: {len(reference)} frames, {args.rounds} rounds; resize ms: "
               + ", ".join(f"{k} {v:.3f}" for k, v in report["videos"][video.name]["resize_ms"].items()))
         print(markdown_table(["downscale", "runtime threads", "frames/s (median)", "x shipped"],

@@ -85,7 +85,7 @@ def faces(count: int, size_hw=(48, 48), classes=None):
     sys.path.insert(0, str(REPO))
     from edge_fer.train.datasets import load_folder
 
-    per_class = max(1, count // len(classes or "1234567") + 1)
+    per_class = max(1, count // (len(classes) if classes else 7) + 1)  # FER2013's 7 folders by default
     return load_folder(SHARED / "fer2013" / "train", size_hw=size_hw, classes=classes, limit_per_class=per_class,
                        seed=0)
 
