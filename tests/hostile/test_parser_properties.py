@@ -1,6 +1,6 @@
-"""Property-based tests over the option parsers and the media openers (issue 24, "What must
-stay"): for any text an option takes, and any bytes a file holds, edge-fer gives a checked value
-or one error line; never another exception, a traceback, or a decoder's own line on the terminal.
+"""Property-based tests over the option parsers (issue 24, "What must stay"): for any text an
+option takes, edge-fer gives a checked value or one error line; never another exception or a
+traceback. (The media openers' properties: test_media_properties.py.)
 
 * ``ServeOptions.parse`` (``--serve [HOST:]PORT``): a ServeOptions whose host and port are valid,
   or one OptionsError line; an IP-address host it accepts resolves or fails with OptionsError.
@@ -9,58 +9,38 @@ or one error line; never another exception, a traceback, or a decoder's own line
   line (click's CliRunner), exit code 2 with one ``edge-fer: error:`` line.
 * ``edge_fer.classifier.parse_labels``: names (>= 2, stripped, no commas) or one OptionsError line;
   names it gives are then taken by ModelMeta or refused with one ModelError line.
-* The image reader (``decode_image``, ``ImageSource``) on random bytes, on a real image in 16
-  encodings (14 formats) with bytes flipped, inserted, cut or overwritten, on format signatures
-  followed by junk: an image in the layout asked for, or one reason (InputError); nothing on fd 2.
-* ``VideoSource`` on random bytes (InputError) and on damaged real videos (frames or InputError),
-  nothing on fd 2.
 
 The normal suite runs a bounded number of examples per property (a few seconds in all);
-``-m slow`` runs the same properties with 12,300 examples in all.
+``-m slow`` runs the same properties with 6,800 examples in all.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis", reason="property-based tests need hypothesis (the test extra)")
-from hypothesis import event, given, strategies as st  # noqa: E402
-from property_settings import examples  # noqa: E402
+from hypothesis import event, strategies as st  # noqa: E402
+from property_settings import bounded_and_many, one_line  # noqa: E402
 
 from click.testing import CliRunner  # noqa: E402
 
 from edge_fer.classifier import LABEL_PRESETS, parse_labels  # noqa: E402
 from edge_fer.cli import main  # noqa: E402
 from edge_fer.detectors import DETECTORS  # noqa: E402
-from edge_fer.errors import InputError, ModelError, OptionsError  # noqa: E402
+from edge_fer.errors import ModelError, OptionsError  # noqa: E402
 from edge_fer.metadata import ModelMeta  # noqa: E402
 from edge_fer.serve import ServeOptions  # noqa: E402
 from edge_fer.serve.options import valid_host  # noqa: E402
 from edge_fer.serve.server import resolve  # noqa: E402
-from edge_fer.sources.capture import ImageSource, VideoSource  # noqa: E402
-from edge_fer.sources.images import decode_image  # noqa: E402
 
 from conftest import MEDIA, REPO  # noqa: E402
 
 MODELS = REPO / "edge_fer" / "models"
 JUSTIN = MEDIA / "justin.jpg"
-
-
-def one_line(text: str) -> None:
-    assert text and "\n" not in text and "\r" not in text, repr(text)
-
-
-def only_edge_fer_lines(captured) -> None:
-    """Nothing on fd 1 or 2 but edge-fer's own log lines (a decoder's, FFmpeg's, OpenCV's: none)."""
-    foreign = [line for line in (captured.out + captured.err).splitlines() if not line.startswith("edge-fer: ")]
-    assert not foreign, foreign
 
 
 # texts --------------------------------------------------------------------------------------------
@@ -208,263 +188,17 @@ def labels_property(text: str | None) -> None:
         event("names refused by ModelMeta")
 
 
-# images ---------------------------------------------------------------------------------------------
-def _seed_images() -> dict[str, bytes]:
-    """justin.jpg at 24x24 in every format this OpenCV writes (and reads)."""
-    color = cv2.resize(cv2.imread(str(JUSTIN)), (24, 24), interpolation=cv2.INTER_AREA)
-    gray = cv2.cvtColor(color, cv2.COLOR_BGR2GRAY)
-    seeds = {}
-    for name, image, params in [("jpg", color, []), ("progressive.jpg", color, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
-                                ("png", color, []), ("16-bit.png", gray.astype(np.uint16) * 257, []),
-                                ("bmp", color, []), ("webp", color, []), ("tif", color, []), ("ppm", color, []),
-                                ("pgm", gray, []), ("pbm", gray, []), ("pam", color, []), ("pfm", color, []),
-                                ("sr", color, []), ("hdr", color, []), ("gif", color, []), ("avif", color, [])]:
-        try:
-            ok, data = cv2.imencode("." + name.rsplit(".", 1)[-1], image, params)
-        except cv2.error:  # a format this OpenCV does not write
-            continue
-        if ok:
-            seeds[name] = data.tobytes()
-    return seeds
-
-
-SEED_IMAGES = _seed_images()
-IMAGE_MAGIC = [b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xdb", b"BM", b"II*\x00", b"MM\x00*",
-               b"RIFF\x00\x01\x00\x00WEBPVP8 ", b"P1\n", b"P4\n", b"P5\n", b"P6\n", b"P5\n30000 30000\n255\n",
-               b"P7\nWIDTH 9\nHEIGHT 9\nDEPTH 3\nMAXVAL 255\nTUPLTYPE RGB\nENDHDR\n", b"PF\n", b"Pf\n",
-               b"\x59\xa6\x6a\x95", b"#?RADIANCE\n", b"GIF89a", b"GIF87a", b"v/1\x01",
-               b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\x00\x00\x00\x1cftypavif", b"\xff\x0a"]
-VIDEO_MAGIC = [b"\x00\x00\x00\x18ftypmp42", b"\x00\x00\x00\x20ftypisom", b"RIFF\x00\x10\x00\x00AVI LIST",
-               b"\x1aE\xdf\xa3", b"FLV\x01\x05", b"OggS\x00\x02", b"\x47\x40\x00\x10", b"\x00\x00\x01\xba",
-               b"GIF89a", b"\xff\xd8\xff\xe0", b"\x89PNG\r\n\x1a\n"]
-
-
-@st.composite
-def damaged(draw, seeds: dict[str, bytes]) -> bytes:
-    """A real file with 1 to 6 edits: bytes flipped or set, junk inserted, a range cut out or
-    overwritten, the file cut short. Positions are fractions of the length (they shrink well)."""
-    name = draw(st.sampled_from(sorted(seeds)))
-    event(f"seed {name}")
-    data = bytearray(seeds[name])
-    for _ in range(draw(st.integers(1, 6))):
-        if not data:
-            break
-        at = int(draw(st.floats(0, 1)) * (len(data) - 1))
-        head = draw(st.booleans())  # headers are where decoders trust what they read
-        if head:
-            at = min(at, 64, len(data) - 1)
-        op = draw(st.sampled_from(["flip", "set", "insert", "cut", "overwrite", "truncate"]))
-        if op == "flip":
-            data[at] ^= 1 << draw(st.integers(0, 7))
-        elif op == "set":
-            data[at] = draw(st.sampled_from([0, 1, 0x7F, 0x80, 0xFF, draw(st.integers(0, 255))]))
-        elif op == "insert":
-            data[at:at] = draw(st.binary(min_size=1, max_size=32))
-        elif op == "cut":
-            del data[at:at + draw(st.integers(1, 64))]
-        elif op == "overwrite":
-            chunk = draw(st.binary(min_size=1, max_size=16))
-            data[at:at + len(chunk)] = chunk
-        else:
-            del data[at:]
-    return bytes(data)
-
-
-def junk_after(magic: list[bytes]):
-    return st.tuples(st.sampled_from(magic), st.binary(max_size=512)).map(lambda t: t[0] + t[1])
-
-
-IMAGE_BYTES = st.one_of(st.binary(max_size=2048), junk_after(IMAGE_MAGIC), damaged(SEED_IMAGES))
-SUFFIXES = st.sampled_from([".jpg", ".png", ".tif", ".bmp", ".webp", ".pgm", ".bin"])
-FLAGS = st.sampled_from([cv2.IMREAD_COLOR, cv2.IMREAD_GRAYSCALE])
-
-
-def image_property(folder: Path, capfd, data: bytes, suffix: str, flags: int) -> None:
-    path = folder / f"x{suffix}"
-    path.write_bytes(data)
-    capfd.readouterr()
-    image, why = decode_image(path, flags)
-    if image is None:
-        one_line(why)
-        assert len(why) <= 220, why
-        event("refused: " + why.split(" (")[0])
-    else:
-        assert why == "" and isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.size > 0
-        assert image.ndim == (2 if flags == cv2.IMREAD_GRAYSCALE else 3), image.shape
-        event("decoded")
-    same = flags == cv2.IMREAD_COLOR  # ImageSource reads colour: the same answer
-    try:
-        with ImageSource(path) as source:
-            frames = list(source)
-        assert len(frames) == 1 and frames[0].frame_bgr.ndim == 3 and (image is not None or not same)
-    except InputError as exc:
-        one_line(str(exc))
-        assert str(exc).startswith(f"cannot read image {path}: ") and (image is None or not same), str(exc)
-    only_edge_fer_lines(capfd.readouterr())
-
-
-# videos ---------------------------------------------------------------------------------------------
-def _seed_videos(folder: Path) -> dict[str, bytes]:
-    """Short real videos: 6 frames of justin.jpg (moving) as MJPG/AVI and mp4v/MP4, and the first
-    100 KB of ../shared's test.mp4 (H.264)."""
-    frame = cv2.resize(cv2.imread(str(JUSTIN)), (48, 48))
-    seeds = {}
-    for name, fourcc in (("mjpg.avi", "MJPG"), ("mp4v.mp4", "mp4v")):
-        path = folder / name
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10, (48, 48))
-        if writer.isOpened():
-            for i in range(6):
-                writer.write(np.roll(frame, 3 * i, axis=1))
-        writer.release()
-        if path.is_file() and path.stat().st_size:
-            seeds[name] = path.read_bytes()
-    seeds["test.mp4 (first 100 KB)"] = (MEDIA / "test.mp4").read_bytes()[:100_000]
-    return seeds
-
-
-@pytest.fixture(scope="module")
-def seed_videos(tmp_path_factory) -> dict[str, bytes]:
-    return _seed_videos(tmp_path_factory.mktemp("videos"))
-
-
-def video_property(folder: Path, capfd, data: bytes, suffix: str, random: bool) -> None:
-    path = folder / f"v{suffix}"
-    path.write_bytes(data)
-    capfd.readouterr()
-    frames = 0
-    try:
-        with VideoSource(path) as source:
-            for index, time_ms, frame in source:
-                assert isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.ndim == 3, frame.shape
-                assert isinstance(index, int) and index >= 0 and math.isfinite(time_ms), (index, time_ms)
-                frames += 1
-                if frames == 4:
-                    break
-        event("frames")
-        assert not random or frames == 0, "random bytes gave frames"
-    except InputError as exc:
-        one_line(str(exc))
-        event("InputError: " + re.sub(r" /\S+| \S+/v\.\w+", "", str(exc))[:40])
-    only_edge_fer_lines(capfd.readouterr())
-
-
-VIDEO_SUFFIXES = st.sampled_from([".mp4", ".avi", ".mkv", ".mov", ".bin"])
-
-
-# the properties, bounded for the normal suite ---------------------------------------------------------
-@given(address=addresses())
-@examples(500)
-def test_serve_address_gives_options_or_one_line(address):
-    serve_property(address)
-
-
-@given(text=DETECTOR_LISTS)
-@examples(100)
-def test_calibrate_detector_list_is_one_line(text):
-    calibrate_detectors_property(text)
-
-
-@given(models=st.lists(MODEL_ITEMS, min_size=1, max_size=4))
-@examples(60)
-def test_calibrate_model_list_is_one_line(models):
-    calibrate_models_property(models)
-
-
-@given(models=st.lists(MODEL_ITEMS, max_size=4), junk=NOT_A_MODEL, at=st.integers(0, 4), joined=st.booleans())
-@examples(60)
-def test_bench_model_list_is_one_line(models, junk, at, joined):
-    bench_models_property(models, junk, at, joined)
-
-
-@given(text=DETECTOR_LISTS)
-@examples(60)
-def test_bench_detector_list_is_one_line(text):
-    bench_detectors_property(text)
-
-
-@given(text=st.one_of(st.none(), LABEL_TEXTS))
-@examples(500)
-def test_labels_give_names_or_one_line(text):
-    labels_property(text)
-
-
-@given(data=IMAGE_BYTES, suffix=SUFFIXES, flags=FLAGS)
-@examples(500)
-def test_any_image_bytes_give_an_image_or_one_reason(tmp_path, capfd, data, suffix, flags):
-    image_property(tmp_path, capfd, data, suffix, flags)
-
-
-@given(data=st.one_of(st.binary(max_size=4096), junk_after(VIDEO_MAGIC)), suffix=VIDEO_SUFFIXES)
-@examples(60)
-def test_random_bytes_are_no_video(tmp_path, capfd, data, suffix):
-    video_property(tmp_path, capfd, data, suffix, random=True)
-
-
-@given(data=st.data(), suffix=VIDEO_SUFFIXES)
-@examples(40)
-def test_damaged_videos_give_frames_or_one_line(tmp_path, capfd, seed_videos, data, suffix):
-    video_property(tmp_path, capfd, data.draw(damaged(seed_videos)), suffix, random=False)
-
-
-# the same properties with many more examples under -m slow: 12,300 in all ----------------------------
-@pytest.mark.slow
-@given(address=addresses())
-@examples(3000)
-def test_serve_address_gives_options_or_one_line_many(address):
-    serve_property(address)
-
-
-@pytest.mark.slow
-@given(text=DETECTOR_LISTS)
-@examples(600)
-def test_calibrate_detector_list_is_one_line_many(text):
-    calibrate_detectors_property(text)
-
-
-@pytest.mark.slow
-@given(models=st.lists(MODEL_ITEMS, min_size=1, max_size=4))
-@examples(400)
-def test_calibrate_model_list_is_one_line_many(models):
-    calibrate_models_property(models)
-
-
-@pytest.mark.slow
-@given(models=st.lists(MODEL_ITEMS, max_size=4), junk=NOT_A_MODEL, at=st.integers(0, 4), joined=st.booleans())
-@examples(400)
-def test_bench_model_list_is_one_line_many(models, junk, at, joined):
-    bench_models_property(models, junk, at, joined)
-
-
-@pytest.mark.slow
-@given(text=DETECTOR_LISTS)
-@examples(400)
-def test_bench_detector_list_is_one_line_many(text):
-    bench_detectors_property(text)
-
-
-@pytest.mark.slow
-@given(text=st.one_of(st.none(), LABEL_TEXTS))
-@examples(2000)
-def test_labels_give_names_or_one_line_many(text):
-    labels_property(text)
-
-
-@pytest.mark.slow
-@given(data=IMAGE_BYTES, suffix=SUFFIXES, flags=FLAGS)
-@examples(4000)
-def test_any_image_bytes_give_an_image_or_one_reason_many(tmp_path, capfd, data, suffix, flags):
-    image_property(tmp_path, capfd, data, suffix, flags)
-
-
-@pytest.mark.slow
-@given(data=st.one_of(st.binary(max_size=4096), junk_after(VIDEO_MAGIC)), suffix=VIDEO_SUFFIXES)
-@examples(1000)
-def test_random_bytes_are_no_video_many(tmp_path, capfd, data, suffix):
-    video_property(tmp_path, capfd, data, suffix, random=True)
-
-
-@pytest.mark.slow
-@given(data=st.data(), suffix=VIDEO_SUFFIXES)
-@examples(500)
-def test_damaged_videos_give_frames_or_one_line_many(tmp_path, capfd, seed_videos, data, suffix):
-    video_property(tmp_path, capfd, data.draw(damaged(seed_videos)), suffix, random=False)
+# the tests: bounded in the suite, many more examples under -m slow --------------------------------
+test_serve_address_gives_options_or_one_line, test_serve_address_gives_options_or_one_line_many = \
+    bounded_and_many(500, 3000, address=addresses())(serve_property)
+test_calibrate_detector_list_is_one_line, test_calibrate_detector_list_is_one_line_many = \
+    bounded_and_many(100, 600, text=DETECTOR_LISTS)(calibrate_detectors_property)
+test_calibrate_model_list_is_one_line, test_calibrate_model_list_is_one_line_many = \
+    bounded_and_many(60, 400, models=st.lists(MODEL_ITEMS, min_size=1, max_size=4))(calibrate_models_property)
+test_bench_model_list_is_one_line, test_bench_model_list_is_one_line_many = \
+    bounded_and_many(60, 400, models=st.lists(MODEL_ITEMS, max_size=4), junk=NOT_A_MODEL, at=st.integers(0, 4),
+                     joined=st.booleans())(bench_models_property)
+test_bench_detector_list_is_one_line, test_bench_detector_list_is_one_line_many = \
+    bounded_and_many(60, 400, text=DETECTOR_LISTS)(bench_detectors_property)
+test_labels_give_names_or_one_line, test_labels_give_names_or_one_line_many = \
+    bounded_and_many(500, 2000, text=st.one_of(st.none(), LABEL_TEXTS))(labels_property)
