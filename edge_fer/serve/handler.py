@@ -30,6 +30,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 log = logging.getLogger("edge_fer.serve")
 
 BOUNDARY = "edge-fer-frame"
+#: What /stream.mjpg sends between two frames: the delimiter and the next part's head, at once
+#: (a browser takes a part as whole only when it has the next part's head).
+PART_BREAK = f"\r\n--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n\r\n".encode()
 #: How often an idle /events stream sends a comment line (finds vanished clients).
 KEEPALIVE_S = 5.0
 #: A streaming viewer's socket send buffer (the kernel doubles it).
@@ -214,15 +217,16 @@ def snapshot(h: Handler) -> None:
 
 def stream_mjpeg(h: Handler) -> None:
     """Annotated frames as multipart/x-mixed-replace: the newest one each time, never a queue.
-    Each part is closed by the next delimiter as soon as it is sent, so a browser shows the
-    frame (and fires the page's load event) without waiting for the next one, which may never
-    come (a paused or ended source, one published frame)."""
+    Each frame is followed at once by the delimiter and the next part's head (the parts carry
+    no Content-Length: the delimiter ends each), so a browser shows it without waiting for the
+    next frame, which may never come (a paused or ended source, one published frame). The
+    live page starts this stream after its load event (page.html)."""
     if not h.app.slots.try_acquire():
         h.refuse_busy()
         return
     try:
         h.start_stream(f"multipart/x-mixed-replace; boundary={BOUNDARY}")
-        h.wfile.write(f"--{BOUNDARY}\r\n".encode())
+        h.wfile.write(PART_BREAK[2:])  # the first delimiter, and the first part's head
         seq = 0
         while not h.head and not h.client_gone():
             frame = h.app.broadcast.wait_frame(seq, KEEPALIVE_S)
@@ -234,8 +238,7 @@ def stream_mjpeg(h: Handler) -> None:
             data = h.app.broadcast.jpeg(frame)
             if data is None:
                 continue
-            h.wfile.write(f"Content-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data
-                          + f"\r\n--{BOUNDARY}\r\n".encode())
+            h.wfile.write(data + PART_BREAK)
             h.wfile.flush()
     finally:
         h.app.slots.release()

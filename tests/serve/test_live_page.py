@@ -160,7 +160,8 @@ def test_timeline_starts_at_the_first_result_with_axis_and_legend(live, size):
 
 def test_video_fits_its_card_at_any_window_size(live):
     page = open_page(live, "desktop")
-    page.wait_for_function("() => document.getElementById('video').naturalWidth > 0", timeout=30000)  # a function: the page's CSP forbids eval of an expression
+    page.wait_for_function("() => document.getElementById('video').naturalWidth > 0",
+                           timeout=NAVIGATION_TIMEOUT_MS)  # a function: the page's CSP forbids eval of an expression
     sizes = [(1280, 800), (390, 844), (844, 390), (1920, 450), (700, 1000), (320, 568)]
     for width, height in sizes:
         page.set_viewport_size({"width": width, "height": height})
@@ -310,6 +311,26 @@ def test_faces_panel_on_a_server_with_a_token(live):
     assert [(label, num, top) for label, num, _, top in state["bars"]] == [
         (label, f"{scores[label]:.2f}", label == "happy") for label in FER2013], state
     assert all(rgb(colour) == rgb(state["colors"][label]) for label, _, colour, _ in state["bars"]), state
+
+
+def test_page_loads_before_the_first_frame(live):
+    """A page opened before the run's first frame (a camera still starting) loads at once: its
+    load event never waits on the endless video stream, which starts after it and shows the
+    first frame when it comes."""
+    from edge_fer.serve import FerServer, ServeOptions
+    from edge_fer.types import FrameResult
+
+    _, browser = live
+    with FerServer.create_from_options(ServeOptions(port=0), info={"labels": FER2013}) as server:
+        page = browser.new_page()
+        try:
+            goto(page, server.url)  # the load event, with no frame published yet
+            assert server.broadcast.published == 0
+            server.publish(FrameResult(0, 0.0, ()), np.full((120, 160, 3), 90, np.uint8))
+            page.wait_for_function("() => document.getElementById('video').naturalWidth === 160",
+                                   timeout=NAVIGATION_TIMEOUT_MS)
+        finally:
+            page.close()
 
 
 @pytest.mark.skipif(not os.environ.get("EDGE_FER_SCREENSHOTS"),
