@@ -30,9 +30,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 log = logging.getLogger("edge_fer.serve")
 
 BOUNDARY = "edge-fer-frame"
-#: What /stream.mjpg sends between two frames: the delimiter and the next part's head, at once
-#: (a browser takes a part as whole only when it has the next part's head).
-PART_BREAK = f"\r\n--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n\r\n".encode()
+#: A /stream.mjpg part's delimiter and head, sent at once after each frame (a browser takes a
+#: part as whole only when it has the next part's head).
+PART_HEAD = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n\r\n".encode()
 #: How often an idle /events stream sends a comment line (finds vanished clients).
 KEEPALIVE_S = 5.0
 #: A streaming viewer's socket send buffer (the kernel doubles it).
@@ -226,7 +226,7 @@ def stream_mjpeg(h: Handler) -> None:
         return
     try:
         h.start_stream(f"multipart/x-mixed-replace; boundary={BOUNDARY}")
-        h.wfile.write(PART_BREAK[2:])  # the first delimiter, and the first part's head
+        h.wfile.write(PART_HEAD)
         seq = 0
         while not h.head and not h.client_gone():
             frame = h.app.broadcast.wait_frame(seq, KEEPALIVE_S)
@@ -238,7 +238,7 @@ def stream_mjpeg(h: Handler) -> None:
             data = h.app.broadcast.jpeg(frame)
             if data is None:
                 continue
-            h.wfile.write(data + PART_BREAK)
+            h.wfile.write(data + b"\r\n" + PART_HEAD)
             h.wfile.flush()
     finally:
         h.app.slots.release()

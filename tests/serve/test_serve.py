@@ -89,10 +89,10 @@ def mjpeg_frames(response, count: int, timeout_s: float) -> list[bytes]:
     frames, deadline, buffer = [], time.monotonic() + timeout_s, b""
     delimiter = f"\r\n--{BOUNDARY}\r\n".encode()
     while len(frames) < count and time.monotonic() < deadline:
-        body = buffer.find(b"\r\n\r\n") + 4  # a part's head comes first in the buffer
-        end = buffer.find(delimiter, body) if body >= 4 else -1
+        head_end = buffer.find(b"\r\n\r\n")  # a part's head comes first in the buffer
+        end = buffer.find(delimiter, head_end + 4) if head_end >= 0 else -1
         if end >= 0:
-            frames.append(buffer[body:end])
+            frames.append(buffer[head_end + 4:end])
             buffer = buffer[end + len(delimiter):]
         else:
             buffer += response.fp.read1(65536)
