@@ -1,5 +1,6 @@
 """`edge-fer train --protocol`: folds on CK+48's real subjects (no subject in two folds), a real
-3-fold run through the CLI that resumes, and the protocol's bad input as a CliRunner table."""
+3-fold run through the CLI that resumes, the PyFER paper's split (one frame per sequence, no image
+on two sides) and a 2-epoch run of it, and the protocol's bad input as a CliRunner table."""
 
 from __future__ import annotations
 
@@ -103,3 +104,37 @@ def test_protocol_needs_ck_frame_names(fer_val, tmp_path):
                                        "--protocol", "subject", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert result.output.startswith("edge-fer: error: not a CK+ frame name"), result.output
+
+
+def test_paper_split_is_one_frame_per_sequence_and_no_image_twice(ckplus48):
+    """The PyFER paper's protocol (6 classes, last frames, random 80/10/10): every CK+ sequence
+    gives exactly one image, and in each of the 10 splits no image (by file or by pixels) is on
+    two sides."""
+    data = load_dataset(ckplus48, LoadOptions(size_hw=(64, 64), classes="pyfer"))
+    ids = frame_ids(data)
+    assert len({sequence for _, sequence, _ in ids}) == len(data) == 309
+    fold = assign_folds([str(i) for i in range(len(data))], 10, seed=0)
+    pixels = [image.tobytes() for image in data.images]
+    for k in range(10):
+        parts = fold_split(fold, k, 10)
+        assert sum(map(len, parts)) == len(data)
+        assert {len(parts[1]), len(parts[2])} <= {30, 31}  # 10% each for val and test
+        for a, b in [(0, 1), (0, 2), (1, 2)]:
+            assert not {data.paths[i] for i in parts[a]} & {data.paths[i] for i in parts[b]}
+            assert not {pixels[i] for i in parts[a]} & {pixels[i] for i in parts[b]}
+
+
+def test_paper_protocol_two_epochs_on_30_images(ckplus48, tmp_path):
+    """PyFER with the paper's SGD, 2 epochs, fold 0 of the random split on 5 last frames per class."""
+    out = tmp_path / "paper"
+    result = CliRunner().invoke(main, [
+        "train", "--data", str(ckplus48), "--arch", "pyfer", "--classes", "pyfer", "--protocol", "random",
+        "--folds", "10", "--last-frames", "1", "--limit-per-class", "5", "--epochs", "2",
+        "--optimizer", "sgd-pyfer", "--batch-size", "16", "--run-folds", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "protocol.json").read_text())
+    assert summary["n_images"] == summary["n_sequences"] == 30 and summary["folds_run"] == 1
+    fold0 = json.loads((out / "fold00" / "test.json").read_text())
+    assert (fold0["n_train"], fold0["n_val"], fold0["n_test"]) == (24, 3, 3)
+    assert fold0["test_sequences_in_train"] == 0
+    assert len((out / "fold00" / "history.csv").read_text().strip().splitlines()) == 1 + 2
