@@ -70,6 +70,13 @@ def assign_folds(groups: list[str], folds: int, seed: int) -> np.ndarray:
     return np.asarray([fold_of[g] for g in groups], np.int64)
 
 
+def protocol_folds(ids: list[tuple[str, str, int]], split: str, folds: int, seed: int) -> np.ndarray:
+    """The fold of each CK+ image (its :func:`~edge_fer.train.ckplus.frame_ids` entry): ``subject``
+    deals subjects, ``random`` deals each image on its own."""
+    groups = [subject for subject, _, _ in ids] if split == "subject" else [str(i) for i in range(len(ids))]
+    return assign_folds(groups, folds, seed)
+
+
 def fold_split(fold: np.ndarray, k: int, folds: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(train, val, test)`` indexes for fold ``k``: test fold k, val fold k+1, train the rest."""
     test, val = fold == k, fold == (k + 1) % folds
@@ -95,8 +102,7 @@ def run_protocol(options: ProtocolOptions) -> dict:
     ids = frame_ids(data)
     subjects = [subject for subject, _, _ in ids]
     sequences = [sequence for _, sequence, _ in ids]
-    groups = subjects if options.split == "subject" else [str(i) for i in range(len(data))]
-    fold = assign_folds(groups, options.folds, base.seed)
+    fold = protocol_folds(ids, options.split, options.folds, base.seed)
     out = Path(base.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []

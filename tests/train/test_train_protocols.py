@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from edge_fer.cli import main
 from edge_fer.train.ckplus import frame_ids
 from edge_fer.train.loaders import LoadOptions, load_dataset
-from edge_fer.train.protocols import assign_folds, fold_split
+from edge_fer.train.protocols import assign_folds, fold_split, protocol_folds
 
 pytest.importorskip("keras")
 
@@ -46,7 +46,7 @@ def test_subject_folds_keep_each_subject_on_one_side(ck_ids, folds):
 def test_random_folds_split_sequences(ck_ids):
     """Dealt at random, the 3 frames of most sequences land in different folds (the leak)."""
     sequences = [q for _, q, _ in ck_ids]
-    fold = assign_folds([str(i) for i in range(len(sequences))], 10, seed=0)
+    fold = protocol_folds(ck_ids, "random", 10, seed=0)
     assert np.bincount(fold).max() - np.bincount(fold).min() <= 1
     spread = Counter(len({fold[i] for i, q in enumerate(sequences) if q == seq}) for seq in set(sequences))
     assert spread[1] < len(set(sequences)) / 2
@@ -113,7 +113,7 @@ def test_paper_split_is_one_frame_per_sequence_and_no_image_twice(ckplus48):
     data = load_dataset(ckplus48, LoadOptions(size_hw=(64, 64), classes="pyfer"))
     ids = frame_ids(data)
     assert len({sequence for _, sequence, _ in ids}) == len(data) == 309
-    fold = assign_folds([str(i) for i in range(len(data))], 10, seed=0)
+    fold = protocol_folds(ids, "random", 10, seed=0)
     pixels = [image.tobytes() for image in data.images]
     for k in range(10):
         parts = fold_split(fold, k, 10)
