@@ -46,8 +46,9 @@ def provenance(machine: dict) -> dict:
     busy = machine.get("cpu_busy_percent") or 0.0
     load = (machine.get("load_average_1_5_15") or [0.0])[0]
     under_load = busy > 25.0  # measured just before the start; the load average lags a minute behind
+    masked = ["bash", "tools/as_avx2.sh"] if machine.get("cpu_flags_hidden") else []  # its CPUID hides AVX-512
     return {
-        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+        "command": shlex.join([*masked, Path(sys.executable).name, *sys.argv]),
         "cwd": os.path.relpath(Path.cwd(), ROOT),  # relative to the repo: no machine's folders
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "under_load": under_load,

@@ -22,6 +22,7 @@ def format_report(report: dict) -> str:
              f"cpu           {cpu['model']}: {cpu['cores_logical']} logical / {cpu['cores_physical']} physical "
              f"cores, {cpu['memory_gb']} GB, load {cpu['load_average_1m']}",
              f"cpu features  {' '.join(cpu['features']) or 'none of the listed SIMD features'}"
+             + ("; AVX-512 hidden from CPUID (tools/as_avx2.sh)" if cpu.get("hidden_features") else "")
              + ("; bfloat16 in hardware: `edge-fer train --precision mixed_bfloat16` trains faster"
                 if set(BF16_FEATURES) & set(cpu["features"]) else ""),
              "packages      " + ", ".join(f"{k} {v}" for k, v in report["packages"].items())]

@@ -13,6 +13,9 @@ INTERESTING_FLAGS = (
     "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16",  # x86
     "neon", "asimd", "asimdhp", "asimddp", "i8mm", "sve", "bf16",  # Arm (asimddp = dotprod)
 )
+#: Flags a run hides from its programs' CPUID (tools/as_avx2.sh sets it: an AVX2-only box on an
+#: AVX-512 one); /proc/cpuinfo still lists them, so the report leaves them out and names them.
+HIDDEN_FLAGS_ENV = "EDGE_FER_HIDDEN_CPU_FLAGS"
 LIBRARIES = ("edge-fer", "numpy", "opencv-python-headless", "opencv-python", "opencv-contrib-python",
              "ai-edge-litert", "tflite-runtime", "onnxruntime", "onnxruntime-gpu", "psutil")
 
@@ -31,13 +34,20 @@ def _cpuinfo() -> dict[str, str]:
     return fields
 
 
+def hidden_cpu_flags() -> list[str]:
+    """The /proc/cpuinfo flags this process's CPUID hides (``EDGE_FER_HIDDEN_CPU_FLAGS``)."""
+    return sorted(set(os.environ.get(HIDDEN_FLAGS_ENV, "").split()))
+
+
 def cpu_model_and_flags() -> tuple[str, list[str]]:
+    """The CPU's model and its INTERESTING_FLAGS, less the hidden ones (what the kernels see)."""
     info = _cpuinfo()
     model = info.get("model name") or info.get("Model") or info.get("Hardware") or platform.processor() \
         or platform.machine()
     flags = set((info.get("flags") or info.get("Features") or "").split())
     if "asimddp" in flags:
         flags.add("dotprod")
+    flags -= set(hidden_cpu_flags())
     return model, [f for f in INTERESTING_FLAGS + ("dotprod",) if f in flags]
 
 
@@ -60,6 +70,7 @@ def machine_info() -> dict:
     return {
         "cpu_model": model,
         "cpu_flags": flags,
+        **({"cpu_flags_hidden": hidden} if (hidden := hidden_cpu_flags()) else {}),
         "arch": platform.machine(),
         "cores_logical": psutil.cpu_count(logical=True),
         "cores_physical": psutil.cpu_count(logical=False),
@@ -77,7 +88,8 @@ def describe(machine: dict) -> str:
     load = machine.get("load_average_1_5_15")
     libs = ", ".join(f"{k} {v}" for k, v in machine["libraries"].items() if k != "edge-fer")
     return (f"{machine['cpu_model']} ({machine['cores_logical']} logical cores; "
-            f"{' '.join(machine['cpu_flags']) or 'no listed SIMD flags'}); "
+            f"{' '.join(machine['cpu_flags']) or 'no listed SIMD flags'}"
+            f"{'; AVX-512 hidden from CPUID' if machine.get('cpu_flags_hidden') else ''}); "
             f"load {load[0] if load else 'n/a'}, {machine['cpu_busy_percent']:.0f}% busy before start; {libs}")
 
 
