@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import shlex
 import sys
@@ -56,6 +57,24 @@ def provenance(machine: dict) -> dict:
                       "(other work shares the cores); figures are pessimistic") if under_load else
                      f"quiet machine: CPU {busy:.0f}% busy, load average {load} before the start",
     }
+
+
+#: The sample videos the per-stage scripts run by default (both 596 px wide).
+SAMPLE_VIDEOS = ("woman2.mp4", "test.mp4")
+
+
+def sample_videos(chosen: list[Path] | None) -> list[Path]:
+    """The ``--video`` files given, else the sample videos."""
+    return chosen or [MEDIA / name for name in SAMPLE_VIDEOS]
+
+
+def rounds_parser(doc: str) -> argparse.ArgumentParser:
+    """A script's options for alternating rounds over videos: --video, --rounds, --json."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--video", action="append", type=Path, help="default: " + ", ".join(SAMPLE_VIDEOS))
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--json", type=Path)
+    return parser
 
 
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:

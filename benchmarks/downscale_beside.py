@@ -21,7 +21,6 @@ over the loop's wall time, medians over rounds. The outputs are the same in ever
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -29,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MEDIA, markdown_table, provenance  # noqa: E402
+from _common import markdown_table, provenance, rounds_parser, sample_videos  # noqa: E402
 from stage_floor import patched  # noqa: E402
 
 from edge_fer import defaults  # noqa: E402
@@ -100,15 +99,11 @@ def resize_ms(frames: list, rounds: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--video", action="append", type=Path, help="default: woman2.mp4, test.mp4")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args(argv)
+    args = rounds_parser(__doc__).parse_args(argv)
     machine = machine_info()
     report = {"machine": machine, **provenance(machine), "rounds": args.rounds, "videos": {}}
     configs = [(mode, threads) for threads in dict.fromkeys((defaults.LIVE_THREADS, 1)) for mode in MODES]
-    for video in args.video or [MEDIA / "woman2.mp4", MEDIA / "test.mp4"]:
+    for video in sample_videos(args.video):
         frames = decoded(video)
         ready = {index: downscale(frame_bgr, defaults.DETECT_WIDTH) for index, frame_bgr in frames.items()}
         fps = {config: [] for config in configs}

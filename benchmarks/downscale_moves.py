@@ -15,14 +15,13 @@ changed and the largest score change.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MEDIA, markdown_table, provenance  # noqa: E402
+from _common import markdown_table, provenance, rounds_parser, sample_videos  # noqa: E402
 from stage_floor import patched  # noqa: E402
 
 from edge_fer.bench.machine import machine_info  # noqa: E402
@@ -103,15 +102,11 @@ def resize_ms(video: Path, ways: dict, rounds: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--video", action="append", type=Path, help="default: woman2.mp4, test.mp4")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args(argv)
+    args = rounds_parser(__doc__).parse_args(argv)
     machine = machine_info()
     report = {"machine": machine, **provenance(machine), "rounds": args.rounds, "videos": {}}
     ways = _ways()
-    for video in args.video or [MEDIA / "woman2.mp4", MEDIA / "test.mp4"]:  # both wider than 512 px
+    for video in sample_videos(args.video):  # both wider than 512 px
         reference = outputs(video, downscale)
         ms = resize_ms(video, ways, args.rounds)
         rows = [{"way": name, "resize_ms": ms[name], **compare(reference, outputs(video, way))}

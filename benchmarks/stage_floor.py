@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DETECTOR_DIR, MEDIA, ROOT, markdown_table, provenance  # noqa: E402
+from _common import DETECTOR_DIR, ROOT, markdown_table, provenance, sample_videos  # noqa: E402
 
 from edge_fer.bench.machine import machine_info  # noqa: E402
 from edge_fer.detectors import DetectorOptions, create_detector, detector_files_present  # noqa: E402
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     import os
 
     os.environ.setdefault("EDGE_FER_DETECTORS", str(DETECTOR_DIR))  # rfb and ssd's files
-    videos = args.video or [MEDIA / "woman2.mp4", MEDIA / "test.mp4"]
+    videos = sample_videos(args.video)
     machine = machine_info()
     report = {"machine": machine, **provenance(machine), "threads": args.threads, "videos": {}}
     for video in videos:
