@@ -76,6 +76,10 @@ def configurations(args) -> list[dict]:
                      "model": default, "detector": defaults.DETECTOR, "read_ahead": ahead, "threads": threads}
                     for ahead in (0, 1) for threads in (1, 2)
                     if (ahead, threads) != (defaults.READ_AHEAD, defaults.LIVE_THREADS)]
+        # ... and FFmpeg's decoding threads left to FFmpeg (0: one per core), with and without read-ahead
+        configs += [{"name": f"edge-fer default read-ahead {ahead} decode-threads 0", "kind": "edge",
+                     "model": default, "detector": defaults.DETECTOR, "read_ahead": ahead, "decode_threads": 0}
+                    for ahead in (0, 1)]
     return configs
 
 
@@ -98,7 +102,8 @@ def run_edge(config: dict, video: Path, frames: int, warmup: int, stem: Path) ->
     options = BenchOptions(models=(str(model),), detectors=(config["detector"],),
                            threads=(config.get("threads", defaults.LIVE_THREADS),),
                            cv_threads=(PipelineOptions().opencv_threads,),
-                           source=SourceSpec("video", str(video), read_ahead=config.get("read_ahead", defaults.READ_AHEAD)),
+                           source=SourceSpec("video", str(video), read_ahead=config.get("read_ahead", defaults.READ_AHEAD),
+                                             decode_threads=config.get("decode_threads", defaults.DECODE_THREADS)),
                            frames=frames, warmup=warmup,
                            detector_model=config.get("detector_model") or (
                                None if config["detector"] in shipped_detectors() else str(DETECTOR_DIR)),

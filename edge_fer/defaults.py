@@ -25,6 +25,12 @@ MIN_FACE_PX = 48
 DETECT_EVERY = 2
 #: Frames of a file decoded ahead in a thread of their own (SourceOptions.read_ahead; 0: none).
 READ_AHEAD = 1
+#: FFmpeg's decoding threads for a file (SourceOptions.decode_threads; 0: FFmpeg's choice, one per
+#: core). With the read-ahead thread already beside the models, a second decoding thread only
+#: competes with them: 1 thread gave the same frames, 4-7% more frames/s and 4-14% less CPU per
+#: frame on the sample videos, AVX-512 box with and without AVX-512 hidden (compare_fer.py
+#: --choices --rounds 5; benchmarks/RESULTS.md, "One decoding thread").
+DECODE_THREADS = 1
 #: Model-runtime threads (the classifier's and the detector's) of a pipeline: `run`, `bench` and
 #: the Python API use both cores of a 2-core box. Measured (benchmarks/compare_fer.py --choices,
 #: AVX2-only 2-core EPYC, medians of 3 processes each): with the read-ahead thread, woman2.mp4

@@ -100,7 +100,7 @@ class FakeCamera:
 def no_camera(monkeypatch):
     """Camera indexes never open (deterministic whatever devices this machine has)."""
     real = capture.open_capture
-    monkeypatch.setattr(capture, "open_capture", lambda t: FakeCamera() if isinstance(t, int) else real(t))
+    monkeypatch.setattr(capture, "open_capture", lambda t, *rest: FakeCamera() if isinstance(t, int) else real(t, *rest))
 
 
 def make_onnx_with_vector_input(path: Path) -> Path:

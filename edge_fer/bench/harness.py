@@ -36,8 +36,10 @@ class SourceSpec:
     kind: str = "builtin"
     path: str | None = None
     camera: int = 0
-    #: Files: frames decoded ahead in a thread of their own (SourceOptions.read_ahead).
+    #: Files: frames decoded ahead in a thread of their own (SourceOptions.read_ahead) and the
+    #: decoder's threads (SourceOptions.decode_threads).
     read_ahead: int = defaults.READ_AHEAD
+    decode_threads: int = defaults.DECODE_THREADS
 
     def __post_init__(self) -> None:
         if self.kind not in SOURCE_KINDS:
@@ -193,7 +195,8 @@ def open_frames(spec: SourceSpec) -> TimedFrames:
     elif spec.kind == "images":
         options = SourceOptions(image=spec.path, loop=True, read_ahead=spec.read_ahead)
     elif spec.kind == "video":
-        options = SourceOptions(video=spec.path, loop=True, read_ahead=spec.read_ahead)
+        options = SourceOptions(video=spec.path, loop=True, read_ahead=spec.read_ahead,
+                                decode_threads=spec.decode_threads)
     else:
         options = SourceOptions(camera=spec.camera)
     return TimedFrames(open_source(options))

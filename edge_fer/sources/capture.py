@@ -73,6 +73,8 @@ class SourceOptions:
     ``read_ahead``: files only: frames decoded ahead in a thread of their own, so decoding
     overlaps the work on the frame before (the second core; :mod:`edge_fer.sources.ahead`);
     0 decodes in the caller's thread. Live sources always read in a thread of their own.
+    ``decode_threads``: files only: the video decoder's own threads (0: FFmpeg's choice, one
+    per core); the same frames either way.
     """
 
     camera: int | None = None
@@ -84,6 +86,7 @@ class SourceOptions:
     loop: bool = False
     realtime: bool = False
     read_ahead: int = defaults.READ_AHEAD
+    decode_threads: int = defaults.DECODE_THREADS
 
     def __post_init__(self) -> None:
         given = [f"SourceOptions.{name}" for name, value in (("camera", self.camera), ("video", self.video),
@@ -99,6 +102,10 @@ class SourceOptions:
             raise OptionsError(f"SourceOptions.open_timeout_s={self.open_timeout_s!r}: expected > 0 and < 86400")
         if isinstance(self.read_ahead, bool) or not isinstance(self.read_ahead, int) or not 0 <= self.read_ahead <= 16:
             raise OptionsError(f"SourceOptions.read_ahead={self.read_ahead!r}: expected frames 0..16 (0: no thread)")
+        if isinstance(self.decode_threads, bool) or not isinstance(self.decode_threads, int) \
+                or not 0 <= self.decode_threads <= 16:
+            raise OptionsError(f"SourceOptions.decode_threads={self.decode_threads!r}: expected threads 0..16 "
+                               "(0: FFmpeg's choice)")
         if self.loop and self.live:
             raise OptionsError(f"SourceOptions.loop repeats a video file or images; {self.describe()} is live")
 
@@ -153,7 +160,7 @@ def _open_source(options: SourceOptions) -> FrameSource:
                               capture_factory=lambda url: open_stream(url, timeout_s),
                               open_error=f"cannot open stream {options.video}: refused, not a video, or "
                                          f"nothing received within {timeout_s:g} s (SourceOptions.open_timeout_s)")
-        return VideoSource(options.video, **files)
+        return VideoSource(options.video, decode_threads=options.decode_threads, **files)
     index = DEFAULT_CAMERA if options.camera is None else options.camera
     hint = f"camera index {index} did not open (no such device, or it is in use); try --demo"
     try:
@@ -249,11 +256,12 @@ class ImageSource(FrameSource):
 class VideoSource(FrameSource):
     """A video file read in order. ``max_gap``: consecutive failed reads taken as the end.
     ``loop``: reopen at the end and read again (``passes`` counts the completed ones);
-    ``realtime`` or an explicit ``pacer``: release frames at the file's frame rate."""
+    ``realtime`` or an explicit ``pacer``: release frames at the file's frame rate.
+    ``decode_threads``: the decoder's threads (0: FFmpeg's choice)."""
 
     def __init__(self, path: str | Path, capture_factory: Callable | None = None,
                  max_gap: int = 30, loop: bool = False, realtime: bool = False,
-                 pacer: Pacer | None = None) -> None:
+                 pacer: Pacer | None = None, decode_threads: int = 0) -> None:
         url = is_url(str(path))  # a recording at a URL (edge-fer analyze): read in order, like a file
         path = str(path) if url else Path(path)
         if not url and path.is_dir():
@@ -265,7 +273,7 @@ class VideoSource(FrameSource):
         self.decode_failures = 0
         self.loop = loop
         self.passes = 0
-        self._open = capture_factory or open_capture
+        self._open = capture_factory or (lambda target: open_capture(target, decode_threads))
         self._capture = self._open(str(path))
         if not self._capture.isOpened():
             self.close()

@@ -47,8 +47,15 @@ class FrameSource:
         self.close()
 
 
-def open_capture(target: int | str) -> cv2.VideoCapture:
+def open_capture(target: int | str, decode_threads: int = 0) -> cv2.VideoCapture:
     """``cv2.VideoCapture`` with what OpenCV and FFmpeg print while it opens hidden (V4L2
-    warnings, "Connection refused"): the InputError that follows says what failed, in one line."""
+    warnings, "Connection refused"): the InputError that follows says what failed, in one line.
+    ``decode_threads``: the decoder's threads (0: the backend's choice); a backend that takes no
+    such setting opens the target without it."""
     with quiet_native_stderr():
+        if decode_threads:
+            capture = cv2.VideoCapture(target, cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, decode_threads])
+            if capture.isOpened():
+                return capture
+            capture.release()
         return cv2.VideoCapture(target)
