@@ -114,8 +114,8 @@ def _cpu() -> dict:
 
     model, flags = cpu_model_and_flags()
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {"model": model, "features": flags, "hidden_features": hidden_cpu_flags(), "cores_logical": psutil.cpu_count(logical=True),
-            "cores_physical": psutil.cpu_count(logical=False),
+    return {"model": model, "features": flags, "hidden_features": hidden_cpu_flags(),
+            "cores_logical": psutil.cpu_count(logical=True), "cores_physical": psutil.cpu_count(logical=False),
             "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "load_average_1m": round(load[0], 2) if load else None}
 
