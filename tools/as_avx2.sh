@@ -19,7 +19,7 @@ cache="${XDG_CACHE_HOME:-$HOME/.cache}/edge-fer"
 lib="$cache/cpuid_mask.so"
 if [[ ! -f "$lib" || "$here/cpuid_mask.c" -nt "$lib" ]]; then
     mkdir -p "$cache"
-    cc -O2 -shared -fPIC -o "$lib.tmp" "$here/cpuid_mask.c"
+    cc -O2 -shared -fPIC -o "$lib.tmp" "$here/cpuid_mask.c" -ldl
     mv "$lib.tmp" "$lib"
 fi
 hidden="avx512f avx512dq avx512ifma avx512pf avx512er avx512cd avx512bw avx512vl avx512vbmi avx512_vbmi2"

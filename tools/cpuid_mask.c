@@ -7,12 +7,15 @@
  * (leaf 7: AVX512F/DQ/IFMA/PF/ER/CD/BW/VL, VBMI/VBMI2/VNNI/BITALG/VPOPCNTDQ, 4VNNIW/4FMAPS/
  * VP2INTERSECT/FP16; leaf 7.1: AVX-VNNI, AVX512_BF16; leaf 0xD: the three AVX-512 state
  * components). Threads inherit the setting; new processes inherit LD_PRELOAD and set it again.
+ * A SIGSEGV handler installed later (Python's faulthandler, pytest) does not replace this one:
+ * sigaction() and signal() are wrapped so that it is chained behind it and still gets real faults.
  * Libraries that pick kernels by CPUID (XNNPACK through cpuinfo, ONNX Runtime's MLAS, OpenCV,
  * oneDNN, NumPy) then take their AVX2 paths. The microarchitecture stays the host's: this checks
  * code paths and their relative cost, not another box's absolute speed.
  */
 #define _GNU_SOURCE
 #include <cpuid.h>
+#include <dlfcn.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,7 +27,42 @@
 
 #define ARCH_SET_CPUID 0x1012
 
-static struct sigaction previous;
+typedef int (*sigaction_fn)(int, const struct sigaction *, struct sigaction *);
+
+static struct sigaction previous; /* the handler a real fault goes to */
+static sigaction_fn real_sigaction;
+static int installed;
+
+static sigaction_fn the_real_sigaction(void)
+{
+    if (!real_sigaction)
+        real_sigaction = (sigaction_fn)dlsym(RTLD_NEXT, "sigaction");
+    return real_sigaction;
+}
+
+/* Others' SIGSEGV handlers queue behind ours; every other signal passes straight through. */
+int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+    if (sig != SIGSEGV || !installed)
+        return the_real_sigaction()(sig, act, old);
+    if (old)
+        *old = previous;
+    if (act)
+        previous = *act;
+    return 0;
+}
+
+sighandler_t signal(int sig, sighandler_t handler)
+{
+    struct sigaction act, old;
+    memset(&act, 0, sizeof act);
+    act.sa_handler = handler;
+    act.sa_flags = SA_RESTART;
+    sigemptyset(&act.sa_mask);
+    if (sigaction(sig, &act, &old) != 0)
+        return SIG_ERR;
+    return old.sa_handler;
+}
 
 static void masked_cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4])
 {
@@ -62,8 +100,11 @@ static void on_segv(int sig, siginfo_t *info, void *context)
         previous.sa_sigaction(sig, info, context);
     } else if (previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN) {
         previous.sa_handler(sig);
-    } else {
-        signal(SIGSEGV, SIG_DFL); /* a real fault: returning re-runs it and the default ends us */
+    } else { /* a real fault: returning re-runs it and the default action ends us */
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        the_real_sigaction()(SIGSEGV, &dfl, NULL);
     }
 }
 
@@ -74,8 +115,10 @@ __attribute__((constructor)) static void mask_cpuid(void)
     action.sa_sigaction = on_segv;
     action.sa_flags = SA_SIGINFO | SA_NODEFER;
     sigemptyset(&action.sa_mask);
-    if (sigaction(SIGSEGV, &action, &previous) != 0 || syscall(SYS_arch_prctl, ARCH_SET_CPUID, 0) != 0) {
+    if (the_real_sigaction()(SIGSEGV, &action, &previous) != 0 ||
+        syscall(SYS_arch_prctl, ARCH_SET_CPUID, 0) != 0) {
         fprintf(stderr, "cpuid_mask: CPUID faulting is not available here (no cpuid_fault)\n");
         _exit(3);
     }
+    installed = 1;
 }
