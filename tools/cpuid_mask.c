@@ -55,6 +55,10 @@ int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 sighandler_t signal(int sig, sighandler_t handler)
 {
     struct sigaction act, old;
+    if (sig != SIGSEGV || !installed) {
+        sighandler_t (*real_signal)(int, sighandler_t) = (sighandler_t(*)(int, sighandler_t))dlsym(RTLD_NEXT, "signal");
+        return real_signal(sig, handler);
+    }
     memset(&act, 0, sizeof act);
     act.sa_handler = handler;
     act.sa_flags = SA_RESTART;
