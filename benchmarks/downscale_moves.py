@@ -22,8 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import markdown_table, provenance, rounds_parser, sample_videos  # noqa: E402
+from downscale_beside import decoded  # noqa: E402
 from stage_floor import patched  # noqa: E402
 
+from edge_fer import defaults  # noqa: E402
 from edge_fer.bench.machine import machine_info  # noqa: E402
 from edge_fer.detectors import blazeface, downscale  # noqa: E402
 from edge_fer.fileio import write_json_atomic  # noqa: E402
@@ -89,14 +91,13 @@ def compare(reference: list, other: list) -> dict:
 
 
 def resize_ms(video: Path, ways: dict, rounds: int) -> dict:
-    with open_source(SourceOptions(video=video, read_ahead=0)) as source:
-        frames = [frame_bgr for _, _, frame_bgr in source]
+    frames = list(decoded(video).values())
     times = {name: [] for name in ways}
     for _ in range(rounds):
         for name, way in ways.items():
             start = time.perf_counter()
             for frame in frames:
-                way(frame, 256)
+                way(frame, defaults.DETECT_WIDTH)
             times[name].append(1000.0 * (time.perf_counter() - start) / len(frames))
     return {name: statistics.median(v) for name, v in times.items()}
 
